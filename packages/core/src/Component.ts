@@ -1,0 +1,310 @@
+/**
+ * Components: named services whose methods are described by schemas.
+ *
+ * A component is declared once, as a `Context.Tag` class, and implemented
+ * once. Where its implementation runs (in the caller's process, in another
+ * process, on another machine) is decided by the deployment, never by code:
+ * callers only ever see the client described by the declaration.
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import type * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import type { RemoteCallError } from "./ComponentError.js"
+
+/**
+ * @since 0.1.0
+ * @category type ids
+ */
+export const TypeId: unique symbol = Symbol.for("@effect-weaver/core/Component")
+
+/**
+ * @since 0.1.0
+ * @category type ids
+ */
+export type TypeId = typeof TypeId
+
+/**
+ * A method of a component: payload, success and error schemas plus options.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Method<
+  Payload extends Schema.Schema.Any = Schema.Schema.Any,
+  Success extends Schema.Schema.Any = Schema.Schema.Any,
+  Error extends Schema.Schema.All = Schema.Schema.All
+> {
+  readonly payload: Payload
+  readonly success: Success
+  readonly error: Error
+  /**
+   * Whether the runtime may retry the method after a transport failure.
+   * `false` is Service Weaver's `NotRetriable`.
+   */
+  readonly retry: boolean
+  /**
+   * Affinity routing: calls whose payloads map to the same key go to the same
+   * replica, on a best-effort basis.
+   */
+  readonly routeBy: ((payload: any) => string | number) | undefined
+}
+
+/**
+ * Any method.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type AnyMethod = Method<Schema.Schema.Any, Schema.Schema.Any, Schema.Schema.All>
+
+/**
+ * The methods of a component, by name.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Methods = { readonly [name: string]: AnyMethod }
+
+/**
+ * Declares a method.
+ *
+ * `payload` defaults to `Schema.Void` (a method called with no argument),
+ * `success` to `Schema.Void` and `error` to `Schema.Never`. Schemas must not
+ * need services to encode or decode: they are how the method crosses the wire.
+ *
+ * Options:
+ * - `retry: false` marks the method as not safe to run twice, so the runtime
+ *   never retries it after a transport failure.
+ * - `routeBy: (payload) => key` sends calls with the same key to the same
+ *   replica where there are several (best effort; never rely on it for
+ *   correctness).
+ *
+ * @example
+ * ```ts
+ * reverse: Component.method({ payload: Schema.String, success: Schema.String })
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const method = <
+  Payload extends Schema.Schema.Any = typeof Schema.Void,
+  Success extends Schema.Schema.Any = typeof Schema.Void,
+  Error extends Schema.Schema.All = typeof Schema.Never
+>(options: {
+  readonly payload?: Payload
+  readonly success?: Success
+  readonly error?: Error
+  readonly retry?: boolean
+  readonly routeBy?: (payload: Schema.Schema.Type<Payload>) => string | number
+}): Method<Payload, Success, Error> => ({
+  payload: (options.payload ?? Schema.Void) as Payload,
+  success: (options.success ?? Schema.Void) as Success,
+  error: (options.error ?? Schema.Never) as Error,
+  retry: options.retry ?? true,
+  routeBy: options.routeBy
+})
+
+/**
+ * The client a caller gets for a component: one function per method, each
+ * returning an Effect that may also fail with {@link RemoteCallError}.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Client<M extends Methods> = {
+  readonly [K in keyof M]: [Schema.Schema.Type<M[K]["payload"]>] extends [void] ? () => Effect.Effect<
+      Schema.Schema.Type<M[K]["success"]>,
+      Schema.Schema.Type<M[K]["error"]> | RemoteCallError
+    >
+    : (payload: Schema.Schema.Type<M[K]["payload"]>) => Effect.Effect<
+      Schema.Schema.Type<M[K]["success"]>,
+      Schema.Schema.Type<M[K]["error"]> | RemoteCallError
+    >
+}
+
+/**
+ * What an implementation provides: one handler per method.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Handlers<M extends Methods> = {
+  readonly [K in keyof M]: (
+    payload: Schema.Schema.Type<M[K]["payload"]>
+  ) => Effect.Effect<Schema.Schema.Type<M[K]["success"]>, Schema.Schema.Type<M[K]["error"]>>
+}
+
+/**
+ * The static side of a component declaration.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Tag<Self, Name extends string, M extends Methods> extends Context.TagClass<Self, Name, Client<M>> {
+  readonly [TypeId]: TypeId
+  /** The component's full name, as used in config sections, logs and metrics. */
+  readonly componentName: Name
+  readonly methods: M
+}
+
+/**
+ * Any component declaration.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Any {
+  readonly [TypeId]: TypeId
+  readonly key: string
+  readonly componentName: string
+  readonly methods: Methods
+}
+
+/**
+ * The methods of a component declaration.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type MethodsOf<T> = T extends { readonly methods: infer M extends Methods } ? M : never
+
+/**
+ * The identifier (`Self`) of a component declaration.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Identifier<T> = T extends Context.Tag<infer I, any> ? I : never
+
+const namePattern = /^[A-Za-z_][\w.-]*(\/[A-Za-z_][\w.-]*)*$/
+
+/**
+ * Declares a component: a fully qualified name (`"hello/Reverser"`) and its
+ * methods. The result is a `Context.Tag` class, so callers get the client with
+ * `yield* Reverser`.
+ *
+ * @example
+ * ```ts
+ * export class Reverser extends Component.Tag("hello/Reverser")<Reverser>()({
+ *   reverse: Component.method({ payload: Schema.String, success: Schema.String })
+ * }) {}
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const Tag =
+  <const Name extends string>(name: Name) => <Self>() => <const M extends Methods>(methods: M): Tag<Self, Name, M> => {
+    if (!namePattern.test(name) || name === "main") {
+      throw new globalThis.Error(
+        `invalid component name ${JSON.stringify(name)}: use a path such as "app/Component" ("main" is reserved)`
+      )
+    }
+    for (const key of Object.keys(methods)) {
+      if (!/^[A-Za-z_$][\w$]*$/.test(key)) {
+        throw new globalThis.Error(`component ${name}: invalid method name ${JSON.stringify(key)}`)
+      }
+    }
+    const Base = Context.Tag(name)<Self, Client<M>>()
+    return Object.assign(Base, { [TypeId]: TypeId, componentName: name, methods }) as any
+  }
+
+/**
+ * Returns `true` if the value is a component declaration.
+ *
+ * @since 0.1.0
+ * @category guards
+ */
+export const isComponent = (u: unknown): u is Any => typeof u === "function" && TypeId in u
+
+/**
+ * An implementation of a component, ready to be listed in `Weaver.app`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Implementation<T extends Any = Any, R = any> {
+  readonly component: T
+  readonly config: Schema.Schema<any, any, never> | undefined
+  readonly listeners: ReadonlyArray<string>
+  readonly make: (config: any) => Effect.Effect<Handlers<Methods>, unknown, R | Scope.Scope>
+  /** Where the implementation was written, `file:line`, for log lines. */
+  readonly source: string
+  /** @internal */
+  readonly _R?: (_: never) => R
+}
+
+/**
+ * Options for {@link implement}.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ImplementOptions<C> {
+  /**
+   * The schema of the component's section in weaver.toml. The section is
+   * decoded when the application starts; unknown keys are an error.
+   */
+  readonly config?: Schema.Schema<C, any, never>
+  /** Names of the listeners this component serves with `Weaver.serve`. */
+  readonly listeners?: ReadonlyArray<string>
+}
+
+/**
+ * Implements a component. `make` is an Effect that builds the handlers; the
+ * components it depends on are ordinary requirements (`yield* Other`). It
+ * runs once per process, the first time the component is needed, and its
+ * scope lasts as long as the process.
+ *
+ * With a `config` schema, `make` is a function of the decoded config section.
+ *
+ * @example
+ * ```ts
+ * export const ReverserImpl = Component.implement(Reverser, Effect.gen(function*() {
+ *   return { reverse: (s) => Effect.succeed([...s].reverse().join("")) }
+ * }))
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const implement: {
+  <T extends Any, E, R>(
+    component: T,
+    make: Effect.Effect<Handlers<MethodsOf<T>>, E, R>
+  ): Implementation<T, Exclude<R, Scope.Scope>>
+  <T extends Any, C, E, R>(
+    component: T,
+    options: ImplementOptions<C>,
+    make: (config: C) => Effect.Effect<Handlers<MethodsOf<T>>, E, R>
+  ): Implementation<T, Exclude<R, Scope.Scope>>
+} = (component: Any, optionsOrMake: any, make?: any): Implementation<any, any> => {
+  const options: ImplementOptions<unknown> = make === undefined ? {} : optionsOrMake
+  return {
+    component,
+    config: options.config,
+    listeners: options.listeners ?? [],
+    make: make === undefined ? () => optionsOrMake : make,
+    source: callSite()
+  }
+}
+
+/**
+ * The file and line of the caller's caller, e.g. `Reverser.ts:12`.
+ *
+ * @internal
+ */
+export const callSite = (): string => {
+  const holder: { stack?: string } = {}
+  const limit = globalThis.Error.stackTraceLimit
+  globalThis.Error.stackTraceLimit = 3
+  globalThis.Error.captureStackTrace(holder, callSite)
+  globalThis.Error.stackTraceLimit = limit
+  const line = holder.stack?.split("\n")[2] ?? ""
+  const match = /([^/\\(\s]+):(\d+):\d+\)?\s*$/.exec(line)
+  return match ? `${match[1]}:${match[2]}` : "unknown:0"
+}

@@ -1,0 +1,63 @@
+/**
+ * The Transport SPI: how a call made in this process reaches an
+ * implementation. Core defines the contract and no implementation; each
+ * `@effect-weaver/transport-*` package provides a Layer for this one tag.
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import type * as Effect from "effect/Effect"
+import type * as Component from "./Component.js"
+import type { Weavelet } from "./Weavelet.js"
+
+/**
+ * One call as the transport sees it.
+ *
+ * @since 0.1.0
+ * @category runtime
+ */
+export interface Call {
+  readonly component: string
+  readonly method: string
+  readonly spec: Component.AnyMethod
+  /** The calling component (`"main"` for the main component). */
+  readonly caller: string
+}
+
+/**
+ * Delivers calls to one component. The returned Effect succeeds with the
+ * method's success value, or fails with one of the method's declared errors
+ * or a `RemoteCallError`.
+ *
+ * @since 0.1.0
+ * @category runtime
+ */
+export type Invoke = (call: Call, payload: unknown) => Effect.Effect<unknown, unknown>
+
+/**
+ * A connection to one component, as returned by {@link Transport.connect}.
+ *
+ * @since 0.1.0
+ * @category runtime
+ */
+export interface Connection {
+  /** Whether calls cross a process boundary (the `remote` metric label). */
+  readonly remote: boolean
+  readonly invoke: Invoke
+}
+
+/**
+ * The transport used by every component client in this process.
+ *
+ * `connect` is called once per component, the first time a caller in this
+ * process calls it; it may start or locate the component (Service Weaver's
+ * activation). Fakes installed by weavertest bypass the transport.
+ *
+ * @since 0.1.0
+ * @category runtime
+ */
+export class Transport extends Context.Tag("@effect-weaver/core/Transport")<Transport, {
+  /** A short name for logs and test names, e.g. `"local"` or `"rpc"`. */
+  readonly name: string
+  readonly connect: (component: Component.Any) => Effect.Effect<Connection, never, Weavelet>
+}>() {}

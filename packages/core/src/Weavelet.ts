@@ -1,0 +1,304 @@
+/**
+ * The weavelet: the part of the runtime that hosts components in a process.
+ *
+ * It constructs hosted components lazily (once, on first use), hands out
+ * clients whose calls go through one pipeline (stub → method metrics →
+ * transport → implementation), and applies weavertest fakes. Transports and
+ * deployers build on it; application code never sees it.
+ *
+ * @since 0.1.0
+ */
+import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as FiberRef from "effect/FiberRef"
+import * as Scope from "effect/Scope"
+import type * as Component from "./Component.js"
+import { ComponentConstructionError, ComponentCycleError, UnknownComponentError } from "./ComponentError.js"
+import { constructing, currentComponent } from "./internal/fiberRefs.js"
+import type { ComponentInfo } from "./internal/fiberRefs.js"
+import * as MethodMetrics from "./MethodMetrics.js"
+import { Transport } from "./Transport.js"
+import type { Connection } from "./Transport.js"
+import type { WeaverConfig } from "./WeaverConfig.js"
+
+/**
+ * Handlers of a constructed component, by method name.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type AnyHandlers = { readonly [method: string]: (payload: unknown) => Effect.Effect<unknown, unknown> }
+
+/**
+ * The weavelet of this process.
+ *
+ * @since 0.1.0
+ * @category runtime
+ */
+export class Weavelet extends Context.Tag("@effect-weaver/core/Weavelet")<Weavelet, {
+  readonly app: string
+  readonly deploymentId: string
+  readonly replicaId: string
+  readonly config: WeaverConfig
+  /** Every component of the application, by name. */
+  readonly components: ReadonlyMap<string, Component.Any>
+  /** Whether this process hosts (may construct) the component. */
+  readonly hosts: (component: string) => boolean
+  /**
+   * The handlers of a hosted component, constructing it on first use.
+   * Construction failures, cycles and unknown names are defects.
+   */
+  readonly handlers: (component: string) => Effect.Effect<AnyHandlers>
+  /** A context with a client for every component, as seen from `caller`. */
+  readonly clients: (caller: string) => Context.Context<never>
+  /** Where a listener should bind (`host:port`); undeclared names are a defect. */
+  readonly listenerAddress: (name: string) => Effect.Effect<string>
+  /** Reports that a listener is serving on `address`. */
+  readonly listening: (name: string, address: string) => Effect.Effect<void>
+}>() {}
+
+/**
+ * How a deployment places listeners.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ListenerOptions {
+  /** Listener names the application declares. */
+  readonly declared: ReadonlySet<string>
+  /** The address to bind a listener to, `host:port` (port 0 picks one). */
+  readonly address: (name: string) => string
+  readonly onListening?: ((name: string, address: string) => Effect.Effect<void>) | undefined
+}
+
+/**
+ * What a weavelet needs to know.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  readonly app: string
+  readonly deploymentId: string
+  readonly replicaId: string
+  readonly config: WeaverConfig
+  readonly implementations: ReadonlyArray<Component.Implementation>
+  /** Decoded config sections, by component (see `WeaverConfig.validate`). */
+  readonly componentConfigs: ReadonlyMap<string, unknown>
+  /** Handlers that replace components; calls to them are always local. */
+  readonly fakes?: ReadonlyMap<string, AnyHandlers> | undefined
+  /** The components this process may construct; all of them by default. */
+  readonly hosted?: ReadonlySet<string> | undefined
+  /** Components that are called but not implemented in this app (e.g. faked). */
+  readonly extraComponents?: ReadonlyArray<Component.Any> | undefined
+  readonly listeners?: ListenerOptions | undefined
+}
+
+const noop = Effect.void
+
+/**
+ * Runs `effect` as code of `component`: log lines and calls it makes are
+ * attributed to it. Cheaper than `Effect.locally` on the call hot path.
+ *
+ * @internal
+ */
+const asComponent = <A, E, R>(info: ComponentInfo, effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.withFiberRuntime((runtime) => {
+    // The fiber runtime's own setter (public types omit it): one write instead of Effect.locally's acquireUseRelease.
+    const fiber = runtime as unknown as FiberRefAccess
+    const previous = fiber.getFiberRef(currentComponent)
+    if (previous === info) return effect
+    fiber.setFiberRef(currentComponent, info)
+    return Effect.onExit(effect, () => {
+      fiber.setFiberRef(currentComponent, previous)
+      return noop
+    })
+  })
+
+interface FiberRefAccess {
+  getFiberRef<A>(ref: FiberRef.FiberRef<A>): A
+  setFiberRef<A>(ref: FiberRef.FiberRef<A>, value: A): void
+}
+
+/**
+ * Wraps each handler so it runs as code of its component.
+ *
+ * @internal
+ */
+const attribute = (info: ComponentInfo, handlers: AnyHandlers): AnyHandlers => {
+  const wrapped: Record<string, AnyHandlers[string]> = {}
+  for (const [name, handler] of Object.entries(handlers)) {
+    wrapped[name] = (payload) => asComponent(info, handler(payload))
+  }
+  return wrapped
+}
+
+/**
+ * Builds the weavelet. Components are not constructed here but on first use.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = Effect.fnUntraced(function*(options: Options) {
+  const transport = yield* Transport
+  const scope = yield* Effect.scope
+  const implementations = new Map(options.implementations.map((impl) => [impl.component.componentName, impl]))
+  const components = new Map<string, Component.Any>()
+  for (const impl of options.implementations) components.set(impl.component.componentName, impl.component)
+  for (const component of options.extraComponents ?? []) components.set(component.componentName, component)
+  const fakes = options.fakes ?? new Map<string, AnyHandlers>()
+  const hosts = (name: string) => implementations.has(name) && (options.hosted?.has(name) ?? true)
+  const constructed = new Map<string, Effect.Effect<AnyHandlers>>()
+  const state = new Map<string, "constructing" | "ready">()
+  const clientContexts = new Map<string, Context.Context<never>>()
+  const connections = new Map<string, Effect.Effect<Connection>>()
+
+  const construct = (impl: Component.Implementation): Effect.Effect<AnyHandlers> => {
+    const name = impl.component.componentName
+    const info: ComponentInfo = { name, source: impl.source }
+    return Effect.suspend(() => {
+      state.set(name, "constructing")
+      const make = impl.make(options.componentConfigs.get(name)) as Effect.Effect<unknown, unknown, Scope.Scope>
+      return make.pipe(
+        Effect.provide(clients(name)),
+        Scope.extend(scope),
+        Effect.locally(currentComponent, info),
+        Effect.locallyWith(constructing, (path) => [...path, name]),
+        Effect.map((handlers) => attribute(info, handlers as AnyHandlers)),
+        Effect.onExit(() => Effect.sync(() => state.set(name, "ready"))),
+        Effect.catchAllCause((cause) =>
+          Effect.die(
+            new ComponentConstructionError({
+              component: name,
+              cause: Cause.isFailType(cause) ? cause.error : Cause.pretty(cause)
+            })
+          )
+        )
+      )
+    })
+  }
+
+  const handlers = (name: string): Effect.Effect<AnyHandlers> => {
+    const cached = constructed.get(name)
+    if (cached !== undefined && state.get(name) === "ready") return cached
+    return Effect.flatMap(FiberRef.get(constructing), (path): Effect.Effect<AnyHandlers> => {
+      if (state.get(name) === "constructing" && path.includes(name)) {
+        return Effect.die(new ComponentCycleError({ path: [...path.slice(path.indexOf(name)), name] }))
+      }
+      let effect = constructed.get(name)
+      if (effect === undefined) {
+        const impl = implementations.get(name)
+        if (impl === undefined || !hosts(name)) {
+          return Effect.die(
+            new UnknownComponentError({ component: name, known: [...implementations.keys()].filter(hosts) })
+          )
+        }
+        effect = Effect.runSync(Effect.cached(construct(impl)))
+        constructed.set(name, effect)
+      }
+      return effect
+    })
+  }
+
+  const connection = (component: Component.Any): Effect.Effect<Connection> => {
+    const name = component.componentName
+    let effect = connections.get(name)
+    if (effect === undefined) {
+      const fake = fakes.get(name)
+      effect = fake !== undefined
+        ? Effect.succeed<Connection>({
+          remote: false,
+          invoke: (call, payload) => fake[call.method]!(payload)
+        })
+        : Effect.runSync(Effect.cached(transport.connect(component).pipe(Effect.provideService(Weavelet, weavelet))))
+      connections.set(name, effect)
+    }
+    return effect
+  }
+
+  const makeClient = (component: Component.Any, caller: string) => {
+    const client: Record<string, (payload?: unknown) => Effect.Effect<unknown, unknown>> = {}
+    let resolved: Connection | undefined
+    const connect = Effect.tap(connection(component), (c) => {
+      resolved = c
+    })
+    for (const [method, spec] of Object.entries(component.methods)) {
+      const call = { component: component.componentName, method, spec, caller }
+      let labels: ReturnType<typeof MethodMetrics.labels> | undefined
+      const invoke = (c: Connection, payload: unknown) =>
+        Effect.suspend(() => {
+          labels ??= MethodMetrics.labels({ caller, component: call.component, method, remote: c.remote })
+          const start = performance.now()
+          return Effect.onExit(c.invoke(call, payload), (exit) => {
+            MethodMetrics.count.unsafeUpdate(1, labels!)
+            if (Exit.isFailure(exit)) MethodMetrics.errorCount.unsafeUpdate(1, labels!)
+            MethodMetrics.latencyMicros.unsafeUpdate((performance.now() - start) * 1000, labels!)
+            return noop
+          })
+        })
+      client[method] = (payload) =>
+        resolved !== undefined ? invoke(resolved, payload) : Effect.flatMap(connect, (c) => invoke(c, payload))
+    }
+    return client
+  }
+
+  const clients = (caller: string): Context.Context<never> => {
+    let context = clientContexts.get(caller)
+    if (context === undefined) {
+      const map = new Map<string, unknown>()
+      for (const component of components.values()) map.set(component.key, makeClient(component, caller))
+      context = Context.unsafeMake(map)
+      clientContexts.set(caller, context)
+    }
+    return context
+  }
+
+  const weavelet: Weavelet["Type"] = {
+    app: options.app,
+    deploymentId: options.deploymentId,
+    replicaId: options.replicaId,
+    config: options.config,
+    components,
+    hosts,
+    handlers,
+    clients,
+    listenerAddress: (name) => {
+      const listeners = options.listeners
+      if (listeners !== undefined && !listeners.declared.has(name)) {
+        return Effect.dieMessage(
+          `listener "${name}" is not declared: list it in Weaver.main(..., { listeners: ["${name}"] }) ` +
+            `or in the options of the component that serves it (declared: ${
+              [...listeners.declared].join(", ") || "none"
+            })`
+        )
+      }
+      return Effect.succeed(listeners?.address(name) ?? "localhost:0")
+    },
+    listening: (name, address) => options.listeners?.onListening?.(name, address) ?? Effect.void
+  }
+  return weavelet
+})
+
+/**
+ * A connection that calls a hosted component directly, without encoding.
+ *
+ * @since 0.1.0
+ * @category runtime
+ */
+export const localConnection = (component: Component.Any): Effect.Effect<Connection, never, Weavelet> =>
+  Effect.map(Weavelet, (weavelet) => {
+    const name = component.componentName
+    let handlers: AnyHandlers | undefined
+    const resolve = Effect.tap(weavelet.handlers(name), (h) => {
+      handlers = h
+    })
+    return {
+      remote: false,
+      invoke: (call, payload) =>
+        handlers !== undefined
+          ? handlers[call.method]!(payload)
+          : Effect.flatMap(resolve, (h) => h[call.method]!(payload))
+    }
+  })

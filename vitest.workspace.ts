@@ -1,0 +1,7 @@
+export default [
+  "packages/core",
+  "packages/transport-local",
+  "packages/weavertest",
+  "packages/cli",
+  "examples/hello"
+]
