@@ -1,6 +1,7 @@
 export default [
   "packages/core",
   "packages/transport-local",
+  "packages/transport-rpc",
   "packages/weavertest",
   "packages/cli",
   "examples/hello"
