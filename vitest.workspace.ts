@@ -4,5 +4,7 @@ export default [
   "packages/transport-rpc",
   "packages/weavertest",
   "packages/cli",
-  "examples/hello"
+  "examples/hello",
+  "examples/greeter",
+  "examples/embed"
 ]

@@ -1,0 +1,529 @@
+/**
+ * The wire protocol of the RPC transport: frames, the handshake, request
+ * headers and the payload codec. `docs/WIRE.md` is the normative description;
+ * this module is its only implementation.
+ *
+ * ```
+ * frame  = length:u32le type:u8 id:u32le body      (length = 5 + body bytes)
+ * ```
+ *
+ * @since 0.1.0
+ */
+import type { Component } from "@effect-weaver/core"
+import * as Data from "effect/Data"
+import * as Schema from "effect/Schema"
+import { Packr } from "msgpackr"
+
+/**
+ * The protocol version this build speaks. Peers must speak the same version.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const version = 1
+
+/**
+ * Bytes before a frame's body: length (4), type (1), id (4).
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const headerBytes = 9
+
+/**
+ * Default limit on the size of one frame (everything after the length field).
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaultMaxFrameBytes = 16 * 1024 * 1024
+
+/**
+ * Frame types.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const FrameType = {
+  Hello: 0,
+  Request: 1,
+  Response: 2,
+  Error: 3,
+  Cancel: 4
+} as const
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type FrameType = typeof FrameType[keyof typeof FrameType]
+
+/**
+ * The kinds of an error frame's body.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const ErrorKind = {
+  /** A value of the method's declared `error` schema. */
+  Application: 0,
+  /** A transport or runtime failure: `[reason, detail]`. */
+  System: 1
+} as const
+
+/**
+ * A peer broke the protocol: the connection it arrived on is closed.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class ProtocolError extends Data.TaggedError("ProtocolError")<{
+  readonly reason: string
+}> {
+  /**
+   * @since 0.1.0
+   */
+  override get message(): string {
+    return this.reason
+  }
+}
+
+const packr = new Packr({ useRecords: false, moreTypes: false, mapsAsObjects: true })
+
+/**
+ * Encodes a value (the output of `Schema.encode`) as msgpack. The returned
+ * buffer is only valid until the next call: copy it before packing again.
+ *
+ * @since 0.1.0
+ * @category codec
+ */
+export const pack = (value: unknown): Buffer => packr.pack(value)
+
+/**
+ * Decodes msgpack bytes.
+ *
+ * @since 0.1.0
+ * @category codec
+ */
+export const unpack = (bytes: Uint8Array): unknown => packr.unpack(bytes)
+
+/**
+ * A frame with its body copied in after a 9-byte header.
+ *
+ * @since 0.1.0
+ * @category codec
+ */
+export const frame = (type: FrameType, id: number, ...parts: ReadonlyArray<Uint8Array>): Buffer => {
+  let size = 0
+  for (const part of parts) size += part.length
+  const buffer = Buffer.allocUnsafe(headerBytes + size)
+  buffer.writeUInt32LE(5 + size, 0)
+  buffer[4] = type
+  buffer.writeUInt32LE(id, 5)
+  let offset = headerBytes
+  for (const part of parts) {
+    buffer.set(part, offset)
+    offset += part.length
+  }
+  return buffer
+}
+
+/**
+ * The handshake both sides send first.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Hello {
+  readonly version: number
+  readonly deploymentId: string
+}
+
+/**
+ * @since 0.1.0
+ * @category codec
+ */
+export const encodeHello = (hello: Hello): Buffer => {
+  const id = Buffer.from(hello.deploymentId, "utf8")
+  const body = Buffer.allocUnsafe(4 + id.length)
+  body.writeUInt16LE(hello.version, 0)
+  body.writeUInt16LE(id.length, 2)
+  body.set(id, 4)
+  return frame(FrameType.Hello, 0, body)
+}
+
+/**
+ * @since 0.1.0
+ * @category codec
+ */
+export const decodeHello = (body: Buffer): Hello | ProtocolError => {
+  if (body.length < 4 || body.length !== 4 + body.readUInt16LE(2)) {
+    return new ProtocolError({ reason: `malformed hello frame (${body.length} bytes)` })
+  }
+  return { version: body.readUInt16LE(0), deploymentId: body.toString("utf8", 4) }
+}
+
+/**
+ * Why a handshake is refused, or `undefined` if the peer may talk to us.
+ *
+ * @since 0.1.0
+ * @category codec
+ */
+export const checkHello = (mine: Hello, theirs: Hello): string | undefined => {
+  if (theirs.version !== mine.version) {
+    return `protocol version mismatch: peer speaks version ${theirs.version}, this process speaks ${mine.version}`
+  }
+  if (theirs.deploymentId !== mine.deploymentId) {
+    return `deployment mismatch: peer belongs to deployment ${JSON.stringify(theirs.deploymentId)}, ` +
+      `this process to ${JSON.stringify(mine.deploymentId)} (calls never cross deployments)`
+  }
+  return undefined
+}
+
+/**
+ * Flags of a request header.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const HeaderFlag = {
+  Deadline: 1,
+  Trace: 2,
+  Sampled: 4
+} as const
+
+/**
+ * A decoded request header.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RequestHeader {
+  /** `"<component>.<method>"`. */
+  readonly method: string
+  readonly caller: string
+  /** Microseconds left until the deadline, or `undefined` for none. */
+  readonly deadlineMicros: number | undefined
+  readonly traceId: string | undefined
+  readonly spanId: string | undefined
+  readonly sampled: boolean
+}
+
+/**
+ * The part of a request header that is the same for every call of one method
+ * from one caller: `keyLen:u16 key callerLen:u16 caller`.
+ *
+ * @since 0.1.0
+ * @category codec
+ */
+export const encodeHeaderPrefix = (method: string, caller: string): Buffer => {
+  const key = Buffer.from(method, "utf8")
+  const from = Buffer.from(caller, "utf8")
+  const prefix = Buffer.allocUnsafe(4 + key.length + from.length)
+  prefix.writeUInt16LE(key.length, 0)
+  prefix.set(key, 2)
+  prefix.writeUInt16LE(from.length, 2 + key.length)
+  prefix.set(from, 4 + key.length)
+  return prefix
+}
+
+const noFlags = Buffer.from([0])
+
+/**
+ * The per-call part of a request header: flags, then the deadline and trace
+ * context when present.
+ *
+ * @since 0.1.0
+ * @category codec
+ */
+export const encodeHeaderSuffix = (
+  deadlineMicros: number | undefined,
+  trace: { readonly traceId: string; readonly spanId: string; readonly sampled: boolean } | undefined
+): Buffer => {
+  if (deadlineMicros === undefined && trace === undefined) return noFlags
+  let size = 1
+  let flags = 0
+  if (deadlineMicros !== undefined) {
+    flags |= HeaderFlag.Deadline
+    size += 8
+  }
+  if (trace !== undefined) {
+    flags |= HeaderFlag.Trace | (trace.sampled ? HeaderFlag.Sampled : 0)
+    size += 2 + Buffer.byteLength(trace.traceId) + Buffer.byteLength(trace.spanId)
+  }
+  const buffer = Buffer.allocUnsafe(size)
+  buffer[0] = flags
+  let offset = 1
+  if (deadlineMicros !== undefined) {
+    buffer.writeDoubleLE(deadlineMicros, offset)
+    offset += 8
+  }
+  if (trace !== undefined) {
+    offset = writeShort(buffer, offset, trace.traceId)
+    writeShort(buffer, offset, trace.spanId)
+  }
+  return buffer
+}
+
+const writeShort = (buffer: Buffer, offset: number, value: string): number => {
+  const written = buffer.write(value, offset + 1, "utf8")
+  buffer[offset] = written
+  return offset + 1 + written
+}
+
+/**
+ * The body of a request frame: `headerLen:u16 header payload`.
+ *
+ * @since 0.1.0
+ * @category codec
+ */
+export const requestBody = (prefix: Buffer, suffix: Buffer, payload: Buffer): ReadonlyArray<Uint8Array> => {
+  const length = Buffer.allocUnsafe(2)
+  length.writeUInt16LE(prefix.length + suffix.length, 0)
+  return [length, prefix, suffix, payload]
+}
+
+/**
+ * Decodes a request body into its header and the payload bytes.
+ *
+ * @since 0.1.0
+ * @category codec
+ */
+export const decodeRequest = (
+  body: Buffer
+): { readonly header: RequestHeader; readonly payload: Buffer } | ProtocolError => {
+  const fail = (what: string) => new ProtocolError({ reason: `malformed request header: ${what}` })
+  if (body.length < 2) return fail("missing header length")
+  const headerEnd = 2 + body.readUInt16LE(0)
+  if (headerEnd > body.length || headerEnd < 7) return fail("header length out of range")
+  let offset = 2
+  const keyLength = body.readUInt16LE(offset)
+  offset += 2
+  if (offset + keyLength + 2 > headerEnd) return fail("method key out of range")
+  const method = body.toString("utf8", offset, offset + keyLength)
+  offset += keyLength
+  const callerLength = body.readUInt16LE(offset)
+  offset += 2
+  if (offset + callerLength + 1 > headerEnd) return fail("caller out of range")
+  const caller = body.toString("utf8", offset, offset + callerLength)
+  offset += callerLength
+  const flags = body[offset++]!
+  let deadlineMicros: number | undefined
+  if (flags & HeaderFlag.Deadline) {
+    if (offset + 8 > headerEnd) return fail("deadline out of range")
+    deadlineMicros = body.readDoubleLE(offset)
+    offset += 8
+    if (!Number.isFinite(deadlineMicros)) return fail("deadline is not a number")
+  }
+  let traceId: string | undefined
+  let spanId: string | undefined
+  if (flags & HeaderFlag.Trace) {
+    for (let i = 0; i < 2; i++) {
+      if (offset + 1 > headerEnd) return fail("trace context out of range")
+      const length = body[offset]!
+      if (offset + 1 + length > headerEnd) return fail("trace context out of range")
+      const value = body.toString("utf8", offset + 1, offset + 1 + length)
+      offset += 1 + length
+      if (i === 0) traceId = value
+      else spanId = value
+    }
+  }
+  return {
+    header: { method, caller, deadlineMicros, traceId, spanId, sampled: (flags & HeaderFlag.Sampled) !== 0 },
+    payload: body.subarray(headerEnd)
+  }
+}
+
+/**
+ * A system error frame body: `[reason, detail]`.
+ *
+ * @since 0.1.0
+ * @category codec
+ */
+export const systemError = (id: number, reason: string, detail: string): Buffer =>
+  frame(FrameType.Error, id, systemKind, Buffer.from(pack([reason, detail])))
+
+const systemKind = Buffer.from([ErrorKind.System])
+const applicationKind = Buffer.from([ErrorKind.Application])
+
+/**
+ * An application error frame: the value encoded with the method's error schema.
+ *
+ * @since 0.1.0
+ * @category codec
+ */
+export const applicationError = (id: number, encoded: unknown): Buffer =>
+  frame(FrameType.Error, id, applicationKind, pack(encoded))
+
+/**
+ * Decodes a system error body (after the kind byte).
+ *
+ * @since 0.1.0
+ * @category codec
+ */
+export const decodeSystemError = (bytes: Buffer): { readonly reason: string; readonly detail: string } => {
+  const value = unpack(bytes)
+  if (Array.isArray(value) && typeof value[0] === "string" && typeof value[1] === "string") {
+    return { reason: value[0], detail: value[1] }
+  }
+  return { reason: "Protocol", detail: "malformed system error frame" }
+}
+
+/**
+ * Encoders and decoders of one method, derived once from its schemas.
+ *
+ * @since 0.1.0
+ * @category codec
+ */
+export interface MethodCodec {
+  readonly encodePayload: (value: unknown) => unknown
+  readonly decodePayload: (value: unknown) => unknown
+  readonly encodeSuccess: (value: unknown) => unknown
+  readonly decodeSuccess: (value: unknown) => unknown
+  readonly encodeError: (value: unknown) => unknown
+  readonly decodeError: (value: unknown) => unknown
+}
+
+const codecs = new WeakMap<Component.AnyMethod, MethodCodec>()
+
+/**
+ * The codec of a method (cached per method declaration). Every function
+ * throws a `ParseError` on a value that does not match its schema.
+ *
+ * @since 0.1.0
+ * @category codec
+ */
+export const codec = (spec: Component.AnyMethod): MethodCodec => {
+  let cached = codecs.get(spec)
+  if (cached === undefined) {
+    const payload = spec.payload as Schema.Schema<unknown, unknown, never>
+    const success = spec.success as Schema.Schema<unknown, unknown, never>
+    const error = spec.error as Schema.Schema<unknown, unknown, never>
+    cached = {
+      encodePayload: Schema.encodeSync(payload),
+      decodePayload: Schema.decodeUnknownSync(payload),
+      encodeSuccess: Schema.encodeSync(success),
+      decodeSuccess: Schema.decodeUnknownSync(success),
+      encodeError: Schema.encodeSync(error),
+      decodeError: Schema.decodeUnknownSync(error)
+    }
+    codecs.set(spec, cached)
+  }
+  return cached
+}
+
+/**
+ * Reads frames from a byte stream. `push` returns a `ProtocolError` when the
+ * stream can no longer be trusted (oversized or malformed frame); the
+ * connection must then be closed.
+ *
+ * @since 0.1.0
+ * @category codec
+ */
+export class FrameReader {
+  private pending: Buffer | undefined = undefined
+  private stopped = false
+  constructor(
+    readonly maxFrameBytes: number,
+    readonly onFrame: (type: number, id: number, body: Buffer) => void
+  ) {}
+
+  /**
+   * Ignores every later byte (the connection is closing).
+   *
+   * @since 0.1.0
+   */
+  stop(): void {
+    this.stopped = true
+    this.pending = undefined
+  }
+
+  /**
+   * @since 0.1.0
+   */
+  push(chunk: Buffer): ProtocolError | undefined {
+    if (this.stopped) return undefined
+    let buffer = this.pending === undefined ? chunk : Buffer.concat([this.pending, chunk])
+    let offset = 0
+    while (buffer.length - offset >= 4) {
+      const length = buffer.readUInt32LE(offset)
+      if (length > this.maxFrameBytes) {
+        this.pending = undefined
+        return new ProtocolError({ reason: `frame of ${length} bytes exceeds the limit of ${this.maxFrameBytes}` })
+      }
+      if (length < 5) {
+        this.pending = undefined
+        return new ProtocolError({ reason: `frame length ${length} is shorter than a frame header` })
+      }
+      if (buffer.length - offset < 4 + length) break
+      const type = buffer[offset + 4]!
+      if (type > FrameType.Cancel) {
+        this.pending = undefined
+        return new ProtocolError({ reason: `unknown frame type ${type}` })
+      }
+      const id = buffer.readUInt32LE(offset + 5)
+      const body = buffer.subarray(offset + headerBytes, offset + 4 + length)
+      offset += 4 + length
+      this.onFrame(type, id, body)
+      if (this.stopped) return undefined
+    }
+    if (offset === buffer.length) {
+      this.pending = undefined
+    } else {
+      buffer = buffer.subarray(offset)
+      this.pending = buffer
+    }
+    return undefined
+  }
+}
+
+/**
+ * Batches frames per event-loop turn: frames queued while fibers run are
+ * written with one `write` call once the current batch of work is done.
+ *
+ * @since 0.1.0
+ * @category codec
+ */
+export class FrameWriter {
+  private queue: Array<Buffer> = []
+  private bytes = 0
+  private scheduled = false
+  private closed = false
+  constructor(readonly socket: { write(data: Uint8Array): boolean }) {}
+
+  /**
+   * @since 0.1.0
+   */
+  write(buffer: Buffer): void {
+    if (this.closed) return
+    this.queue.push(buffer)
+    this.bytes += buffer.length
+    if (!this.scheduled) {
+      this.scheduled = true
+      process.nextTick(this.flush)
+    }
+  }
+
+  /**
+   * Drops queued frames and ignores later writes.
+   *
+   * @since 0.1.0
+   */
+  close(): void {
+    this.closed = true
+    this.queue = []
+  }
+
+  /**
+   * @since 0.1.0
+   */
+  readonly flush = (): void => {
+    this.scheduled = false
+    if (this.closed || this.queue.length === 0) return
+    const queue = this.queue
+    const data = queue.length === 1 ? queue[0]! : Buffer.concat(queue, this.bytes)
+    this.queue = []
+    this.bytes = 0
+    this.socket.write(data)
+  }
+}

@@ -1,0 +1,192 @@
+import { Component, Transport, Weavelet, Weaver, WeaverConfig } from "@effect-weaver/core"
+import { Client, Server, TransportRpc } from "@effect-weaver/transport-rpc"
+import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as FiberRef from "effect/FiberRef"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import * as Net from "node:net"
+
+const isArray = (u: unknown): u is ReadonlyArray<string> => Array.isArray(u)
+
+export class Nope extends Schema.TaggedError<Nope>()("Nope", { why: Schema.String }) {}
+
+export const Stamp = Schema.Struct({ at: Schema.Date, n: Schema.NumberFromString })
+
+export class Echo extends Component.Tag("test/Echo")<Echo>()({
+  echo: Component.method({ payload: Schema.String, success: Schema.String }),
+  stamp: Component.method({ payload: Stamp, success: Stamp }),
+  ping: Component.method({}),
+  fail: Component.method({ payload: Schema.String, error: Nope }),
+  die: Component.method({ payload: Schema.String }),
+  hang: Component.method({}),
+  whoami: Component.method({ success: Schema.String }),
+  count: Component.method({ success: Schema.Number }),
+  countOnce: Component.method({ success: Schema.Number, retry: false }),
+  hasDeadline: Component.method({ success: Schema.Boolean }),
+  routed: Component.method({ payload: Schema.String, success: Schema.String, routeBy: (key) => key })
+}) {}
+
+/** The same component name with a different payload schema, to send payloads the server cannot decode. */
+export class EchoSkewed extends Component.Tag("test/Echo")<EchoSkewed>()({
+  echo: Component.method({ payload: Schema.Number, success: Schema.String })
+}) {}
+
+export interface Hooks {
+  readonly replica: string
+  calls: number
+  /** Runs on every `count`/`countOnce` call with the call number (from 1). */
+  onCount: (n: number) => Effect.Effect<void>
+  readonly started: Deferred.Deferred<void>
+  readonly interrupted: Deferred.Deferred<void>
+}
+
+export const makeHooks = (replica = "r1") =>
+  Effect.gen(function*() {
+    const hooks: Hooks = {
+      replica,
+      calls: 0,
+      onCount: () => Effect.void,
+      started: yield* Deferred.make<void>(),
+      interrupted: yield* Deferred.make<void>()
+    }
+    return hooks
+  })
+
+const counted = (hooks: Hooks) =>
+  Effect.suspend(() => {
+    const n = ++hooks.calls
+    return Effect.as(hooks.onCount(n), n)
+  })
+
+export const echoImpl = (hooks: Hooks) =>
+  Component.implement(
+    Echo,
+    Effect.succeed({
+      echo: (s: string) => Effect.succeed(s),
+      stamp: (s: typeof Stamp.Type) => Effect.succeed({ at: new Date(s.at.getTime() + 1000), n: s.n + 1 }),
+      ping: () => Effect.void,
+      fail: (why: string) => Effect.fail(new Nope({ why })),
+      die: (why: string) => Effect.die(new Error(why)),
+      hang: () =>
+        Deferred.succeed(hooks.started, undefined).pipe(
+          Effect.zipRight(Effect.never),
+          Effect.onInterrupt(() => Deferred.succeed(hooks.interrupted, undefined))
+        ),
+      whoami: () => Effect.succeed(hooks.replica),
+      count: () => counted(hooks),
+      countOnce: () => counted(hooks),
+      hasDeadline: () => Effect.map(FiberRef.get(Client.currentDeadline), (d) => d !== undefined),
+      routed: () => Effect.succeed(hooks.replica)
+    })
+  )
+
+/** Serves `hooks`' Echo replica; the server stops when the scope closes. */
+export const serveReplica = (
+  hooks: Hooks,
+  options: { readonly deploymentId: string; readonly maxFrameBytes?: number }
+): Effect.Effect<Server.Server, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const transport = yield* TransportRpc.make({ resolve: () => Stream.empty })
+    const weavelet = yield* Weaver.makeWeavelet(Weaver.app({ components: [echoImpl(hooks)] }), {
+      config: WeaverConfig.empty(),
+      deploymentId: options.deploymentId,
+      replicaId: hooks.replica
+    }).pipe(Effect.provideService(Transport.Transport, transport), Effect.orDie)
+    return yield* Server.serve({ maxFrameBytes: options.maxFrameBytes }).pipe(
+      Effect.provideService(Weavelet.Weavelet, weavelet),
+      Effect.orDie
+    )
+  })
+
+/** A client of `tag` in a weavelet that hosts nothing, reaching replicas through `resolve`. */
+export const clientOf = <T extends Component.Any & Context.Tag<any, any>>(
+  tag: T,
+  options: Omit<TransportRpc.Options, "resolve"> & {
+    readonly deploymentId: string
+    readonly addresses: ReadonlyArray<string> | Stream.Stream<ReadonlyArray<string>>
+  }
+): Effect.Effect<Context.Tag.Service<T>, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const addresses = options.addresses
+    const transport = yield* TransportRpc.make({
+      ...options,
+      resolve: () => isArray(addresses) ? Stream.make(addresses) : addresses
+    })
+    const weavelet = yield* Weaver.makeWeavelet(Weaver.app({ components: [] }), {
+      config: WeaverConfig.empty(),
+      deploymentId: options.deploymentId,
+      extraComponents: [tag]
+    }).pipe(Effect.provideService(Transport.Transport, transport), Effect.orDie)
+    return Context.unsafeGet(weavelet.clients("main"), tag)
+  })
+
+/** A TCP proxy in front of `target` whose connections the test can sever. */
+export const proxy = (target: string): Effect.Effect<
+  { readonly address: string; readonly sever: () => void; readonly accepted: () => number },
+  never,
+  Scope.Scope
+> =>
+  Effect.acquireRelease(
+    Effect.async<{ server: Net.Server; address: string; sever: () => void; accepted: () => number }>((resume) => {
+      const sockets = new Set<Net.Socket>()
+      let accepted = 0
+      const [host, port] = target.split(":")
+      const server = Net.createServer((down) => {
+        accepted++
+        const up = Net.connect({ host: host!, port: Number(port) })
+        sockets.add(down).add(up)
+        down.pipe(up)
+        up.pipe(down)
+        const close = () => {
+          down.destroy()
+          up.destroy()
+          sockets.delete(down)
+          sockets.delete(up)
+        }
+        down.on("error", close).on("close", close)
+        up.on("error", close).on("close", close)
+      })
+      server.listen(0, "127.0.0.1", () => {
+        const { port } = server.address() as Net.AddressInfo
+        resume(Effect.succeed({
+          server,
+          address: `127.0.0.1:${port}`,
+          sever: () => {
+            for (const socket of sockets) socket.destroy()
+            sockets.clear()
+          },
+          accepted: () => accepted
+        }))
+      })
+    }),
+    ({ server, sever }) =>
+      Effect.async<void>((resume) => {
+        sever()
+        server.close(() => resume(Effect.void))
+      })
+  )
+
+/** Raw bytes to `address`; resolves once the server closes the socket or `waitMillis` pass. */
+export const sendRaw = (address: string, bytes: Uint8Array, waitMillis = 50) =>
+  Effect.async<{ readonly closedByServer: boolean; readonly received: Buffer }>((resume) => {
+    const [host, port] = address.split(":")
+    const socket = Net.connect({ host: host!, port: Number(port) })
+    const chunks: Array<Buffer> = []
+    let done = false
+    const finish = (closedByServer: boolean) => {
+      if (done) return
+      done = true
+      clearTimeout(timer)
+      socket.destroy()
+      resume(Effect.succeed({ closedByServer, received: Buffer.concat(chunks) }))
+    }
+    const timer = setTimeout(() => finish(false), waitMillis)
+    socket.on("data", (chunk) => chunks.push(chunk))
+    socket.on("end", () => finish(true))
+    socket.on("close", () => finish(true))
+    socket.on("error", () => finish(true))
+    socket.write(bytes)
+  })

@@ -1,0 +1,16 @@
+/**
+ * @since 0.1.0
+ */
+export * as Fake from "./Fake.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as Runner from "./Runner.js"
+
+/**
+ * The entry point of tests: `weavertest.allRunners()`, `weavertest.fake(…)`.
+ *
+ * @since 0.1.0
+ */
+export * as weavertest from "./weavertest.js"

@@ -1,0 +1,48 @@
+/**
+ * What tests call, as `weavertest.*`:
+ *
+ * ```ts
+ * import { weavertest } from "@effect-weaver/weavertest"
+ *
+ * for (const runner of weavertest.allRunners()) {
+ *   runner.test("reverses", app, Effect.gen(function*() {
+ *     const reverser = yield* Reverser
+ *     assert.strictEqual(yield* reverser.reverse("abc"), "cba")
+ *   }))
+ * }
+ * ```
+ *
+ * @since 0.1.0
+ */
+
+/**
+ * Replaces a component in tests; see `Fake.make`.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export { make as fake } from "./Fake.js"
+
+/**
+ * A fake component; see `Fake.Fake`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type { Fake } from "./Fake.js"
+
+/**
+ * Runners and their options; see the `Runner` module.
+ *
+ * @since 0.1.0
+ * @category testing
+ */
+export { allRunners, local, makeRunner } from "./Runner.js"
+
+/**
+ * Runner types; see the `Runner` module.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type { Options, Requirement, Runner, RunnerDefinition } from "./Runner.js"
