@@ -19,7 +19,7 @@ import * as Status from "./Status.js"
  * The version of this package, as `weaver version` prints it.
  *
  * @since 0.1.0
- * @category constants
+ * @category accessors
  */
 export const version: string = (JSON.parse(
   Fs.readFileSync(new URL("../package.json", import.meta.url), "utf8")
@@ -29,7 +29,7 @@ export const version: string = (JSON.parse(
  * What `weaver version` prints: `weaver <version> <platform>/<arch>`.
  *
  * @since 0.1.0
- * @category constants
+ * @category accessors
  */
 export const versionLine = `weaver ${version} ${process.platform}/${process.arch}`
 
@@ -72,7 +72,7 @@ const versionCommand = Command.make("version", {}, () => Console.log(versionLine
  * The `weaver` command.
  *
  * @since 0.1.0
- * @category commands
+ * @category runtime
  */
 export const command = Command.make("weaver").pipe(
   Command.withDescription("Deploy and manage Service Weaver applications"),
@@ -94,7 +94,7 @@ const startsWith = (path: ReadonlyArray<string>, prefix: ReadonlyArray<string>) 
  * an unknown subcommand.
  *
  * @since 0.1.0
- * @category rendering
+ * @category combinators
  */
 export const usage = (args: ReadonlyArray<string>): string => {
   const words = args.filter((arg) => !arg.startsWith("-"))
@@ -125,7 +125,7 @@ const cli = Command.run(command, { name: "weaver", version })
  * the exit code of the application it ran.
  *
  * @since 0.1.0
- * @category commands
+ * @category runtime
  */
 export const run = (argv: ReadonlyArray<string>): Effect.Effect<void, never, CliApp.CliApp.Environment> =>
   cli(argv).pipe(

@@ -163,7 +163,7 @@ export const spawn = (launch: Launch): Effect.Effect<number, DeployError> =>
  * is missing.
  *
  * @since 0.1.0
- * @category commands
+ * @category runtime
  */
 export const single = (
   configFile: string

@@ -38,7 +38,7 @@ const border = {
  * the body, with rules only under the title and under the header.
  *
  * @since 0.1.0
- * @category rendering
+ * @category combinators
  */
 export const box = (
   title: string,
@@ -59,7 +59,7 @@ export const box = (
  * `2h`, `3d`.
  *
  * @since 0.1.0
- * @category rendering
+ * @category combinators
  */
 export const age = (startedAt: number, now: number): string => {
   const seconds = Math.max(0, Math.floor((now - startedAt) / 1000))
@@ -74,7 +74,7 @@ export const age = (startedAt: number, now: number): string => {
  * characters.
  *
  * @since 0.1.0
- * @category rendering
+ * @category combinators
  */
 export const shortId = (deploymentId: string): string => deploymentId.slice(0, 8)
 
@@ -84,7 +84,7 @@ export const shortId = (deploymentId: string): string => deploymentId.slice(0, 8
  * empty bodies when nothing is deployed, as Service Weaver does.
  *
  * @since 0.1.0
- * @category rendering
+ * @category combinators
  */
 export const render = (deployments: ReadonlyArray<Registry.Deployment>, now: number): string => {
   const sorted = [...deployments].sort((a, b) => a.app < b.app ? -1 : a.app > b.app ? 1 : a.startedAt - b.startedAt)
@@ -128,7 +128,7 @@ export const snapshot = (tool: Registry.Tool): Effect.Effect<string> =>
  * Prints the status tables of a tool's live deployments on standard output.
  *
  * @since 0.1.0
- * @category commands
+ * @category runtime
  */
 export const status = (tool: Registry.Tool): Effect.Effect<void> =>
   Effect.flatMap(snapshot(tool), (text) => Console.log(text.trimEnd()))

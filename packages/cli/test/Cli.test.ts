@@ -242,6 +242,25 @@ describe("weaver (process)", () => {
       assert.strictEqual(bad.stdout + missing.stdout + absent.stdout, "")
     }))
 
+  it.scoped("single deploy passes config, env and args to the binary and exits with its code", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      yield* Effect.promise(() =>
+        Fs.writeFile(
+          Path.join(dir, "app.mjs"),
+          `console.log(JSON.stringify({ config: process.env.SERVICEWEAVER_CONFIG, greeting: process.env.GREETING, args: process.argv.slice(2) }))\nprocess.exit(7)\n`
+        )
+      )
+      const config = yield* writeConfig(
+        dir,
+        `[serviceweaver]\nbinary = "app.mjs"\nargs = ["--flag", "x y"]\nenv = ["GREETING=a=b"]\n`
+      )
+      const relative = Path.relative(root, config)
+      const result = yield* run(["single", "deploy", relative], { XDG_DATA_HOME: dir })
+      assert.strictEqual(result.code, 7, result.stderr)
+      assert.deepStrictEqual(JSON.parse(result.stdout), { config, greeting: "a=b", args: ["--flag", "x y"] })
+    }))
+
   it.scoped(
     "single deploy runs hello; status shows it; SIGTERM stops it and unregisters it",
     () =>
