@@ -2,6 +2,7 @@ export default [
   "packages/core",
   "packages/transport-local",
   "packages/transport-rpc",
+  "packages/transport-multiprocess",
   "packages/weavertest",
   "packages/cli",
   "examples/hello",
