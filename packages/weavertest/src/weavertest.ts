@@ -37,7 +37,7 @@ export type { Fake } from "./Fake.js"
  * @since 0.1.0
  * @category testing
  */
-export { allRunners, local, makeRunner } from "./Runner.js"
+export { allRunners, local, makeRunner, payloadOf } from "./Runner.js"
 
 /**
  * Runner types; see the `Runner` module.
@@ -45,4 +45,4 @@ export { allRunners, local, makeRunner } from "./Runner.js"
  * @since 0.1.0
  * @category models
  */
-export type { Options, Requirement, Runner, RunnerDefinition } from "./Runner.js"
+export type { Arbitraries, ArbitraryValues, Options, Requirement, Runner, RunnerDefinition } from "./Runner.js"
