@@ -12,8 +12,9 @@ import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Effectable from "effect/Effectable"
-import * as Exit from "effect/Exit"
+import type * as Exit from "effect/Exit"
 import * as FiberRef from "effect/FiberRef"
+import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import * as Utils from "effect/Utils"
 import type * as Component from "./Component.js"
@@ -217,14 +218,20 @@ export const make = Effect.fnUntraced(function*(options: Options) {
         Effect.locallyWith(constructing, (path) => [...path, name]),
         Effect.map((handlers) => attribute(info, handlers as AnyHandlers)),
         Effect.onExit(() => Effect.sync(() => state.set(name, "ready"))),
-        Effect.catchAllCause((cause) =>
-          Effect.die(
-            new ComponentConstructionError({
-              component: name,
-              cause: Cause.isFailType(cause) ? cause.error : Cause.pretty(cause)
-            })
+        Effect.catchAllCause((cause) => {
+          const failure = Cause.failureOption(cause)
+          if (Option.isSome(failure)) {
+            return Effect.die(new ComponentConstructionError({ component: name, cause: failure.value }))
+          }
+          const defect = Cause.dieOption(cause)
+          if (Option.isNone(defect)) return Effect.failCause(cause as Cause.Cause<never>)
+          // A cycle is the root problem, whichever component noticed it: report it alone.
+          return Effect.die(
+            defect.value instanceof ComponentCycleError
+              ? defect.value
+              : new ComponentConstructionError({ component: name, cause: defect.value })
           )
-        )
+        })
       )
     })
   }
