@@ -1,6 +1,6 @@
 /**
- * The `weaver` command tree: `weaver single deploy|status` and
- * `weaver version`, on `@effect/cli`.
+ * The `weaver` command tree: `weaver single deploy|status|metrics|purge`,
+ * `weaver multi logs|purge` and `weaver version`, on `@effect/cli`.
  *
  * @since 0.1.0
  */
@@ -8,11 +8,15 @@ import * as Args from "@effect/cli/Args"
 import type * as CliApp from "@effect/cli/CliApp"
 import * as Command from "@effect/cli/Command"
 import * as HelpDoc from "@effect/cli/HelpDoc"
+import * as Options from "@effect/cli/Options"
 import * as ValidationError from "@effect/cli/ValidationError"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Fs from "node:fs"
 import * as Deploy from "./Deploy.js"
+import * as Logs from "./Logs.js"
+import * as Metrics from "./Metrics.js"
+import * as Purge from "./Purge.js"
 import * as Status from "./Status.js"
 
 /**
@@ -59,9 +63,61 @@ const status = Command.make("status", {}, () => Status.status("single")).pipe(
   Command.withDescription("Show the status of Service Weaver applications")
 )
 
+const purge = (tool: "single" | "multi") =>
+  Command.make(
+    "purge",
+    {
+      force: Options.boolean("force").pipe(Options.withDescription("Delete without asking for confirmation"))
+    },
+    ({ force }) => Purge.purge(tool, force)
+  ).pipe(Command.withDescription(`Delete the logs and data of applications deployed with weaver ${tool}`))
+
+const metricsCommand = (tool: "single" | "multi") =>
+  Command.make(
+    "metrics",
+    {
+      regex: Args.text({ name: "regex" }).pipe(
+        Args.withDescription("Show only the metrics whose name matches this regular expression"),
+        Args.optional
+      )
+    },
+    ({ regex }) => Metrics.metrics(tool, regex._tag === "Some" ? regex.value : undefined)
+  ).pipe(Command.withDescription("Show the metrics of Service Weaver applications, in Prometheus text format"))
+
 const single = Command.make("single").pipe(
   Command.withDescription("Deploy and inspect applications running in a single process"),
-  Command.withSubcommands([deploy, status])
+  Command.withSubcommands([deploy, status, metricsCommand("single"), purge("single")])
+)
+
+const logs = Command.make(
+  "logs",
+  {
+    query: Args.text({ name: "query" }).pipe(
+      Args.withDescription(
+        `A query selecting entries, e.g. 'app == "hello" && level == "error"', 'msg.contains("x")', ` +
+          `'attrs["k"] == "v"', 'time > timestamp("2024-01-02T15:04:05Z")'. Fields: app, version, full_version, ` +
+          `component, full_component, node, full_node, time, level, source, msg, attrs. Empty: every entry.`
+      ),
+      Args.mapEffect((query) =>
+        query.startsWith("-") ? Effect.fail(HelpDoc.p(`Received unknown flag: '${query}'`)) : Effect.succeed(query)
+      ),
+      Args.withDefault("")
+    ),
+    follow: Options.boolean("follow").pipe(Options.withDescription("Keep printing new entries, like tail -f")),
+    format: Options.choice("format", ["pretty", "json"] as const).pipe(
+      Options.withDefault("pretty" as const),
+      Options.withDescription("pretty: Service Weaver's log lines; json: one JSON object per line")
+    ),
+    system: Options.boolean("system").pipe(
+      Options.withDescription("Also print the internal entries of weavelets and deployers")
+    )
+  },
+  (options) => Logs.logs("multi", options)
+).pipe(Command.withDescription("Print, follow and filter the logs of multiprocess deployments"))
+
+const multi = Command.make("multi").pipe(
+  Command.withDescription("Deploy and inspect applications running in multiple processes"),
+  Command.withSubcommands([logs, purge("multi")])
 )
 
 const versionCommand = Command.make("version", {}, () => Console.log(versionLine)).pipe(
@@ -76,12 +132,16 @@ const versionCommand = Command.make("version", {}, () => Console.log(versionLine
  */
 export const command = Command.make("weaver").pipe(
   Command.withDescription("Deploy and manage Service Weaver applications"),
-  Command.withSubcommands([single, versionCommand])
+  Command.withSubcommands([single, multi, versionCommand])
 )
 
 const usages: ReadonlyArray<{ readonly path: ReadonlyArray<string>; readonly line: string }> = [
   { path: ["single", "deploy"], line: "weaver single deploy <weaver.toml>" },
   { path: ["single", "status"], line: "weaver single status" },
+  { path: ["single", "metrics"], line: "weaver single metrics [regex]" },
+  { path: ["single", "purge"], line: "weaver single purge [--force]" },
+  { path: ["multi", "logs"], line: "weaver multi logs [--follow] [--format=pretty|json] [--system] [query]" },
+  { path: ["multi", "purge"], line: "weaver multi purge [--force]" },
   { path: ["version"], line: "weaver version" }
 ]
 

@@ -11,4 +11,19 @@ export * as Deploy from "./Deploy.js"
 /**
  * @since 0.1.0
  */
+export * as Logs from "./Logs.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as Metrics from "./Metrics.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as Purge from "./Purge.js"
+
+/**
+ * @since 0.1.0
+ */
 export * as Status from "./Status.js"

@@ -145,6 +145,8 @@ describe("Cli.usage", () => {
 Usage:
   weaver single deploy <weaver.toml>
   weaver single status
+  weaver single metrics [regex]
+  weaver single purge [--force]
 Run "weaver single --help" for more information.`
     )
     assert.strictEqual(
