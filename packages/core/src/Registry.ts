@@ -28,7 +28,9 @@ export const Deployment = Schema.Struct({
   startedAt: Schema.Number,
   configFile: Schema.optional(Schema.String),
   components: Schema.Array(Schema.Struct({ name: Schema.String, pids: Schema.Array(Schema.Number) })),
-  listeners: Schema.Array(Schema.Struct({ name: Schema.String, address: Schema.String }))
+  listeners: Schema.Array(Schema.Struct({ name: Schema.String, address: Schema.String })),
+  /** The deployment's status server (`host:port`), serving its metrics; see `StatusServer`. */
+  statusAddress: Schema.optional(Schema.String)
 })
 
 /**

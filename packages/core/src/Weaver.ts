@@ -24,9 +24,11 @@ import * as Net from "node:net"
 import * as Path from "node:path"
 import type * as Component from "./Component.js"
 import { callSite } from "./Component.js"
+import * as HttpMetrics from "./HttpMetrics.js"
 import { currentComponent } from "./internal/fiberRefs.js"
 import * as Logging from "./Logging.js"
 import * as Registry from "./Registry.js"
+import * as StatusServer from "./StatusServer.js"
 import { Transport } from "./Transport.js"
 import * as Weavelet from "./Weavelet.js"
 import * as WeaverConfig from "./WeaverConfig.js"
@@ -92,6 +94,12 @@ export interface App<R = never, E = unknown> {
   readonly main: Main<E, any> | undefined
   readonly implementations: ReadonlyArray<Component.Implementation>
   readonly listeners: ReadonlySet<string>
+  /**
+   * The file (path or URL) whose code called {@link app}, when known: how a
+   * deployer that only has the app value (the weavertest Multi runner) loads
+   * the same app in another process.
+   */
+  readonly module?: string | undefined
   /** @internal */
   readonly _R?: (_: never) => R
 }
@@ -124,10 +132,23 @@ export const app = <
   }
   return {
     _tag: "App",
+    module: callerFile(),
     main: options.main,
     implementations: options.components,
     listeners: new Set([...(options.main?.listeners ?? []), ...options.components.flatMap((impl) => impl.listeners)])
   }
+}
+
+/** The file of the code that called `Weaver.app`, from the stack (`file:///…` or an absolute path). */
+const callerFile = (): string | undefined => {
+  const holder: { stack?: string } = {}
+  const limit = Error.stackTraceLimit
+  Error.stackTraceLimit = 2
+  Error.captureStackTrace(holder, app)
+  Error.stackTraceLimit = limit
+  const line = holder.stack?.split("\n")[1] ?? ""
+  const match = /((?:file:\/\/)?\/[^():]+):\d+:\d+\)?\s*$/.exec(line)
+  return match?.[1]
 }
 
 /**
@@ -255,6 +276,29 @@ const box = (rows: ReadonlyArray<readonly [string, string]>): string => {
  * @category running
  */
 export const run = <E>(app: App<never, E>): Effect.Effect<void, E | WeaverConfig.WeaverConfigError> =>
+  process.env[weaveletEnv] !== undefined ? runWeavelet(app) : runSingle(app)
+
+/**
+ * The environment variable through which a deployer hands a process its
+ * weavelet bootstrap: with it, {@link run} hosts only what the deployer
+ * assigns (see `@effect-weaver/transport-multiprocess`).
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const weaveletEnv = "WEAVER_WEAVELET"
+
+// Core cannot depend on transport packages (they depend on core), so the weavelet runtime is resolved at run time.
+const multiprocessWeavelet = "@effect-weaver/transport-multiprocess/Weavelet"
+
+const runWeavelet = <E>(app: App<never, E>): Effect.Effect<void, E | WeaverConfig.WeaverConfigError> =>
+  Effect.promise(() =>
+    import(multiprocessWeavelet) as Promise<
+      { readonly run: (app: App<never, E>) => Effect.Effect<void, E | WeaverConfig.WeaverConfigError> }
+    >
+  ).pipe(Effect.flatMap((module) => module.run(app)))
+
+const runSingle = <E>(app: App<never, E>): Effect.Effect<void, E | WeaverConfig.WeaverConfigError> =>
   Effect.gen(function*() {
     const configFile = process.env.SERVICEWEAVER_CONFIG
     const config = configFile ? yield* WeaverConfig.load(configFile) : WeaverConfig.empty()
@@ -266,6 +310,7 @@ export const run = <E>(app: App<never, E>): Effect.Effect<void, E | WeaverConfig
     const replicaId = Crypto.randomUUID()
     const name = appName(config)
     const components = [mainName, ...app.implementations.map((impl) => impl.component.componentName)]
+    const statusAddress = yield* startStatusServer({ app: name, deploymentId, replicaId })
     const update = yield* Registry.register({
       app: name,
       deploymentId,
@@ -274,7 +319,8 @@ export const run = <E>(app: App<never, E>): Effect.Effect<void, E | WeaverConfig
       startedAt: Date.now(),
       configFile: configFile ? Path.resolve(configFile) : undefined,
       components: components.map((component) => ({ name: component, pids: [process.pid] })),
-      listeners: []
+      listeners: [],
+      statusAddress
     })
     const transport = yield* defaultTransport
     const origin = { app: name, deploymentId, replicaId }
@@ -297,6 +343,13 @@ export const run = <E>(app: App<never, E>): Effect.Effect<void, E | WeaverConfig
       yield* runMain(app, weavelet)
     }).pipe(Effect.provide(Layer.merge(transport, Logging.layerPretty(origin))))
   }).pipe(Effect.scoped)
+
+/** The status server, if it can bind: without one the app still runs, only `weaver single metrics` misses it. */
+const startStatusServer = (options: StatusServer.Options): Effect.Effect<string | undefined, never, Scope.Scope> =>
+  StatusServer.make(options).pipe(
+    Effect.map((server) => server.address),
+    Effect.catchAll((error) => Effect.as(Effect.logWarning("status server not started", error), undefined))
+  )
 
 const splitAddress = (address: string): { readonly host: string; readonly port: number } => {
   const colon = address.lastIndexOf(":")
@@ -359,7 +412,9 @@ const healthz = HttpServerResponse.text("OK")
 
 /**
  * Serves an HTTP app on the named listener until interrupted. Every
- * listener also answers `/debug/weaver/healthz`.
+ * listener also answers `/debug/weaver/healthz`. Requests to the app are
+ * counted in the `serviceweaver_http_*` metrics labelled with the listener's
+ * name (see `HttpMetrics.instrument`); health checks are not.
  *
  * @example
  * ```ts
@@ -381,9 +436,10 @@ export const serve = <E, R>(
     const weavelet = yield* Weavelet.Weavelet
     const { host, port } = splitAddress(yield* weavelet.listenerAddress(name))
     const server = yield* NodeHttpServer.make(() => Http.createServer(), { host, port })
+    const instrumented = HttpMetrics.instrument(name, httpApp)
     const app = Effect.flatMap(
       HttpServerRequest.HttpServerRequest,
-      (request) => request.url === healthzPath ? healthz : httpApp
+      (request) => request.url === healthzPath ? healthz : instrumented
     )
     yield* HttpServer.serveEffect()(app).pipe(Effect.provideService(HttpServer.HttpServer, server))
     yield* weavelet.listening(

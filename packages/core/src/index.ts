@@ -11,6 +11,11 @@ export * as ComponentError from "./ComponentError.js"
 /**
  * @since 0.1.0
  */
+export * as HttpMetrics from "./HttpMetrics.js"
+
+/**
+ * @since 0.1.0
+ */
 export * as Logging from "./Logging.js"
 
 /**
@@ -21,7 +26,22 @@ export * as MethodMetrics from "./MethodMetrics.js"
 /**
  * @since 0.1.0
  */
+export * as Metrics from "./Metrics.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as Prometheus from "./Prometheus.js"
+
+/**
+ * @since 0.1.0
+ */
 export * as Registry from "./Registry.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as StatusServer from "./StatusServer.js"
 
 /**
  * @since 0.1.0
