@@ -1,9 +1,10 @@
 /**
  * The `weaver` command tree: `weaver single deploy|status|metrics|purge`,
- * `weaver multi logs|purge` and `weaver version`, on `@effect/cli`.
+ * `weaver multi deploy|status|logs|purge` and `weaver version`, on `@effect/cli`.
  *
  * @since 0.1.0
  */
+import * as Deployer from "@effect-weaver/transport-multiprocess/Deployer"
 import * as Args from "@effect/cli/Args"
 import type * as CliApp from "@effect/cli/CliApp"
 import * as Command from "@effect/cli/Command"
@@ -115,9 +116,27 @@ const logs = Command.make(
   (options) => Logs.logs("multi", options)
 ).pipe(Command.withDescription("Print, follow and filter the logs of multiprocess deployments"))
 
+const multiDeploy = Command.make(
+  "deploy",
+  {
+    config: Args.file({ name: "weaver.toml" }).pipe(
+      Args.withDescription("The application's config file"),
+      Args.mapEffect((path) =>
+        path.startsWith("-") ? Effect.fail(HelpDoc.p(`Received unknown flag: '${path}'`)) : Effect.succeed(path)
+      )
+    )
+  },
+  // Runs until interrupted (Ctrl-C, SIGTERM); every replica is stopped before the command returns.
+  ({ config }) => Deployer.deploy(config)
+).pipe(Command.withDescription("Deploy a Service Weaver app across multiple processes"))
+
+const multiStatus = Command.make("status", {}, () => Status.status("multi")).pipe(
+  Command.withDescription("Show the status of Service Weaver applications deployed with weaver multi")
+)
+
 const multi = Command.make("multi").pipe(
   Command.withDescription("Deploy and inspect applications running in multiple processes"),
-  Command.withSubcommands([logs, purge("multi")])
+  Command.withSubcommands([multiDeploy, multiStatus, logs, purge("multi")])
 )
 
 const versionCommand = Command.make("version", {}, () => Console.log(versionLine)).pipe(
@@ -140,6 +159,8 @@ const usages: ReadonlyArray<{ readonly path: ReadonlyArray<string>; readonly lin
   { path: ["single", "status"], line: "weaver single status" },
   { path: ["single", "metrics"], line: "weaver single metrics [regex]" },
   { path: ["single", "purge"], line: "weaver single purge [--force]" },
+  { path: ["multi", "deploy"], line: "weaver multi deploy <weaver.toml>" },
+  { path: ["multi", "status"], line: "weaver multi status" },
   { path: ["multi", "logs"], line: "weaver multi logs [--follow] [--format=pretty|json] [--system] [query]" },
   { path: ["multi", "purge"], line: "weaver multi purge [--force]" },
   { path: ["version"], line: "weaver version" }

@@ -1,4 +1,55 @@
 /**
+ * The control plane between envelopes and weavelets.
+ *
  * @since 0.1.0
  */
-export {}
+export * as Control from "./Control.js"
+
+/**
+ * The multi deployer.
+ *
+ * @since 0.1.0
+ */
+export * as Deployer from "./Deployer.js"
+
+/**
+ * The deployer's side of one weavelet process.
+ *
+ * @since 0.1.0
+ */
+export * as Envelope from "./Envelope.js"
+
+/**
+ * Log files of deployments.
+ *
+ * @since 0.1.0
+ */
+export * as LogFile from "./LogFile.js"
+
+/**
+ * The query language of `weaver multi logs`.
+ *
+ * @since 0.1.0
+ */
+export * as LogQuery from "./LogQuery.js"
+
+/**
+ * The listener proxy.
+ *
+ * @since 0.1.0
+ */
+export * as Proxy from "./Proxy.js"
+
+/**
+ * The transport of a process in a multiprocess deployment.
+ *
+ * @since 0.1.0
+ */
+export * as TransportMultiprocess from "./TransportMultiprocess.js"
+
+/**
+ * The weavelet side of a multiprocess deployment.
+ *
+ * @since 0.1.0
+ */
+export * as Weavelet from "./Weavelet.js"

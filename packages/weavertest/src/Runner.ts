@@ -8,6 +8,8 @@ import { Logging, Weavelet, Weaver, WeaverConfig } from "@effect-weaver/core"
 import type { Component } from "@effect-weaver/core"
 import type { Transport } from "@effect-weaver/core"
 import * as TransportLocal from "@effect-weaver/transport-local/TransportLocal"
+import * as Deployer from "@effect-weaver/transport-multiprocess/Deployer"
+import * as TransportRpc from "@effect-weaver/transport-rpc/TransportRpc"
 import { it } from "@effect/vitest"
 import * as Arbitrary from "effect/Arbitrary"
 import type * as Context from "effect/Context"
@@ -32,7 +34,44 @@ import type * as Fake from "./Fake.js"
  */
 export interface RunnerDefinition {
   readonly name: string
-  readonly transport: Layer.Layer<Transport.Transport, never, Scope.Scope>
+  readonly transport?: Layer.Layer<Transport.Transport, never, Scope.Scope> | undefined
+  /**
+   * For runners that place components elsewhere (the Multi runner starts
+   * processes): builds, in the test's scope, the transport of the test
+   * process and what the test process hosts. When set, `transport` is unused.
+   */
+  readonly deploy?: ((setup: DeploySetup) => Effect.Effect<Deployment, unknown, Scope.Scope>) | undefined
+  /** The timeout of its tests, when the test gives none (vitest's default otherwise). */
+  readonly timeout?: number | undefined
+}
+
+/**
+ * What {@link RunnerDefinition.deploy} is given.
+ *
+ * @since 0.1.0
+ * @category runtime
+ */
+export interface DeploySetup {
+  readonly app: Weaver.App<any, any>
+  readonly config: WeaverConfig.WeaverConfig
+  /** The inline config text of the runner, if any. */
+  readonly configText: string | undefined
+  readonly deploymentId: string
+  readonly fakes: ReadonlyMap<string, Weavelet.AnyHandlers>
+}
+
+/**
+ * What {@link RunnerDefinition.deploy} returns.
+ *
+ * @since 0.1.0
+ * @category runtime
+ */
+export interface Deployment {
+  readonly transport: Layer.Layer<Transport.Transport>
+  /** The components the test process hosts (constructs) itself. */
+  readonly hosted: ReadonlySet<string>
+  /** Called once the test process's weavelet exists, before the body runs. */
+  readonly started: (weavelet: Weavelet.Weavelet["Type"]) => Effect.Effect<void, never, Scope.Scope>
 }
 
 /**
@@ -205,10 +244,23 @@ const runApp = (
       const extraComponents = (options.fakes ?? [])
         .map((fake) => fake.component)
         .filter((component) => !implemented.has(component.componentName))
+      const deployment = definition.deploy === undefined
+        ? undefined
+        : yield* definition.deploy({ app, config, configText: options.config, deploymentId, fakes })
       // Built first in the test's scope, so it is released last: components may still call out while closing.
-      const transport = yield* Layer.buildWithScope(definition.transport, yield* Effect.scope)
-      const weavelet = yield* Weaver.makeWeavelet(app, { config, deploymentId, replicaId, fakes, extraComponents })
-        .pipe(Effect.provide(transport))
+      const transport = yield* Layer.buildWithScope(
+        deployment?.transport ?? definition.transport ?? TransportLocal.layer,
+        yield* Effect.scope
+      )
+      const weavelet = yield* Weaver.makeWeavelet(app, {
+        config,
+        deploymentId,
+        replicaId,
+        fakes,
+        extraComponents,
+        hosted: deployment?.hosted
+      }).pipe(Effect.provide(transport))
+      if (deployment !== undefined) yield* deployment.started(weavelet)
       return yield* body.pipe(
         Effect.provide(weavelet.clients(Weaver.mainName)),
         Effect.provideService(Weavelet.Weavelet, weavelet)
@@ -239,14 +291,14 @@ export const makeRunner = (definition: RunnerDefinition, options: Options = {}):
       it.live(
         `${definition.name}/${name}`,
         () => runApp(definition, options, app, body, name) as Effect.Effect<unknown, unknown>,
-        timeout
+        timeout ?? definition.timeout
       ),
     run: (app, body) => runApp(definition, options, app, body, "weavertest") as any,
     prop: (name, app, arbitraries, body, propOptions) =>
       it.live(
         `${definition.name}/${name}`,
         () => runApp(definition, options, app, property(arbitraries, body, propOptions?.numRuns), name),
-        propOptions?.timeout
+        propOptions?.timeout ?? definition.timeout
       ),
     with: (overrides) =>
       makeRunner(definition, {
@@ -267,6 +319,42 @@ export const makeRunner = (definition: RunnerDefinition, options: Options = {}):
 export const local: Runner = makeRunner({ name: "Local", transport: TransportLocal.layer })
 
 /**
+ * Runs every component in the test's process but calls them through the
+ * RPC transport over a real loopback socket, executing every retriable call
+ * twice (Service Weaver's `weavertest.RPC`).
+ *
+ * @since 0.1.0
+ * @category testing
+ */
+export const rpc: Runner = makeRunner({ name: "RPC", transport: TransportRpc.layerTest })
+
+/**
+ * Runs the components in child processes, as `weaver multi` does (Service
+ * Weaver's `weavertest.Multi`): each component in its own colocation group
+ * (or its `colocate` group) of 2 replicas, started on first use, while the
+ * test process hosts the test body and the fakes. The replicas import the
+ * application from the module that called `Weaver.app`, so the app must be
+ * defined in a module of its own (not in the test file). Tests get 120
+ * seconds unless they say otherwise.
+ *
+ * @since 0.1.0
+ * @category testing
+ */
+export const multi: Runner = makeRunner({
+  name: "Multi",
+  timeout: 120_000,
+  deploy: (setup) =>
+    Effect.map(
+      Deployer.makeTest({ ...setup, verbose: process.env.WEAVERTEST_VERBOSE !== undefined }),
+      (deployment): Deployment => ({
+        transport: deployment.transport,
+        hosted: new Set<string>(),
+        started: deployment.started
+      })
+    )
+})
+
+/**
  * Every runner, with `options` applied to each. Loop over it to run the same
  * test under every deployment:
  *
@@ -280,4 +368,4 @@ export const local: Runner = makeRunner({ name: "Local", transport: TransportLoc
  * @category testing
  */
 export const allRunners = (options?: Options): ReadonlyArray<Runner> =>
-  [local].map((runner) => options === undefined ? runner : runner.with(options))
+  [local, rpc, multi].map((runner) => options === undefined ? runner : runner.with(options))

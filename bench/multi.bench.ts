@@ -1,0 +1,181 @@
+/**
+ * `weaver multi deploy` of examples/hello (2 groups × 2 replicas): time from
+ * starting the command to the first successful HTTP answer through the
+ * listener proxy (bar: ≤ 2 s), with the resident memory of every process.
+ * Baseline, measured in the same run: `weaver single deploy` of the same app.
+ *
+ * Uses the built CLI and example (`npm run build` is run first).
+ */
+import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import { fileURLToPath } from "node:url"
+
+const root = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "..")
+const bin = Path.join(root, "packages/cli/dist/bin.js")
+const runs = 3
+const bar = 2_000
+
+const build = ChildProcess.spawnSync(process.execPath, [
+  Path.join(root, "node_modules/typescript/bin/tsc"),
+  "-b",
+  "tsconfig.build.json"
+], {
+  cwd: root,
+  stdio: "inherit"
+})
+if (build.status !== 0) {
+  process.stderr.write("build failed\n")
+  process.exit(1)
+}
+
+const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "weaver-multi-bench-"))
+const config = Path.join(dir, "weaver.toml")
+Fs.writeFileSync(
+  config,
+  `[serviceweaver]
+name = "hello"
+binary = "${Path.join(root, "examples/hello/dist/main.js")}"
+
+[single]
+listeners.hello = { address = "127.0.0.1:0" }
+
+[multi]
+listeners.hello = { address = "127.0.0.1:0" }
+`
+)
+const env = { ...process.env, XDG_DATA_HOME: Path.join(dir, "data"), SERVICEWEAVER_LOG_DIR: Path.join(dir, "logs") }
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+const rssKiB = (pid: number): number => {
+  const status = Fs.readFileSync(`/proc/${pid}/status`, "utf8")
+  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0)
+}
+
+const answer = async (url: string): Promise<boolean> => {
+  const response = await fetch(url).catch(() => undefined)
+  if (response === undefined) return false
+  const body = await response.text()
+  return response.status === 200 && body.startsWith("Hello, ")
+}
+
+interface Run {
+  readonly millis: number
+  readonly rss: ReadonlyArray<{ readonly name: string; readonly pid: number; readonly kib: number }>
+}
+
+const registryEntry = () => {
+  const registry = Path.join(dir, "data", "serviceweaver", "multi", "registry")
+  const files = Fs.existsSync(registry) ? Fs.readdirSync(registry).filter((f) => f.endsWith(".json")) : []
+  if (files.length === 0) return undefined
+  try {
+    return JSON.parse(Fs.readFileSync(Path.join(registry, files[0]!), "utf8")) as {
+      readonly components: ReadonlyArray<{ readonly name: string; readonly pids: ReadonlyArray<number> }>
+    }
+  } catch {
+    return undefined
+  }
+}
+
+const deployOnce = async (tool: "single" | "multi"): Promise<Run> => {
+  const start = performance.now()
+  const child = ChildProcess.spawn(process.execPath, [bin, tool, "deploy", config], {
+    cwd: root,
+    env,
+    stdio: ["ignore", "pipe", "pipe"]
+  })
+  let output = ""
+  child.stdout.setEncoding("utf8").on("data", (chunk: string) => (output += chunk))
+  child.stderr.setEncoding("utf8").on("data", (chunk: string) => (output += chunk))
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()))
+  try {
+    const deadline = start + 30_000
+    let url: string | undefined
+    while (performance.now() < deadline) {
+      const address = tool === "multi"
+        ? /proxy for listener hello on (\S+)/.exec(output)?.[1]
+        : /hello listener available on (\S+)/.exec(output)?.[1]
+      if (address !== undefined) url ??= `http://${address}/hello?name=Weaver`
+      if (url !== undefined && await answer(url)) break
+      await sleep(5)
+    }
+    const millis = performance.now() - start
+    if (url === undefined || millis >= 30_000) throw new Error(`${tool} deploy: no answer within 30 s\n${output}`)
+    const rss = [{ name: "weaver (deployer)", pid: child.pid!, kib: rssKiB(child.pid!) }]
+    if (tool === "multi") {
+      for (let i = 0; i < 100; i++) {
+        const entry = registryEntry()
+        if (entry !== undefined && entry.components.length >= 2 && entry.components.every((c) => c.pids.length === 2)) {
+          for (const component of entry.components) {
+            for (const pid of component.pids) rss.push({ name: component.name, pid, kib: rssKiB(pid) })
+          }
+          break
+        }
+        await sleep(50)
+      }
+    } else {
+      const pid = Number(
+        /(\d+)/.exec(ChildProcess.execFileSync("pgrep", ["-P", String(child.pid)], { encoding: "utf8" }))?.[1]
+      )
+      if (pid > 0) rss.push({ name: "app (main + hello/Reverser)", pid, kib: rssKiB(pid) })
+    }
+    return { millis, rss }
+  } finally {
+    child.kill("SIGTERM")
+    await Promise.race([exited, sleep(15_000)])
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")
+  }
+}
+
+const median = (values: ReadonlyArray<number>) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!
+
+const main = async () => {
+  const single: Array<Run> = []
+  const multi: Array<Run> = []
+  for (let i = 0; i < runs; i++) {
+    single.push(await deployOnce("single"))
+    multi.push(await deployOnce("multi"))
+  }
+  const singleMs = median(single.map((r) => r.millis))
+  const multiMs = median(multi.map((r) => r.millis))
+  process.stdout.write(`time from "weaver <tool> deploy" to the first HTTP answer (median of ${runs}):\n`)
+  process.stdout.write(
+    `  single deploy (baseline)   ${singleMs.toFixed(0).padStart(6)} ms   runs: ${
+      single.map((r) => r.millis.toFixed(0)).join(", ")
+    }\n`
+  )
+  process.stdout.write(
+    `  multi deploy (2×2 procs)   ${multiMs.toFixed(0).padStart(6)} ms   runs: ${
+      multi.map((r) => r.millis.toFixed(0)).join(", ")
+    }\n`
+  )
+  process.stdout.write(`  multi / single             ${(multiMs / singleMs).toFixed(2).padStart(6)}×\n`)
+  process.stdout.write(`  bar: multi ≤ ${bar} ms       ${multiMs <= bar ? "PASS" : "FAIL"}\n`)
+  process.stdout.write(
+    `  (load average ${Os.loadavg().map((n) => n.toFixed(1)).join(" ")} on ${Os.cpus().length} cores)\n\n`
+  )
+  if (multiMs > bar) process.exitCode = 1
+  const last = multi.at(-1)!
+  process.stdout.write("resident memory after the first answer (multi, last run):\n")
+  let total = 0
+  for (const { kib, name, pid } of last.rss) {
+    total += kib
+    process.stdout.write(
+      `  ${name.padEnd(28)} pid ${String(pid).padEnd(8)} ${(kib / 1024).toFixed(1).padStart(7)} MiB\n`
+    )
+  }
+  process.stdout.write(`  ${"total".padEnd(41)} ${(total / 1024).toFixed(1).padStart(7)} MiB\n`)
+  const singleTotal = single.at(-1)!.rss.reduce((n, r) => n + r.kib, 0)
+  process.stdout.write(`  (single deploy total: ${(singleTotal / 1024).toFixed(1)} MiB)\n`)
+}
+
+main().then(
+  () => Fs.rmSync(dir, { recursive: true, force: true }),
+  (error) => {
+    Fs.rmSync(dir, { recursive: true, force: true })
+    process.stderr.write(`${error instanceof Error ? error.stack : String(error)}\n`)
+    process.exit(1)
+  }
+)

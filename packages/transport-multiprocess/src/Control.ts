@@ -1,0 +1,132 @@
+/**
+ * The control plane between an envelope (in the deployer) and the weavelet
+ * it started: typed `@effect/rpc` calls over a Unix socket, served by the
+ * envelope, one socket per weavelet process. Also the bootstrap a weavelet
+ * finds in its environment.
+ *
+ * | Call | Meaning |
+ * | --- | --- |
+ * | `Ready {address, pid}` | the weavelet serves its components on `address` |
+ * | `Activate {component}` | the weavelet needs `component`: start its group if it is not running |
+ * | `Routing {component}` | a stream of replica sets of `component`, one per routing change |
+ * | `ExportListener {listener, address}` | a listener serves on `address`: route the listener's proxy to it |
+ * | `Health` | answered while the deployer is alive |
+ *
+ * @since 0.1.0
+ */
+import * as Rpc from "@effect/rpc/Rpc"
+import * as RpcGroup from "@effect/rpc/RpcGroup"
+import * as Either from "effect/Either"
+import * as Schema from "effect/Schema"
+
+/**
+ * The environment variable that carries a weavelet's {@link Bootstrap}
+ * (base64 JSON). A process started with it becomes a weavelet.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const bootstrapEnv = "WEAVER_WEAVELET"
+
+/**
+ * The marker that starts a stderr line carrying a log entry (JSON) from a
+ * weavelet to its deployer.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const logMarker = "\u001eweaver:log "
+
+/**
+ * A control call the deployer refused, with the reason.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class ControlError extends Schema.TaggedError<ControlError>()("ControlError", {
+  message: Schema.String
+}) {}
+
+/**
+ * The control calls a weavelet makes to its envelope.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export class ControlRpcs extends RpcGroup.make(
+  Rpc.make("Ready", { payload: { address: Schema.String, pid: Schema.Number } }),
+  Rpc.make("Activate", { payload: { component: Schema.String }, error: ControlError }),
+  Rpc.make("Routing", { payload: { component: Schema.String }, success: Schema.Array(Schema.String), stream: true }),
+  Rpc.make("ExportListener", {
+    payload: { listener: Schema.String, address: Schema.String },
+    success: Schema.String,
+    error: ControlError
+  }),
+  Rpc.make("Health", { success: Schema.Literal("ok") })
+) {}
+
+/**
+ * Where a weavelet finds its application, when it is not the entry file's
+ * own (the `weavertest` Multi runner): the module that called `Weaver.app`
+ * and the components of the app, to pick the right export.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const AppModule = Schema.Struct({
+  url: Schema.String,
+  components: Schema.Array(Schema.String)
+})
+
+/**
+ * What the deployer tells a weavelet process when it starts it.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const Bootstrap = Schema.Struct({
+  app: Schema.String,
+  deploymentId: Schema.String,
+  replicaId: Schema.String,
+  /** The colocation group this process hosts. */
+  group: Schema.String,
+  /** The components it hosts. */
+  components: Schema.Array(Schema.String),
+  /** Whether it runs the main component. */
+  runMain: Schema.Boolean,
+  /** The envelope's Unix socket. */
+  controlSocket: Schema.String,
+  /** The config: a file to read, or its text when `text` is set (`file` then names it in errors). */
+  config: Schema.Struct({ file: Schema.String, dir: Schema.String, text: Schema.optional(Schema.String) }),
+  /** Components that are called but implemented elsewhere (weavertest fakes). */
+  external: Schema.optionalWith(Schema.Array(Schema.String), { default: () => [] }),
+  appModule: Schema.optional(AppModule)
+})
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type Bootstrap = typeof Bootstrap.Type
+
+const BootstrapJson = Schema.parseJson(Bootstrap)
+
+/**
+ * Encodes a bootstrap for {@link bootstrapEnv}.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const encodeBootstrap = (bootstrap: Bootstrap): string =>
+  Buffer.from(Schema.encodeSync(BootstrapJson)(bootstrap)).toString("base64")
+
+/**
+ * Decodes the value of {@link bootstrapEnv}.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const decodeBootstrap = (text: string): Either.Either<Bootstrap, string> =>
+  Schema.decodeUnknownEither(BootstrapJson)(Buffer.from(text, "base64").toString("utf8")).pipe(
+    Either.mapLeft((error) => `${bootstrapEnv} is not a valid weavelet bootstrap: ${error.message}`)
+  )

@@ -1,0 +1,211 @@
+/**
+ * The envelope: the deployer's side of one weavelet process. It starts the
+ * process with its bootstrap, serves the control calls the weavelet makes
+ * on a private Unix socket, relays the process's stdout and stderr line by
+ * line, and kills the process (its whole process group) when its scope
+ * closes.
+ *
+ * @since 0.1.0
+ */
+import * as NodeSocketServer from "@effect/platform-node/NodeSocketServer"
+import * as RpcSerialization from "@effect/rpc/RpcSerialization"
+import * as RpcServer from "@effect/rpc/RpcServer"
+import * as Data from "effect/Data"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type * as Scope from "effect/Scope"
+import type * as Stream from "effect/Stream"
+import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
+import * as Path from "node:path"
+import * as Control from "./Control.js"
+
+/**
+ * A weavelet process could not be started.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class EnvelopeError extends Data.TaggedError("EnvelopeError")<{
+  readonly group: string
+  readonly reason: string
+}> {
+  /**
+   * @since 0.1.0
+   */
+  override get message(): string {
+    return `cannot start a replica of ${this.group}: ${this.reason}`
+  }
+}
+
+/**
+ * What the deployer does for the control calls of one weavelet.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Handler {
+  readonly ready: (address: string, pid: number) => Effect.Effect<void>
+  readonly activate: (component: string) => Effect.Effect<void, Control.ControlError>
+  readonly routing: (component: string) => Stream.Stream<ReadonlyArray<string>>
+  readonly exportListener: (listener: string, address: string) => Effect.Effect<string, Control.ControlError>
+}
+
+/**
+ * How the process ended.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ExitStatus {
+  readonly code: number | null
+  readonly signal: string | null
+}
+
+/**
+ * Options of {@link make}.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  /** The bootstrap, without the control socket (the envelope picks it). */
+  readonly bootstrap: Omit<Control.Bootstrap, "controlSocket">
+  /** Directory for the control socket (private to the deployment). */
+  readonly socketDir: string
+  /** The program and its arguments, e.g. `node [--enable-source-maps] main.js`. */
+  readonly command: string
+  readonly args: ReadonlyArray<string>
+  readonly env: Readonly<Record<string, string | undefined>>
+  readonly cwd?: string | undefined
+  readonly handler: Handler
+  /** Receives each line the process writes. */
+  readonly output: (stream: "stdout" | "stderr", line: string) => void
+}
+
+/**
+ * A running weavelet process.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Envelope {
+  readonly replicaId: string
+  readonly pid: number
+  /** Completes when the process has exited. */
+  readonly exited: Effect.Effect<ExitStatus>
+  /** Sends a signal to the process group. */
+  readonly kill: (signal: NodeJS.Signals) => void
+}
+
+const lines = (stream: NodeJS.ReadableStream | null, emit: (line: string) => void) => {
+  if (stream === null) return
+  let buffered = ""
+  stream.setEncoding("utf8")
+  stream.on("data", (chunk: string) => {
+    buffered += chunk
+    let newline = buffered.indexOf("\n")
+    while (newline >= 0) {
+      emit(buffered.slice(0, newline))
+      buffered = buffered.slice(newline + 1)
+      newline = buffered.indexOf("\n")
+    }
+  })
+  stream.on("end", () => {
+    if (buffered !== "") emit(buffered)
+    buffered = ""
+  })
+}
+
+const signalGroup = (pid: number, signal: NodeJS.Signals) => {
+  // The child leads its own process group; signalling -pid reaches anything it started too.
+  try {
+    process.kill(-pid, signal)
+  } catch {
+    try {
+      process.kill(pid, signal)
+    } catch {
+      // already gone
+    }
+  }
+}
+
+/**
+ * How long a weavelet has to exit after SIGTERM before it is killed.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const stopGrace = 3_000
+
+/**
+ * Starts a weavelet process and serves its control socket. Closing the
+ * scope stops the process (SIGTERM, then SIGKILL after {@link stopGrace}).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (options: Options): Effect.Effect<Envelope, EnvelopeError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const { group, replicaId } = options.bootstrap
+    const scope = yield* Effect.scope
+    const controlSocket = Path.join(options.socketDir, `${replicaId.slice(0, 8)}.sock`)
+    const handler = options.handler
+    const handlers = Control.ControlRpcs.toLayer({
+      Ready: ({ address, pid }) => handler.ready(address, pid),
+      Activate: ({ component }) => handler.activate(component),
+      Routing: ({ component }) => handler.routing(component),
+      ExportListener: ({ address, listener }) => handler.exportListener(listener, address),
+      Health: () => Effect.succeed("ok" as const)
+    })
+    const server = RpcServer.layer(Control.ControlRpcs).pipe(
+      Layer.provide(handlers),
+      Layer.provide(RpcServer.layerProtocolSocketServer),
+      Layer.provide(RpcSerialization.layerNdjson),
+      Layer.provide(NodeSocketServer.layer({ path: controlSocket }))
+    )
+    yield* Layer.buildWithScope(server, scope).pipe(
+      Effect.mapError((error) => new EnvelopeError({ group, reason: `control socket ${controlSocket}: ${error}` }))
+    )
+    yield* Effect.addFinalizer(() => Effect.sync(() => Fs.rmSync(controlSocket, { force: true })))
+
+    const bootstrap: Control.Bootstrap = { ...options.bootstrap, controlSocket }
+    const exited = yield* Deferred.make<ExitStatus>()
+    const child = yield* Effect.try({
+      try: () =>
+        ChildProcess.spawn(options.command, [...options.args], {
+          env: { ...options.env, [Control.bootstrapEnv]: Control.encodeBootstrap(bootstrap) },
+          cwd: options.cwd,
+          stdio: ["ignore", "pipe", "pipe"],
+          detached: true
+        }),
+      catch: (cause) => new EnvelopeError({ group, reason: String(cause) })
+    })
+    child.once("exit", (code, signal) => Deferred.unsafeDone(exited, Effect.succeed({ code, signal })))
+    const started = yield* Effect.async<number, EnvelopeError>((resume) => {
+      if (child.pid !== undefined) return resume(Effect.succeed(child.pid))
+      child.once("error", (cause) => resume(Effect.fail(new EnvelopeError({ group, reason: cause.message }))))
+      child.once("spawn", () => resume(Effect.succeed(child.pid!)))
+    })
+    child.on("error", () => undefined)
+    lines(child.stdout, (line) => options.output("stdout", line))
+    lines(child.stderr, (line) => options.output("stderr", line))
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function*() {
+        if (yield* Deferred.isDone(exited)) return
+        signalGroup(started, "SIGTERM")
+        const done = yield* Deferred.await(exited).pipe(Effect.timeout(stopGrace), Effect.option)
+        if (done._tag === "None") {
+          signalGroup(started, "SIGKILL")
+          yield* Deferred.await(exited).pipe(Effect.timeout(stopGrace), Effect.ignore)
+        }
+      })
+    )
+    return {
+      replicaId,
+      pid: started,
+      exited: Deferred.await(exited),
+      kill: (signal) => signalGroup(started, signal)
+    } satisfies Envelope
+  })

@@ -1,0 +1,186 @@
+/**
+ * The HTTP proxy in front of a listener: the multi deployer binds one per
+ * listener on its `[multi] listeners.<name>.address` and balances requests
+ * round-robin across the replicas serving the listener. A replica that
+ * refuses connections is skipped (requests without a body are retried on the
+ * next one); with no replica left the answer is `502 Bad Gateway`.
+ *
+ * @since 0.1.0
+ */
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
+import * as Http from "node:http"
+import type * as Net from "node:net"
+import { Pool } from "undici"
+
+/**
+ * The proxy could not listen on its address.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class ProxyError extends Data.TaggedError("ProxyError")<{
+  readonly listener: string
+  readonly address: string
+  readonly cause: unknown
+}> {
+  /**
+   * @since 0.1.0
+   */
+  override get message(): string {
+    const code = (this.cause as NodeJS.ErrnoException)?.code
+    const detail = code === "EADDRINUSE"
+      ? "the address is already in use"
+      : this.cause instanceof Error
+      ? this.cause.message
+      : String(this.cause)
+    return `listener ${this.listener}: cannot proxy on ${this.address}: ${detail}`
+  }
+}
+
+/**
+ * A running proxy.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Proxy {
+  readonly listener: string
+  /** The bound address, `host:port`. */
+  readonly address: string
+  /** Replaces the replica addresses requests go to. */
+  readonly setBackends: (addresses: ReadonlyArray<string>) => void
+  readonly backends: () => ReadonlyArray<string>
+}
+
+const hopByHop = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-authenticate",
+  "proxy-authorization",
+  "proxy-connection",
+  "te",
+  "trailer",
+  "transfer-encoding",
+  "upgrade",
+  "expect",
+  "host"
+])
+
+const splitAddress = (address: string): { readonly host: string; readonly port: number } => {
+  const colon = address.lastIndexOf(":")
+  const host = address.slice(0, colon).replace(/^\[(.*)\]$/, "$1")
+  return { host: host === "" ? "0.0.0.0" : host, port: Number(address.slice(colon + 1)) }
+}
+
+const formatAddress = (info: Net.AddressInfo): string =>
+  info.address.includes(":") ? `[${info.address}]:${info.port}` : `${info.address}:${info.port}`
+
+const refused = (error: unknown): boolean => {
+  const code = (error as { code?: string })?.code ?? (error as { cause?: { code?: string } })?.cause?.code
+  return code === "ECONNREFUSED" || code === "ECONNRESET" || code === "UND_ERR_SOCKET" || code === "EPIPE"
+}
+
+/**
+ * Starts a proxy for `listener` on `address` (`host:port`, port 0 picks one)
+ * that lives as long as the scope.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (options: {
+  readonly listener: string
+  readonly address: string
+}): Effect.Effect<Proxy, ProxyError, Scope.Scope> =>
+  Effect.gen(function*() {
+    let backends: ReadonlyArray<string> = []
+    const pools = new Map<string, Pool>()
+    let next = 0
+    const poolOf = (backend: string) => {
+      let pool = pools.get(backend)
+      if (pool === undefined) {
+        pool = new Pool(`http://${backend}`, { connections: 64, pipelining: 1 })
+        pools.set(backend, pool)
+      }
+      return pool
+    }
+    const badGateway = (res: Http.ServerResponse, detail: string) => {
+      if (res.headersSent) return res.destroy()
+      res.writeHead(502, { "content-type": "text/plain; charset=utf-8" })
+      res.end(`502 Bad Gateway: listener ${options.listener}: ${detail}\n`)
+    }
+
+    const forward = (req: Http.IncomingMessage, res: Http.ServerResponse, tried: number) => {
+      const current = backends
+      if (current.length === 0) return badGateway(res, "no replica is serving it")
+      if (tried >= current.length) return badGateway(res, "no replica could be reached")
+      const backend = current[next++ % current.length]!
+      if (next >= 0x40000000) next = 0
+      const headers: Record<string, string | Array<string>> = {}
+      for (const [key, value] of Object.entries(req.headers)) {
+        if (value !== undefined && !hopByHop.has(key)) headers[key] = value
+      }
+      headers["x-forwarded-for"] = req.socket.remoteAddress ?? ""
+      headers["x-forwarded-host"] = req.headers.host ?? ""
+      headers["x-forwarded-proto"] = "http"
+      const hasBody = req.headers["content-length"] !== undefined && req.headers["content-length"] !== "0" ||
+        req.headers["transfer-encoding"] !== undefined
+      poolOf(backend).stream(
+        {
+          path: req.url ?? "/",
+          method: req.method as any,
+          headers,
+          body: hasBody ? req : null
+        },
+        ({ headers: upstream, statusCode }) => {
+          const out: Record<string, string | Array<string>> = {}
+          for (const [key, value] of Object.entries(upstream)) {
+            if (value !== undefined && !hopByHop.has(key.toLowerCase())) out[key] = value as string | Array<string>
+          }
+          res.writeHead(statusCode, out)
+          return res
+        },
+        (error) => {
+          if (error === null) return
+          if (!res.headersSent && !hasBody && refused(error)) return forward(req, res, tried + 1)
+          badGateway(res, `replica ${backend}: ${error.message}`)
+        }
+      )
+    }
+
+    const server = Http.createServer((req, res) => forward(req, res, 0))
+    server.keepAliveTimeout = 5_000
+    const { host, port } = splitAddress(options.address)
+    yield* Effect.async<void, ProxyError>((resume) => {
+      const onError = (cause: Error) =>
+        resume(Effect.fail(new ProxyError({ listener: options.listener, address: options.address, cause })))
+      server.once("error", onError)
+      server.listen({ host, port }, () => {
+        server.off("error", onError)
+        resume(Effect.void)
+      })
+    })
+    yield* Effect.addFinalizer(() =>
+      Effect.async<void>((resume) => {
+        server.close(() => resume(Effect.void))
+        server.closeAllConnections()
+        for (const pool of pools.values()) void pool.destroy().catch(() => undefined)
+      })
+    )
+    const proxy: Proxy = {
+      listener: options.listener,
+      address: formatAddress(server.address() as Net.AddressInfo),
+      setBackends: (addresses) => {
+        backends = [...addresses]
+        for (const [backend, pool] of pools) {
+          if (!addresses.includes(backend)) {
+            pools.delete(backend)
+            void pool.close().catch(() => undefined)
+          }
+        }
+      },
+      backends: () => backends
+    }
+    return proxy
+  })

@@ -1,0 +1,243 @@
+/**
+ * The weavelet side of a multiprocess deployment: what `Weaver.run(app)`
+ * becomes in a process the multi deployer started (its bootstrap is in the
+ * `WEAVER_WEAVELET` environment variable).
+ *
+ * The process hosts the components of its colocation group and serves them
+ * over the RPC transport on `127.0.0.1:0`; calls to other components go to
+ * their replicas, found through the control plane. Co-located components
+ * call each other directly. Listeners bind `127.0.0.1:0` and are exported to
+ * the deployer's proxy. Log entries travel to the deployer on stderr. The
+ * process exits when its deployer is gone (its parent changes or the
+ * control socket stops answering), so no replica outlives a killed deployer.
+ *
+ * @since 0.1.0
+ */
+import { Component, Logging, Weavelet as CoreWeavelet, Weaver, WeaverConfig } from "@effect-weaver/core"
+import * as Server from "@effect-weaver/transport-rpc/Server"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import * as NodeSocket from "@effect/platform-node/NodeSocket"
+import * as RpcClient from "@effect/rpc/RpcClient"
+import * as RpcSerialization from "@effect/rpc/RpcSerialization"
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as FiberRef from "effect/FiberRef"
+import * as HashSet from "effect/HashSet"
+import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
+import * as Schedule from "effect/Schedule"
+import * as Control from "./Control.js"
+import * as LogFile from "./LogFile.js"
+import * as TransportMultiprocess from "./TransportMultiprocess.js"
+
+/**
+ * The weavelet could not start: a bad bootstrap, an unreachable control
+ * socket, or an application module without the expected app.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class WeaveletError extends Data.TaggedError("WeaveletError")<{
+  readonly reason: string
+}> {
+  /**
+   * @since 0.1.0
+   */
+  override get message(): string {
+    return this.reason
+  }
+}
+
+/**
+ * Whether this process was started by the multi deployer.
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const isWeavelet = (): boolean => process.env[Control.bootstrapEnv] !== undefined
+
+/**
+ * The bootstrap of this process.
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const bootstrap: Effect.Effect<Control.Bootstrap, WeaveletError> = Effect.suspend(() => {
+  const text = process.env[Control.bootstrapEnv]
+  if (text === undefined) {
+    return Effect.fail(new WeaveletError({ reason: `${Control.bootstrapEnv} is not set: not started by a deployer` }))
+  }
+  return Either.match(Control.decodeBootstrap(text), {
+    onLeft: (reason) => Effect.fail(new WeaveletError({ reason })),
+    onRight: Effect.succeed
+  })
+})
+
+/**
+ * A logger that ships entries to the deployer on stderr.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeLogger = (origin: Logging.Origin): Logger.Logger<unknown, void> =>
+  Logger.make((options) => {
+    process.stderr.write(Control.logMarker + LogFile.encode(Logging.toEntry(origin, options)) + "\n")
+  })
+
+const exitWhenOrphaned = (reason: string) => {
+  process.stderr.write(`weavelet ${process.pid}: ${reason}; exiting\n`)
+  // A graceful stop first (NodeRuntime interrupts main on SIGTERM), then a hard one.
+  setTimeout(() => process.exit(1), 2_000).unref()
+  process.kill(process.pid, "SIGTERM")
+}
+
+/**
+ * Exits the process when the deployer is gone: the parent process changed
+ * (the deployer died, even by SIGKILL) or the control socket stopped
+ * answering.
+ */
+const watchDeployer = (health: Effect.Effect<unknown, unknown>) =>
+  Effect.gen(function*() {
+    const parent = process.ppid
+    const timer = setInterval(() => {
+      if (process.ppid !== parent) exitWhenOrphaned(`the deployer (pid ${parent}) is gone`)
+    }, 250)
+    yield* Effect.addFinalizer(() => Effect.sync(() => clearInterval(timer)))
+    yield* health.pipe(
+      Effect.timeout("5 seconds"),
+      Effect.retry(Schedule.recurs(2)),
+      Effect.repeat(Schedule.spaced("1 second")),
+      Effect.catchAllCause(() => Effect.sync(() => exitWhenOrphaned("the control socket stopped answering"))),
+      Effect.forkScoped
+    )
+  })
+
+/**
+ * Runs `app` as the weavelet described by the bootstrap in the environment,
+ * until the process is stopped. The main component runs if the process
+ * belongs to the main group; if main returns, the process keeps serving its
+ * components.
+ *
+ * @since 0.1.0
+ * @category running
+ */
+export const run = <E>(
+  app: Weaver.App<any, E>,
+  options?: { readonly extraComponents?: ReadonlyArray<Component.Any> | undefined }
+): Effect.Effect<void, E | WeaverConfig.WeaverConfigError | WeaveletError> =>
+  Effect.gen(function*() {
+    const boot = yield* bootstrap
+    const config = boot.config.text !== undefined
+      ? yield* WeaverConfig.parse(boot.config.text, boot.config.file, boot.config.dir)
+      : yield* WeaverConfig.load(boot.config.file)
+    const origin: Logging.Origin = { app: boot.app, deploymentId: boot.deploymentId, replicaId: boot.replicaId }
+    yield* Effect.locallyScoped(FiberRef.currentLoggers, HashSet.make(makeLogger(origin)))
+
+    // Built in this scope: the control connection must outlive the construction of the client.
+    const protocol = yield* Layer.build(
+      RpcClient.layerProtocolSocket({ retryTransientErrors: false }).pipe(
+        Layer.provide(NodeSocket.layerNet({ path: boot.controlSocket })),
+        Layer.provide(RpcSerialization.layerNdjson)
+      )
+    ).pipe(
+      Effect.mapError((error) =>
+        new WeaveletError({ reason: `cannot reach the deployer on ${boot.controlSocket}: ${error.message}` })
+      )
+    )
+    const client = yield* RpcClient.make(Control.ControlRpcs).pipe(Effect.provide(protocol))
+    yield* client.Health().pipe(
+      Effect.timeout("10 seconds"),
+      Effect.mapError((error) =>
+        new WeaveletError({ reason: `cannot reach the deployer on ${boot.controlSocket}: ${String(error)}` })
+      )
+    )
+    yield* watchDeployer(client.Health())
+    if (boot.runMain) {
+      // Main's replicas ask for every group at once, as Service Weaver's main activates the components it
+      // references when it starts: the groups boot while main does. Components are still constructed on first call.
+      yield* Effect.forEach(
+        app.implementations.filter((impl) => !boot.components.includes(impl.component.componentName)),
+        (impl) => client.Activate({ component: impl.component.componentName }),
+        { concurrency: "unbounded", discard: true }
+      ).pipe(Effect.ignore, Effect.forkScoped)
+    }
+
+    const transport = TransportMultiprocess.layer({
+      deploymentId: boot.deploymentId,
+      activate: (component) => client.Activate({ component }),
+      routing: (component) => client.Routing({ component })
+    })
+    const implemented = new Set(app.implementations.map((impl) => impl.component.componentName))
+    const extraComponents = (options?.extraComponents ?? []).filter((c) => !implemented.has(c.componentName))
+    yield* Effect.gen(function*() {
+      const weavelet = yield* Weaver.makeWeavelet(app, {
+        config,
+        deploymentId: boot.deploymentId,
+        replicaId: boot.replicaId,
+        hosted: new Set(boot.components),
+        extraComponents,
+        listeners: {
+          declared: app.listeners,
+          address: () => "127.0.0.1:0",
+          onListening: (name, address) =>
+            client.ExportListener({ listener: name, address }).pipe(
+              Effect.tap((proxy) =>
+                Effect.sync(() => process.stdout.write(`${name} listener available on ${proxy}\n`))
+              ),
+              Effect.orDie
+            )
+        }
+      })
+      const server = yield* Server.serve({ host: "127.0.0.1", port: 0 }).pipe(
+        Effect.provideService(CoreWeavelet.Weavelet, weavelet),
+        Effect.orDie
+      )
+      yield* client.Ready({ address: server.address, pid: process.pid }).pipe(Effect.orDie)
+      if (boot.runMain) yield* Weaver.runMain(app, weavelet)
+      return yield* Effect.never
+    }).pipe(Effect.provide(transport))
+  }).pipe(Effect.scoped)
+
+const isApp = (u: unknown): u is Weaver.App<any, any> =>
+  typeof u === "object" && u !== null && (u as { _tag?: unknown })._tag === "App" &&
+  Array.isArray((u as { implementations?: unknown }).implementations)
+
+/**
+ * The entry point of weavelets whose application is named by module (the
+ * `weavertest` Multi runner): imports the module, picks the exported app
+ * whose components are the ones the bootstrap lists, and runs it. Other
+ * exported component declarations are known to the weavelet, so that calls
+ * to faked components reach the test process.
+ *
+ * @since 0.1.0
+ * @category running
+ */
+export const runModule: Effect.Effect<void, unknown> = Effect.gen(function*() {
+  const boot = yield* bootstrap
+  const appModule = boot.appModule
+  if (appModule === undefined) return yield* new WeaveletError({ reason: "the bootstrap names no application module" })
+  const module = yield* Effect.tryPromise({
+    try: () => import(appModule.url) as Promise<Record<string, unknown>>,
+    catch: (cause) => new WeaveletError({ reason: `cannot import ${appModule.url}: ${String(cause)}` })
+  })
+  const wanted = [...appModule.components].sort().join(",")
+  const app = Object.values(module).find((value) =>
+    isApp(value) && value.implementations.map((impl) => impl.component.componentName).sort().join(",") === wanted
+  ) as Weaver.App<any, any> | undefined
+  if (app === undefined) {
+    return yield* new WeaveletError({
+      reason: `${appModule.url} exports no Weaver.app with the components ${wanted || "(none)"}`
+    })
+  }
+  const extraComponents = Object.values(module).filter(Component.isComponent)
+  return yield* run(app, { extraComponents })
+})
+
+/**
+ * Runs {@link runModule} as the process's program.
+ *
+ * @since 0.1.0
+ * @category running
+ */
+export const main = (): void => NodeRuntime.runMain(runModule)
