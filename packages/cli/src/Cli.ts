@@ -1,6 +1,6 @@
 /**
- * The `weaver` command tree: `weaver single deploy|status|metrics|purge`,
- * `weaver multi deploy|status|logs|purge` and `weaver version`, on `@effect/cli`.
+ * The `weaver` command tree: `weaver single deploy|status|metrics|profile|dashboard|purge`,
+ * `weaver multi deploy|status|logs|dashboard|purge` and `weaver version`, on `@effect/cli`.
  *
  * @since 0.1.0
  */
@@ -14,9 +14,11 @@ import * as ValidationError from "@effect/cli/ValidationError"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Fs from "node:fs"
+import * as Dashboard from "./dashboard/Server.js"
 import * as Deploy from "./Deploy.js"
 import * as Logs from "./Logs.js"
 import * as Metrics from "./Metrics.js"
+import * as Profile from "./Profile.js"
 import * as Purge from "./Purge.js"
 import * as Status from "./Status.js"
 
@@ -85,9 +87,51 @@ const metricsCommand = (tool: "single" | "multi") =>
     ({ regex }) => Metrics.metrics(tool, regex._tag === "Some" ? regex.value : undefined)
   ).pipe(Command.withDescription("Show the metrics of Service Weaver applications, in Prometheus text format"))
 
+const profileCommand = (tool: "single" | "multi") =>
+  Command.make(
+    "profile",
+    {
+      type: Options.text("type").pipe(
+        Options.withDefault("cpu"),
+        Options.withDescription("The kind of profile: cpu or heap")
+      ),
+      duration: Options.text("duration").pipe(
+        Options.withDefault("30s"),
+        Options.withDescription("How long to profile, as a Go duration: 30s, 1m, 500ms")
+      ),
+      deployment: Args.text({ name: "deployment" }).pipe(
+        Args.withDescription("The deployment's id, or a unique prefix of it")
+      )
+    },
+    (options) => Profile.profile(tool, options)
+  ).pipe(Command.withDescription("Profile a running deployment and print the path of the pprof file written"))
+
+const dashboardCommand = (tool: "single" | "multi") =>
+  Command.make(
+    "dashboard",
+    {
+      host: Options.text("host").pipe(
+        Options.withDefault("127.0.0.1"),
+        Options.withDescription("The address to listen on")
+      ),
+      port: Options.integer("port").pipe(
+        Options.withDefault(0),
+        Options.withDescription("The port; 0 picks a free one")
+      )
+    },
+    (options) => Dashboard.serve(tool, options)
+  ).pipe(Command.withDescription(`Serve a web dashboard of the applications deployed with weaver ${tool}`))
+
 const single = Command.make("single").pipe(
   Command.withDescription("Deploy and inspect applications running in a single process"),
-  Command.withSubcommands([deploy, status, metricsCommand("single"), purge("single")])
+  Command.withSubcommands([
+    deploy,
+    status,
+    metricsCommand("single"),
+    profileCommand("single"),
+    dashboardCommand("single"),
+    purge("single")
+  ])
 )
 
 const logs = Command.make(
@@ -136,7 +180,7 @@ const multiStatus = Command.make("status", {}, () => Status.status("multi")).pip
 
 const multi = Command.make("multi").pipe(
   Command.withDescription("Deploy and inspect applications running in multiple processes"),
-  Command.withSubcommands([multiDeploy, multiStatus, logs, purge("multi")])
+  Command.withSubcommands([multiDeploy, multiStatus, logs, dashboardCommand("multi"), purge("multi")])
 )
 
 const versionCommand = Command.make("version", {}, () => Console.log(versionLine)).pipe(
@@ -158,10 +202,13 @@ const usages: ReadonlyArray<{ readonly path: ReadonlyArray<string>; readonly lin
   { path: ["single", "deploy"], line: "weaver single deploy <weaver.toml>" },
   { path: ["single", "status"], line: "weaver single status" },
   { path: ["single", "metrics"], line: "weaver single metrics [regex]" },
+  { path: ["single", "profile"], line: "weaver single profile [--type=cpu|heap] [--duration=30s] <deployment>" },
+  { path: ["single", "dashboard"], line: "weaver single dashboard [--host=127.0.0.1] [--port=0]" },
   { path: ["single", "purge"], line: "weaver single purge [--force]" },
   { path: ["multi", "deploy"], line: "weaver multi deploy <weaver.toml>" },
   { path: ["multi", "status"], line: "weaver multi status" },
   { path: ["multi", "logs"], line: "weaver multi logs [--follow] [--format=pretty|json] [--system] [query]" },
+  { path: ["multi", "dashboard"], line: "weaver multi dashboard [--host=127.0.0.1] [--port=0]" },
   { path: ["multi", "purge"], line: "weaver multi purge [--force]" },
   { path: ["version"], line: "weaver version" }
 ]

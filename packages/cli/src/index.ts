@@ -6,6 +6,11 @@ export * as Cli from "./Cli.js"
 /**
  * @since 0.1.0
  */
+export * as Dashboard from "./dashboard/Server.js"
+
+/**
+ * @since 0.1.0
+ */
 export * as Deploy from "./Deploy.js"
 
 /**
@@ -17,6 +22,11 @@ export * as Logs from "./Logs.js"
  * @since 0.1.0
  */
 export * as Metrics from "./Metrics.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as Profile from "./Profile.js"
 
 /**
  * @since 0.1.0
