@@ -49,8 +49,7 @@ const mix = (value: number): number => {
  * @since 0.1.0
  * @category routing
  */
-export const hashKey = (key: string | number): number =>
-  mix(fnv1a(typeof key === "number" ? `n:${key}` : `s:${key}`))
+export const hashKey = (key: string | number): number => mix(fnv1a(typeof key === "number" ? `n:${key}` : `s:${key}`))
 
 /**
  * The slice a key falls into.

@@ -11,6 +11,7 @@ import { ComponentError, MethodMetrics, RemoteCallError } from "@effect-weaver/c
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import type * as Fiber from "effect/Fiber"
 import * as FiberRef from "effect/FiberRef"
 import { dual } from "effect/Function"
 import * as GlobalValue from "effect/GlobalValue"
@@ -32,6 +33,19 @@ import * as Wire from "./Wire.js"
 export const currentDeadline: FiberRef.FiberRef<number | undefined> = GlobalValue.globalValue(
   Symbol.for("@effect-weaver/transport-rpc/currentDeadline"),
   () => FiberRef.unsafeMake<number | undefined>(undefined)
+)
+
+/**
+ * Core's record of the components whose construction the fiber is inside.
+ * Core keeps it internal; it is the same FiberRef because core creates it
+ * with `GlobalValue` under this key. Sent with calls so that a construction
+ * cycle across processes is reported instead of waiting forever.
+ *
+ * @internal
+ */
+export const constructing: FiberRef.FiberRef<ReadonlyArray<string>> = GlobalValue.globalValue(
+  Symbol.for("@effect-weaver/core/constructing"),
+  () => FiberRef.unsafeMake<ReadonlyArray<string>>([])
 )
 
 /**
@@ -72,7 +86,7 @@ export interface Options {
   readonly retry?: {
     /** Attempts in all, first included (default 10). */
     readonly attempts?: number | undefined
-    /** Time after which no new attempt starts (default 10 seconds). */
+    /** Time, from the first failed attempt, after which no new attempt starts (default 10 seconds). */
     readonly within?: Duration.DurationInput | undefined
   } | undefined
   readonly maxFrameBytes?: number | undefined
@@ -94,16 +108,21 @@ export interface Client {
   readonly connect: (component: Component.Any) => Effect.Effect<Transport.Connection>
 }
 
+/** What a connection knows of a call in flight on it. */
 interface Pending {
   readonly prepared: Prepared
-  readonly resume: (effect: Effect.Effect<unknown, unknown>) => void
-  timer: ReturnType<typeof setTimeout> | undefined
+  /** A reply frame arrived. */
+  complete(type: number, body: Buffer): void
+  /** The connection failed. */
+  fail(error: RemoteCallError): void
 }
 
 interface Prepared {
   readonly call: Transport.Call
   readonly codec: Wire.MethodCodec
   readonly prefix: Buffer
+  /** The request head of a call without deadline or trace context. */
+  readonly plainHead: Buffer
   readonly labels: ReadonlyArray<MetricLabel.MetricLabel>
 }
 
@@ -160,8 +179,8 @@ class Connection {
       const pending = this.pending.get(id)
       if (pending === undefined) return // cancelled or timed out: the reply is dropped
       this.pending.delete(id)
-      if (pending.timer !== undefined) clearTimeout(pending.timer)
-      complete(pending, type, body)
+      pending.complete(type, body)
+      if (this.peer.users === 0 && this.pending.size === 0) this.fail("Unreachable", "replica removed")
     } else if (type === Wire.FrameType.Hello) {
       const hello = Wire.decodeHello(body)
       const refused = hello instanceof Wire.ProtocolError
@@ -196,33 +215,29 @@ class Connection {
     }
     const pending = [...this.pending.values()]
     this.pending.clear()
-    for (const call of pending) {
-      if (call.timer !== undefined) clearTimeout(call.timer)
-      call.resume(Effect.fail(remoteError(call.prepared.call, reason, detail)))
-    }
+    for (const call of pending) call.fail(remoteError(call.prepared.call, reason, detail))
   }
 }
 
-const complete = (pending: Pending, type: number, body: Buffer): void => {
-  const { call, codec, labels } = pending.prepared
+/** The outcome of a call from its reply frame. */
+const decodeReply = (prepared: Prepared, type: number, body: Buffer): Effect.Effect<unknown, unknown> => {
+  const { call, codec, labels } = prepared
   MethodMetrics.bytesReply.unsafeUpdate(body.length + Wire.headerBytes, labels)
   if (type === Wire.FrameType.Response) {
-    let value: unknown
     try {
-      value = codec.decodeSuccess(Wire.unpack(body))
+      return Effect.succeed(codec.decodeSuccess(Wire.unpack(body)))
     } catch (error) {
-      return pending.resume(Effect.fail(remoteError(call, "Decode", `result: ${describe(error)}`)))
+      return Effect.fail(remoteError(call, "Decode", `result: ${describe(error)}`))
     }
-    return pending.resume(Effect.succeed(value))
   }
   if (body[0] === Wire.ErrorKind.Application) {
     let value: unknown
     try {
       value = codec.decodeError(Wire.unpack(body.subarray(1)))
     } catch (error) {
-      return pending.resume(Effect.fail(remoteError(call, "Decode", `error: ${describe(error)}`)))
+      return Effect.fail(remoteError(call, "Decode", `error: ${describe(error)}`))
     }
-    return pending.resume(Effect.fail(value))
+    return Effect.fail(value)
   }
   let system: { readonly reason: string; readonly detail: string }
   try {
@@ -231,7 +246,133 @@ const complete = (pending: Pending, type: number, body: Buffer): void => {
     system = { reason: "Protocol", detail: `malformed error frame: ${describe(error)}` }
   }
   const reason = knownReasons.has(system.reason) ? system.reason as RemoteCallError["reason"] : "Protocol"
-  pending.resume(Effect.fail(remoteError(call, reason, system.detail)))
+  return Effect.fail(remoteError(call, reason, system.detail))
+}
+
+/** Retry bounds, resolved. */
+interface RetryPolicy {
+  readonly attempts: number
+  readonly within: number
+}
+
+/**
+ * One invocation: sends the request, retries it on another replica after
+ * transport failures (retriable methods only, within bounds), enforces the
+ * deadline, and resumes the calling fiber exactly once.
+ */
+class Invocation implements Pending {
+  private attempt = 0
+  /** When the first attempt failed (retry time is counted from there). */
+  private failedAt = 0
+  private connection: Connection | undefined = undefined
+  private id = 0
+  private deadlineTimer: ReturnType<typeof setTimeout> | undefined = undefined
+  private retryTimer: ReturnType<typeof setTimeout> | undefined = undefined
+  private done = false
+
+  constructor(
+    readonly prepared: Prepared,
+    readonly frame: Buffer,
+    readonly key: string | number | undefined,
+    readonly deadline: number | undefined,
+    readonly balancer: Balancer<Peer>,
+    readonly policy: RetryPolicy,
+    readonly resume: (effect: Effect.Effect<unknown, unknown>) => void,
+    readonly fiber: Fiber.RuntimeFiber<unknown, unknown>
+  ) {
+    if (deadline !== undefined) {
+      this.deadlineTimer = setTimeout(() => this.expire(), Math.max(0, deadline - Date.now()))
+    }
+    // Cancellation: if the caller's fiber ends while the call is in flight, it was interrupted.
+    // (An observer costs far less than a canceler returned to Effect.async, which wraps every call
+    // in an uninterruptible onInterrupt region.)
+    fiber.addObserver(this.onFiberExit)
+  }
+
+  private readonly onFiberExit = (): void => {
+    if (!this.done) this.interrupt()
+  }
+
+  send(): void {
+    const target = this.balancer.pick(this.key, usable)
+    const c = target?.connection
+    if (c === undefined) {
+      const known = this.balancer.current.map((r) => r.address).join(", ") || "none known"
+      return this.fail(remoteError(this.prepared.call, "Unreachable", `no replica is reachable (replicas: ${known})`))
+    }
+    this.connection = c
+    this.id = c.register(this)
+    if (this.deadline !== undefined) {
+      // The deadline travels as time remaining when the frame is sent.
+      this.frame.writeDoubleLE((this.deadline - Date.now()) * 1000, this.deadlineOffset())
+    }
+    this.frame.writeUInt32LE(this.id, 5)
+    MethodMetrics.bytesRequest.unsafeUpdate(this.frame.length, this.prepared.labels)
+    c.writer.write(this.frame)
+  }
+
+  private deadlineOffset(): number {
+    // frame header, header length, then the constant prefix and the flags byte.
+    return Wire.headerBytes + 2 + this.prepared.prefix.length + 1
+  }
+
+  complete(type: number, body: Buffer): void {
+    this.connection = undefined
+    this.finish(decodeReply(this.prepared, type, body))
+  }
+
+  fail(error: RemoteCallError): void {
+    this.connection = undefined
+    if (this.done) return
+    const now = Date.now()
+    if (this.failedAt === 0) this.failedAt = now
+    const delay = 10 * 1.3 ** this.attempt * (1 - 0.4 * Math.random())
+    if (
+      this.prepared.call.spec.retry && error.reason === "Unreachable" &&
+      this.attempt + 1 < this.policy.attempts && now + delay - this.failedAt <= this.policy.within &&
+      (this.deadline === undefined || now + delay < this.deadline)
+    ) {
+      this.attempt++
+      this.retryTimer = setTimeout(() => this.retry(), delay)
+      return
+    }
+    this.finish(Effect.fail(error))
+  }
+
+  private retry(): void {
+    this.retryTimer = undefined
+    if (!this.done) this.send()
+  }
+
+  private expire(): void {
+    this.deadlineTimer = undefined
+    const c = this.connection
+    if (c !== undefined) c.pending.delete(this.id)
+    this.connection = undefined
+    this.finish(Effect.fail(remoteError(this.prepared.call, "Timeout", "deadline exceeded")))
+  }
+
+  /** The caller was interrupted: tell the server, which interrupts the handler. */
+  interrupt(): void {
+    const c = this.connection
+    if (c !== undefined && c.pending.delete(this.id)) c.writer.write(cancelFrame(this.id))
+    this.connection = undefined
+    this.done = true
+    this.clearTimers()
+  }
+
+  private clearTimers(): void {
+    if (this.deadlineTimer !== undefined) clearTimeout(this.deadlineTimer)
+    if (this.retryTimer !== undefined) clearTimeout(this.retryTimer)
+  }
+
+  private finish(effect: Effect.Effect<unknown, unknown>): void {
+    if (this.done) return
+    this.done = true
+    this.clearTimers()
+    this.fiber.removeObserver(this.onFiberExit)
+    this.resume(effect)
+  }
 }
 
 /** A replica address and its current connection. */
@@ -239,6 +380,8 @@ class Peer {
   connection: Connection | undefined = undefined
   failures = 0
   retryAt = 0
+  /** How many balancers list this replica; at 0 its connection drains and closes. */
+  users = 0
   constructor(readonly address: string, readonly client: State) {}
 
   /** Whether a call may be sent now; dials if there is no connection and backoff allows. */
@@ -246,8 +389,21 @@ class Peer {
     const connection = this.connection
     if (connection !== undefined && !connection.closed) return true
     if (this.client.closed || Date.now() < this.retryAt) return false
-    this.connection = new Connection(this)
+    try {
+      this.connection = new Connection(this)
+    } catch {
+      // An address Node cannot even dial (bad port, bad host syntax): back off as for a refused dial.
+      this.failures++
+      this.retryAt = Date.now() + Math.min(1000, 10 * 2 ** Math.min(this.failures, 10))
+      return false
+    }
     return true
+  }
+
+  /** No balancer lists the replica any more: close the connection once no call is in flight on it. */
+  retire(): void {
+    const connection = this.connection
+    if (connection !== undefined && connection.pending.size === 0) connection.fail("Unreachable", "replica removed")
   }
 
   close(): void {
@@ -292,19 +448,26 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       for (const p of peers.values()) p.close()
     })
   )
-  const maxAttempts = Math.max(1, options.retry?.attempts ?? 10)
   const within = Duration.toMillis(options.retry?.within ?? Duration.seconds(10))
+  const policy: RetryPolicy = { attempts: Math.max(1, options.retry?.attempts ?? 10), within }
   const defaultTimeout = options.timeout === undefined ? undefined : Duration.toMillis(options.timeout)
   const prepared = new WeakMap<Transport.Call, Prepared>()
 
   const prepare = (call: Transport.Call): Prepared => {
     let found = prepared.get(call)
     if (found === undefined) {
+      const prefix = Wire.encodeHeaderPrefix(`${call.component}.${call.method}`, call.caller)
       found = {
         call,
         codec: Wire.codec(call.spec),
-        prefix: Wire.encodeHeaderPrefix(`${call.component}.${call.method}`, call.caller),
-        labels: MethodMetrics.labels({ caller: call.caller, component: call.component, method: call.method, remote: true })
+        prefix,
+        plainHead: Wire.requestHead(prefix, Wire.noFlags),
+        labels: MethodMetrics.labels({
+          caller: call.caller,
+          component: call.component,
+          method: call.method,
+          remote: true
+        })
       }
       prepared.set(call, found)
     }
@@ -312,64 +475,16 @@ export const make = Effect.fnUntraced(function*(options: Options) {
   }
 
   const connection = (balancer: Balancer<Peer>): Transport.Connection => {
-    const attempt = (
+    const once = (
+      fiber: Fiber.RuntimeFiber<unknown, unknown>,
       p: Prepared,
-      parts: ReadonlyArray<Uint8Array>,
+      frame: Buffer,
       key: string | number | undefined,
       deadline: number | undefined
     ) =>
       Effect.async<unknown, unknown>((resume) => {
-        const target = balancer.pick(key, usable)
-        const c = target?.connection
-        if (c === undefined) {
-          const known = balancer.current.map((r) => r.address).join(", ") || "none known"
-          return resume(Effect.fail(remoteError(p.call, "Unreachable", `no replica is reachable (replicas: ${known})`)))
-        }
-        const pending: Pending = { prepared: p, resume, timer: undefined }
-        const id = c.register(pending)
-        const frame = Wire.frame(Wire.FrameType.Request, id, ...parts)
-        MethodMetrics.bytesRequest.unsafeUpdate(frame.length, p.labels)
-        c.writer.write(frame)
-        if (deadline !== undefined) {
-          pending.timer = setTimeout(() => {
-            if (c.pending.delete(id)) {
-              resume(Effect.fail(remoteError(p.call, "Timeout", `deadline exceeded`)))
-            }
-          }, Math.max(0, deadline - Date.now()))
-        }
-        return Effect.sync(() => {
-          if (c.pending.delete(id)) {
-            if (pending.timer !== undefined) clearTimeout(pending.timer)
-            c.writer.write(cancelFrame(id))
-          }
-        })
+        new Invocation(p, frame, key, deadline, balancer, policy, resume, fiber).send()
       })
-
-    const retrying = (
-      p: Prepared,
-      parts: ReadonlyArray<Uint8Array>,
-      key: string | number | undefined,
-      deadline: number | undefined
-    ): Effect.Effect<unknown, unknown> => {
-      if (!p.call.spec.retry) return attempt(p, parts, key, deadline)
-      const started = Date.now()
-      const loop = (n: number): Effect.Effect<unknown, unknown> =>
-        Effect.catchIf(
-          attempt(p, parts, key, deadline),
-          (error) => error instanceof RemoteCallError && error.reason === "Unreachable",
-          (error) => {
-            const now = Date.now()
-            const delay = 10 * 1.3 ** n * (1 - 0.4 * Math.random())
-            if (
-              n + 1 >= maxAttempts || now + delay - started > within ||
-              (deadline !== undefined && now + delay >= deadline)
-            ) return Effect.fail(error)
-            return Effect.zipRight(Effect.sleep(delay), loop(n + 1))
-          }
-        )
-      const once = loop(0)
-      return options.duplicateRetriable ? Effect.zipRight(Effect.exit(once), loop(0)) : once
-    }
 
     return {
       remote: true,
@@ -382,10 +497,10 @@ export const make = Effect.fnUntraced(function*(options: Options) {
           if (remaining !== undefined && remaining <= 0) {
             return Effect.fail(remoteError(call, "Timeout", "deadline exceeded before the call was sent"))
           }
-          let encoded: Buffer
+          let encoded: unknown
           let key: string | number | undefined
           try {
-            encoded = Buffer.from(Wire.pack(p.codec.encodePayload(payload)))
+            encoded = p.codec.encodePayload(payload)
             key = call.spec.routeBy?.(payload)
           } catch (error) {
             return Effect.fail(remoteError(call, "Decode", `payload: ${describe(error)}`))
@@ -394,8 +509,25 @@ export const make = Effect.fnUntraced(function*(options: Options) {
           const trace = span === undefined
             ? undefined
             : { traceId: span.traceId, spanId: span.spanId, sampled: span.sampled }
-          const suffix = Wire.encodeHeaderSuffix(remaining === undefined ? undefined : remaining * 1000, trace)
-          return retrying(p, Wire.requestBody(p.prefix, suffix, encoded), key, deadline)
+          const suffix = Wire.encodeHeaderSuffix(
+            remaining === undefined ? undefined : remaining * 1000,
+            trace,
+            fiber.getFiberRef(constructing)
+          )
+          let frame: Buffer
+          try {
+            const head = suffix === Wire.noFlags ? p.plainHead : Wire.requestHead(p.prefix, suffix)
+            frame = Wire.frameWithValue(Wire.FrameType.Request, 0, head, encoded)
+          } catch (error) {
+            return Effect.fail(remoteError(call, "Decode", `payload cannot be packed: ${describe(error)}`))
+          }
+          if (options.duplicateRetriable && call.spec.retry) {
+            return Effect.zipRight(
+              Effect.exit(once(fiber, p, frame, key, deadline)),
+              once(fiber, p, frame, key, deadline)
+            )
+          }
+          return once(fiber, p, frame, key, deadline)
         })
     }
   }
@@ -407,7 +539,12 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       yield* options.resolve(component.componentName).pipe(
         Stream.runForEach((addresses) =>
           Effect.sync(() => {
-            balancer.update([...new Set(addresses)].map(peer))
+            const next = [...new Set(addresses)].map(peer)
+            for (const p of next) p.users++
+            for (const p of balancer.current) {
+              if (--p.users === 0) p.retire()
+            }
+            balancer.update(next)
           }).pipe(Effect.zipRight(Deferred.succeed(first, undefined)))
         ),
         Effect.forkIn(scope)

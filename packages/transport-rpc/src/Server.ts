@@ -8,6 +8,7 @@
  */
 import { Weavelet } from "@effect-weaver/core"
 import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -17,7 +18,7 @@ import * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
 import * as Tracer from "effect/Tracer"
 import * as Net from "node:net"
-import { currentDeadline } from "./Client.js"
+import { constructing, currentDeadline } from "./Client.js"
 import * as Wire from "./Wire.js"
 
 /**
@@ -74,6 +75,8 @@ interface Entry {
 
 type AnyHandlers = Weavelet.AnyHandlers
 
+const maxBufferedReplies = 8 * 1024 * 1024
+
 const describeCause = (cause: Cause.Cause<unknown>): string => {
   const defect = Cause.dieOption(cause)
   if (Option.isSome(defect)) {
@@ -93,7 +96,9 @@ const describe = (error: unknown): string => error instanceof Error ? error.mess
  */
 export const serve = Effect.fnUntraced(function*(options: Options = {}) {
   const weavelet = yield* Weavelet.Weavelet
-  const runtime = yield* Effect.runtime<never>()
+  const captured = yield* Effect.runtime<never>()
+  // Handlers are parented only on the span their request carries, never on one current where the server started.
+  const runtime = Runtime.make({ ...captured, context: Context.omit(Tracer.ParentSpan)(captured.context) })
   const runFork = Runtime.runFork(runtime)
   const maxFrameBytes = options.maxFrameBytes ?? Wire.defaultMaxFrameBytes
   const hello: Wire.Hello = { version: Wire.version, deploymentId: weavelet.deploymentId }
@@ -128,8 +133,11 @@ export const serve = Effect.fnUntraced(function*(options: Options = {}) {
       this.reader = new Wire.FrameReader(maxFrameBytes, this.onFrame)
       socket.on("data", (chunk: Buffer) => {
         const error = this.reader.push(chunk)
-        if (error !== undefined) this.close(`closing connection: ${error.reason}`)
+        if (error !== undefined) return this.close(`closing connection: ${error.reason}`)
+        // A client that sends but does not read: stop reading its requests until its replies drain.
+        if (socket.writableLength > maxBufferedReplies) socket.pause()
       })
+      socket.on("drain", () => socket.resume())
       socket.on("error", () => this.close(undefined))
       socket.on("close", () => this.close(undefined))
     }
@@ -150,7 +158,9 @@ export const serve = Effect.fnUntraced(function*(options: Options = {}) {
 
     readonly onFrame = (type: number, id: number, body: Buffer): void => {
       if (!this.greeted) {
-        if (type !== Wire.FrameType.Hello) return this.close(`closing connection: expected a hello frame, got type ${type}`)
+        if (type !== Wire.FrameType.Hello) {
+          return this.close(`closing connection: expected a hello frame, got type ${type}`)
+        }
         const theirs = Wire.decodeHello(body)
         const refused = theirs instanceof Wire.ProtocolError ? theirs.reason : Wire.checkHello(hello, theirs)
         if (refused !== undefined) {
@@ -191,9 +201,20 @@ export const serve = Effect.fnUntraced(function*(options: Options = {}) {
         return this.writer.write(Wire.systemError(id, "Decode", `payload: ${describe(error)}`))
       }
       const handlers = resolved.get(entry.component)
-      let effect: Effect.Effect<unknown, unknown> = handlers !== undefined
-        ? handlers[entry.method]!(payload)
-        : Effect.flatMap(handlersOf(entry.component), (h) => h[entry.method]!(payload))
+      let effect: Effect.Effect<unknown, unknown>
+      if (handlers !== undefined) {
+        try {
+          effect = handlers[entry.method]!(payload)
+        } catch (defect) {
+          effect = Effect.die(defect)
+        }
+        // A handler that answered synchronously (returned an Exit) needs no fiber, unless traced: reply inline.
+        if (Exit.isExit(effect) && !(header.sampled && header.traceId !== undefined)) {
+          return this.writer.write(reply(entry, id, effect))
+        }
+      } else {
+        effect = Effect.flatMap(handlersOf(entry.component), (h) => h[entry.method]!(payload))
+      }
       let timer: ReturnType<typeof setTimeout> | undefined
       if (header.deadlineMicros !== undefined) {
         const millis = header.deadlineMicros / 1000
@@ -206,11 +227,17 @@ export const serve = Effect.fnUntraced(function*(options: Options = {}) {
           this.writer.write(Wire.systemError(id, "Timeout", "deadline exceeded while the handler was running"))
         }, Math.max(0, millis))
       }
+      if (header.constructing.length > 0) effect = Effect.locally(effect, constructing, header.constructing)
       if (header.traceId !== undefined && header.spanId !== undefined) {
-        effect = Effect.withParentSpan(
-          effect,
-          Tracer.externalSpan({ traceId: header.traceId, spanId: header.spanId, sampled: header.sampled })
-        )
+        const parent = Tracer.externalSpan({ traceId: header.traceId, spanId: header.spanId, sampled: header.sampled })
+        effect = header.sampled
+          ? Effect.withSpan(effect, header.method, {
+            kind: "server",
+            parent,
+            attributes: { component: entry.component, method: entry.method, caller: header.caller, remote: true },
+            captureStackTrace: false
+          })
+          : Effect.withParentSpan(effect, parent)
       }
       const fiber = runFork(effect)
       this.inflight.set(id, fiber)
@@ -229,7 +256,8 @@ export const serve = Effect.fnUntraced(function*(options: Options = {}) {
   })
   const host = options.host ?? "127.0.0.1"
   const port = yield* Effect.async<number, ServeError>((resume) => {
-    const onError = (cause: Error) => resume(Effect.fail(new ServeError({ address: `${host}:${options.port ?? 0}`, cause })))
+    const onError = (cause: Error) =>
+      resume(Effect.fail(new ServeError({ address: `${host}:${options.port ?? 0}`, cause })))
     server.once("error", onError)
     server.listen({ host, port: options.port ?? 0 }, () => {
       server.off("error", onError)
@@ -254,7 +282,7 @@ export const serve = Effect.fnUntraced(function*(options: Options = {}) {
 const reply = (entry: Entry, id: number, exit: Exit.Exit<unknown, unknown>): Buffer => {
   if (Exit.isSuccess(exit)) {
     try {
-      return Wire.frame(Wire.FrameType.Response, id, Wire.pack(entry.codec.encodeSuccess(exit.value)))
+      return Wire.frameWithValue(Wire.FrameType.Response, id, undefined, entry.codec.encodeSuccess(exit.value))
     } catch (error) {
       return Wire.systemError(id, "Handler", `result does not match the success schema: ${describe(error)}`)
     }

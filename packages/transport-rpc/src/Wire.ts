@@ -100,12 +100,131 @@ const packr = new Packr({ useRecords: false, moreTypes: false, mapsAsObjects: tr
 export const pack = (value: unknown): Buffer => packr.pack(value)
 
 /**
+ * The msgpack size of a string payload, for the string fast path.
+ *
+ * @internal
+ */
+const strHeader = (bytes: number): number => bytes < 32 ? 1 : bytes < 0x100 ? 2 : bytes < 0x10000 ? 3 : 5
+
+/**
+ * Writes `value` as a msgpack str at `offset` (its byte length is `bytes`).
+ *
+ * @internal
+ */
+const writeStr = (buffer: Buffer, offset: number, value: string, bytes: number): void => {
+  if (bytes < 32) {
+    buffer[offset++] = 0xa0 | bytes
+  } else if (bytes < 0x100) {
+    buffer[offset++] = 0xd9
+    buffer[offset++] = bytes
+  } else if (bytes < 0x10000) {
+    buffer[offset++] = 0xda
+    buffer.writeUInt16BE(bytes, offset)
+    offset += 2
+  } else {
+    buffer[offset++] = 0xdb
+    buffer.writeUInt32BE(bytes, offset)
+    offset += 4
+  }
+  buffer.write(value, offset, bytes, "utf8")
+}
+
+/**
+ * A frame whose body is `prefix` followed by the msgpack encoding of
+ * `value`, built with one allocation. Strings (the most common encoded
+ * payload) are written straight into the frame; other values go through
+ * msgpackr.
+ *
+ * @since 0.1.0
+ * @category codec
+ */
+export const frameWithValue = (type: FrameType, id: number, prefix: Uint8Array | undefined, value: unknown): Buffer => {
+  const prefixLength = prefix === undefined ? 0 : prefix.length
+  if (typeof value === "string") {
+    const ascii = value.length < 64 && isAscii(value)
+    if (!ascii && !(value as unknown as { isWellFormed(): boolean }).isWellFormed()) {
+      return frameWithUtf16(type, id, prefix, value)
+    }
+    const bytes = ascii ? value.length : Buffer.byteLength(value, "utf8")
+    const size = headerBytes + prefixLength + strHeader(bytes) + bytes
+    const buffer = Buffer.allocUnsafe(size)
+    buffer.writeUInt32LE(size - 4, 0)
+    buffer[4] = type
+    buffer.writeUInt32LE(id, 5)
+    if (prefix !== undefined) buffer.set(prefix, headerBytes)
+    writeStr(buffer, headerBytes + prefixLength, value, bytes)
+    return buffer
+  }
+  return prefix === undefined ? frame(type, id, pack(value)) : frame(type, id, prefix, pack(value))
+}
+
+/**
+ * The msgpack extension type carrying a string as UTF-16LE code units: used
+ * for a string with lone surrogates, which UTF-8 cannot represent, so that
+ * string payloads and results cross the wire exactly.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const utf16Extension = 0x57
+
+const frameWithUtf16 = (type: FrameType, id: number, prefix: Uint8Array | undefined, value: string): Buffer => {
+  const prefixLength = prefix === undefined ? 0 : prefix.length
+  const bytes = value.length * 2
+  const size = headerBytes + prefixLength + 6 + bytes
+  const buffer = Buffer.allocUnsafe(size)
+  buffer.writeUInt32LE(size - 4, 0)
+  buffer[4] = type
+  buffer.writeUInt32LE(id, 5)
+  let offset = headerBytes
+  if (prefix !== undefined) buffer.set(prefix, offset)
+  offset += prefixLength
+  buffer[offset] = 0xc9
+  buffer.writeUInt32BE(bytes, offset + 1)
+  buffer[offset + 5] = utf16Extension
+  buffer.write(value, offset + 6, bytes, "utf16le")
+  return buffer
+}
+
+const isAscii = (value: string): boolean => {
+  for (let i = 0; i < value.length; i++) {
+    if (value.charCodeAt(i) > 0x7f) return false
+  }
+  return true
+}
+
+/**
  * Decodes msgpack bytes.
  *
  * @since 0.1.0
  * @category codec
  */
-export const unpack = (bytes: Uint8Array): unknown => packr.unpack(bytes)
+export const unpack = (bytes: Uint8Array): unknown => {
+  // Fast path for a lone msgpack str (the most common encoded value); anything else goes to msgpackr.
+  const first = bytes[0]
+  if (first !== undefined && bytes.length > 0) {
+    let start = -1
+    let length = -1
+    if ((first & 0xe0) === 0xa0) {
+      start = 1
+      length = first & 0x1f
+    } else if (first === 0xd9 && bytes.length >= 2) {
+      start = 2
+      length = bytes[1]!
+    } else if (first === 0xda && bytes.length >= 3) {
+      start = 3
+      length = (bytes[1]! << 8) | bytes[2]!
+    }
+    if (start > 0 && start + length === bytes.length) {
+      return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString("utf8", start, bytes.length)
+    }
+    if (first === 0xc9 && bytes.length >= 6 && bytes[5] === utf16Extension) {
+      const view = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length)
+      if (6 + view.readUInt32BE(1) === bytes.length && bytes.length % 2 === 0) return view.toString("utf16le", 6)
+    }
+  }
+  return packr.unpack(bytes)
+}
 
 /**
  * A frame with its body copied in after a 9-byte header.
@@ -189,7 +308,8 @@ export const checkHello = (mine: Hello, theirs: Hello): string | undefined => {
 export const HeaderFlag = {
   Deadline: 1,
   Trace: 2,
-  Sampled: 4
+  Sampled: 4,
+  Constructing: 8
 } as const
 
 /**
@@ -207,6 +327,12 @@ export interface RequestHeader {
   readonly traceId: string | undefined
   readonly spanId: string | undefined
   readonly sampled: boolean
+  /**
+   * The components whose construction the call is made from, outermost
+   * first (empty for ordinary calls): lets the server detect construction
+   * cycles that cross processes.
+   */
+  readonly constructing: ReadonlyArray<string>
 }
 
 /**
@@ -227,7 +353,13 @@ export const encodeHeaderPrefix = (method: string, caller: string): Buffer => {
   return prefix
 }
 
-const noFlags = Buffer.from([0])
+/**
+ * The header suffix of a call with neither deadline nor trace context.
+ *
+ * @since 0.1.0
+ * @category codec
+ */
+export const noFlags: Buffer = Buffer.from([0])
 
 /**
  * The per-call part of a request header: flags, then the deadline and trace
@@ -238,9 +370,11 @@ const noFlags = Buffer.from([0])
  */
 export const encodeHeaderSuffix = (
   deadlineMicros: number | undefined,
-  trace: { readonly traceId: string; readonly spanId: string; readonly sampled: boolean } | undefined
+  trace: { readonly traceId: string; readonly spanId: string; readonly sampled: boolean } | undefined,
+  constructing?: ReadonlyArray<string> | undefined
 ): Buffer => {
-  if (deadlineMicros === undefined && trace === undefined) return noFlags
+  const path = constructing !== undefined && constructing.length > 0 ? constructing : undefined
+  if (deadlineMicros === undefined && trace === undefined && path === undefined) return noFlags
   let size = 1
   let flags = 0
   if (deadlineMicros !== undefined) {
@@ -251,6 +385,12 @@ export const encodeHeaderSuffix = (
     flags |= HeaderFlag.Trace | (trace.sampled ? HeaderFlag.Sampled : 0)
     size += 2 + Buffer.byteLength(trace.traceId) + Buffer.byteLength(trace.spanId)
   }
+  const names = path?.slice(0, 255).map((name) => Buffer.from(name, "utf8"))
+  if (names !== undefined) {
+    flags |= HeaderFlag.Constructing
+    size += 1
+    for (const name of names) size += 2 + name.length
+  }
   const buffer = Buffer.allocUnsafe(size)
   buffer[0] = flags
   let offset = 1
@@ -260,7 +400,15 @@ export const encodeHeaderSuffix = (
   }
   if (trace !== undefined) {
     offset = writeShort(buffer, offset, trace.traceId)
-    writeShort(buffer, offset, trace.spanId)
+    offset = writeShort(buffer, offset, trace.spanId)
+  }
+  if (names !== undefined) {
+    buffer[offset++] = names.length
+    for (const name of names) {
+      buffer.writeUInt16LE(name.length, offset)
+      buffer.set(name, offset + 2)
+      offset += 2 + name.length
+    }
   }
   return buffer
 }
@@ -282,6 +430,33 @@ export const requestBody = (prefix: Buffer, suffix: Buffer, payload: Buffer): Re
   length.writeUInt16LE(prefix.length + suffix.length, 0)
   return [length, prefix, suffix, payload]
 }
+
+/**
+ * A whole request frame (id 0, to be set with `writeUInt32LE(id, 5)` before
+ * sending) for an encoded payload value, built with one allocation.
+ *
+ * @since 0.1.0
+ * @category codec
+ */
+export const request = (prefix: Buffer, suffix: Buffer, encodedPayload: unknown): Buffer =>
+  frameWithValue(FrameType.Request, 0, requestHead(prefix, suffix), encodedPayload)
+
+/**
+ * The part of a request body before the payload: `headerLength:u16 header`.
+ *
+ * @since 0.1.0
+ * @category codec
+ */
+export const requestHead = (prefix: Buffer, suffix: Buffer): Buffer => {
+  const headerLength = prefix.length + suffix.length
+  const head = Buffer.allocUnsafe(2 + headerLength)
+  head.writeUInt16LE(headerLength, 0)
+  prefix.copy(head, 2)
+  suffix.copy(head, 2 + prefix.length)
+  return head
+}
+
+const noPath: ReadonlyArray<string> = []
 
 /**
  * Decodes a request body into its header and the payload bytes.
@@ -328,8 +503,30 @@ export const decodeRequest = (
       else spanId = value
     }
   }
+  let constructing: ReadonlyArray<string> = noPath
+  if (flags & HeaderFlag.Constructing) {
+    if (offset + 1 > headerEnd) return fail("construction path out of range")
+    const count = body[offset++]!
+    const path: Array<string> = []
+    for (let i = 0; i < count; i++) {
+      if (offset + 2 > headerEnd) return fail("construction path out of range")
+      const length = body.readUInt16LE(offset)
+      if (offset + 2 + length > headerEnd) return fail("construction path out of range")
+      path.push(body.toString("utf8", offset + 2, offset + 2 + length))
+      offset += 2 + length
+    }
+    constructing = path
+  }
   return {
-    header: { method, caller, deadlineMicros, traceId, spanId, sampled: (flags & HeaderFlag.Sampled) !== 0 },
+    header: {
+      method,
+      caller,
+      deadlineMicros,
+      traceId,
+      spanId,
+      sampled: (flags & HeaderFlag.Sampled) !== 0,
+      constructing
+    },
     payload: body.subarray(headerEnd)
   }
 }

@@ -1,14 +1,21 @@
-import { RemoteCallError } from "@effect-weaver/core"
-import { Client } from "@effect-weaver/transport-rpc"
+import { MethodMetrics, RemoteCallError, Transport, Weaver, WeaverConfig } from "@effect-weaver/core"
+import { Client, TransportRpc } from "@effect-weaver/transport-rpc"
 import { assert, describe, it } from "@effect/vitest"
+import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Fiber from "effect/Fiber"
+import * as Metric from "effect/Metric"
 import * as Scope from "effect/Scope"
-import { clientOf, Echo, EchoSkewed, makeHooks, proxy, serveReplica } from "./utils/fixture.js"
+import * as SubscriptionRef from "effect/SubscriptionRef"
+import { clientOf, Echo, echoImpl, EchoSkewed, makeHooks, proxy, serveReplica, spawnReplica } from "./utils/fixture.js"
 
 const deploymentId = "dep-1"
+
+/** Severs the connection the call came on once the handshake reply is surely out, and never answers. */
+const severAfterHandshake = (sever: () => void) =>
+  Effect.sleep("10 millis").pipe(Effect.zipRight(Effect.sync(sever)), Effect.zipRight(Effect.never))
 
 const remoteError = <A, E>(effect: Effect.Effect<A, E>) =>
   Effect.flip(effect).pipe(Effect.map((error) => {
@@ -17,7 +24,7 @@ const remoteError = <A, E>(effect: Effect.Effect<A, E>) =>
   }))
 
 describe("TransportRpc", () => {
-  it.scoped("round-trips payloads and results through the method schemas", () =>
+  it.scopedLive("round-trips payloads and results through the method schemas", () =>
     Effect.gen(function*() {
       const server = yield* serveReplica(yield* makeHooks(), { deploymentId })
       const echo = yield* clientOf(Echo, { deploymentId, addresses: [server.address] })
@@ -32,7 +39,7 @@ describe("TransportRpc", () => {
       assert.deepStrictEqual(many, Array.from({ length: 200 }, (_, i) => `m${i}`))
     }))
 
-  it.scoped("declared errors arrive as values; defects as RemoteCallError Handler", () =>
+  it.scopedLive("declared errors arrive as values; defects as RemoteCallError Handler", () =>
     Effect.gen(function*() {
       const server = yield* serveReplica(yield* makeHooks(), { deploymentId })
       const echo = yield* clientOf(Echo, { deploymentId, addresses: [server.address] })
@@ -46,7 +53,7 @@ describe("TransportRpc", () => {
       assert.strictEqual(yield* echo.echo("still up"), "still up")
     }))
 
-  it.scoped("a payload the server cannot decode is a Decode error and the connection survives", () =>
+  it.scopedLive("a payload the server cannot decode is a Decode error and the connection survives", () =>
     Effect.gen(function*() {
       const server = yield* serveReplica(yield* makeHooks(), { deploymentId })
       const skewed = yield* clientOf(EchoSkewed, { deploymentId, addresses: [server.address] })
@@ -56,7 +63,7 @@ describe("TransportRpc", () => {
       assert.strictEqual(server.connections(), 1)
     }))
 
-  it.scoped("refuses a server of another deployment with a clear error", () =>
+  it.scopedLive("refuses a server of another deployment with a clear error", () =>
     Effect.gen(function*() {
       const server = yield* serveReplica(yield* makeHooks(), { deploymentId })
       const stranger = yield* clientOf(Echo, { deploymentId: "dep-2", addresses: [server.address] })
@@ -67,36 +74,39 @@ describe("TransportRpc", () => {
       assert.strictEqual(yield* friend.echo("x"), "x")
     }))
 
-  it.scoped("a retriable method is retried after transport failures; retry: false never is", () =>
+  it.scopedLive("a retriable method is retried after transport failures; retry: false never is", () =>
     Effect.gen(function*() {
       const hooks = yield* makeHooks()
       const server = yield* serveReplica(hooks, { deploymentId })
       const front = yield* proxy(server.address)
-      hooks.onCount = (n) => n <= 2 ? Effect.zipRight(Effect.sync(front.sever), Effect.never) : Effect.void
+      hooks.onCount = (n) => n <= 2 ? severAfterHandshake(front.sever) : Effect.void
       const echo = yield* clientOf(Echo, { deploymentId, addresses: [front.address] })
       assert.strictEqual(yield* echo.count(), 3)
       assert.strictEqual(hooks.calls, 3)
 
       hooks.calls = 0
-      hooks.onCount = () => Effect.zipRight(Effect.sync(front.sever), Effect.never)
+      hooks.onCount = () => severAfterHandshake(front.sever)
       const once = yield* remoteError(echo.countOnce())
       assert.strictEqual(once.reason, "Unreachable")
       assert.strictEqual(hooks.calls, 1)
+
+      hooks.onCount = () => Effect.void
+      assert.strictEqual(yield* echo.countOnce(), 2, "the client reconnects after the connection dropped")
     }))
 
-  it.scoped("retries are bounded in attempts", () =>
+  it.scopedLive("retries are bounded in attempts", () =>
     Effect.gen(function*() {
       const hooks = yield* makeHooks()
       const server = yield* serveReplica(hooks, { deploymentId })
       const front = yield* proxy(server.address)
-      hooks.onCount = () => Effect.zipRight(Effect.sync(front.sever), Effect.never)
+      hooks.onCount = () => severAfterHandshake(front.sever)
       const echo = yield* clientOf(Echo, { deploymentId, addresses: [front.address], retry: { attempts: 4 } })
       const error = yield* remoteError(echo.count())
       assert.strictEqual(error.reason, "Unreachable")
       assert.strictEqual(hooks.calls, 4)
     }))
 
-  it.scoped("an unreachable replica fails with Unreachable within the retry time bound", () =>
+  it.scopedLive("an unreachable replica fails with Unreachable within the retry time bound", () =>
     Effect.gen(function*() {
       const scope = yield* Scope.make()
       const server = yield* serveReplica(yield* makeHooks(), { deploymentId }).pipe(Scope.extend(scope))
@@ -108,7 +118,7 @@ describe("TransportRpc", () => {
       assert.isBelow(Date.now() - start, 2000)
     }))
 
-  it.scoped("a deadline expires with Timeout and interrupts the handler", () =>
+  it.scopedLive("a deadline expires with Timeout and interrupts the handler", () =>
     Effect.gen(function*() {
       const hooks = yield* makeHooks()
       const server = yield* serveReplica(hooks, { deploymentId })
@@ -122,7 +132,7 @@ describe("TransportRpc", () => {
       assert.isFalse(yield* echo.hasDeadline())
     }))
 
-  it.scoped("a default timeout applies to calls made without a deadline", () =>
+  it.scopedLive("a default timeout applies to calls made without a deadline", () =>
     Effect.gen(function*() {
       const server = yield* serveReplica(yield* makeHooks(), { deploymentId })
       const echo = yield* clientOf(Echo, { deploymentId, addresses: [server.address], timeout: "50 millis" })
@@ -130,7 +140,7 @@ describe("TransportRpc", () => {
       assert.isTrue(yield* echo.hasDeadline())
     }))
 
-  it.scoped("interrupting the caller cancels the handler on the server", () =>
+  it.scopedLive("interrupting the caller cancels the handler on the server", () =>
     Effect.gen(function*() {
       const hooks = yield* makeHooks()
       const server = yield* serveReplica(hooks, { deploymentId })
@@ -140,9 +150,16 @@ describe("TransportRpc", () => {
       yield* Fiber.interrupt(fiber)
       yield* Deferred.await(hooks.interrupted).pipe(Effect.timeout("2 seconds"))
       assert.strictEqual(yield* echo.echo("after"), "after")
+
+      const again = yield* makeHooks()
+      const other = yield* serveReplica(again, { deploymentId })
+      const echo2 = yield* clientOf(Echo, { deploymentId, addresses: [other.address] })
+      const timedOut = yield* echo2.hang().pipe(Effect.timeout("50 millis"), Effect.flip)
+      assert.strictEqual(timedOut._tag, "TimeoutException")
+      yield* Deferred.await(again.interrupted).pipe(Effect.timeout("2 seconds"))
     }))
 
-  it.scoped("calls move to the other replicas when one disappears under load", () =>
+  it.scopedLive("calls move to the other replicas when one disappears under load", () =>
     Effect.gen(function*() {
       const a = yield* makeHooks("a")
       const b = yield* makeHooks("b")
@@ -156,12 +173,15 @@ describe("TransportRpc", () => {
         ), { concurrency: 16 })
       const failures = seen.filter(Either.isLeft)
       assert.deepStrictEqual(failures, [])
-      const after = yield* Effect.forEach(Array.from({ length: 20 }), () => echo.whoami())
+      const after = yield* Effect.forEach(Array.from({ length: 20 }), () =>
+        echo.whoami())
       assert.deepStrictEqual(new Set(after), new Set(["b"]))
-      assert.isTrue(seen.some((r) => Either.isRight(r) && r.right === "a"))
+      assert.isTrue(seen.some((r) =>
+        Either.isRight(r) && r.right === "a"
+      ))
     }))
 
-  it.scoped("routing keys stick to a replica and spread across replicas", () =>
+  it.scopedLive("routing keys stick to a replica and spread across replicas", () =>
     Effect.gen(function*() {
       const a = yield* serveReplica(yield* makeHooks("a"), { deploymentId })
       const b = yield* serveReplica(yield* makeHooks("b"), { deploymentId })
@@ -175,4 +195,106 @@ describe("TransportRpc", () => {
       const rr = yield* Effect.forEach(Array.from({ length: 6 }), () => echo.whoami())
       assert.deepStrictEqual(new Set(rr), new Set(["a", "b", "c"]))
     }))
+
+  it.scopedLive("records request and reply bytes for remote calls", () =>
+    Effect.gen(function*() {
+      const server = yield* serveReplica(yield* makeHooks(), { deploymentId })
+      const echo = yield* clientOf(Echo, { deploymentId, addresses: [server.address] })
+      const labels = MethodMetrics.labels({ caller: "main", component: "test/Echo", method: "echo", remote: true })
+      const request = Metric.taggedWithLabels(MethodMetrics.bytesRequest, labels)
+      const reply = Metric.taggedWithLabels(MethodMetrics.bytesReply, labels)
+      const before = yield* Metric.value(request)
+      yield* echo.echo("x".repeat(100))
+      const after = yield* Metric.value(request)
+      assert.strictEqual(after.count - before.count, 1)
+      assert.isAbove(after.sum - before.sum, 100)
+      assert.isAbove((yield* Metric.value(reply)).sum, 100)
+    }))
+
+  it.scopedLive("layerTest sends every call over a socket and runs retriable calls twice", () =>
+    Effect.gen(function*() {
+      const hooks = yield* makeHooks()
+      const transport = yield* TransportRpc.makeTest()
+      const weavelet = yield* Weaver.makeWeavelet(Weaver.app({ components: [echoImpl(hooks)] }), {
+        config: WeaverConfig.empty()
+      }).pipe(Effect.provideService(Transport.Transport, transport))
+      const echo = Context.unsafeGet(weavelet.clients("main"), Echo)
+      assert.strictEqual(yield* echo.count(), 2)
+      assert.strictEqual(hooks.calls, 2)
+      const labels = MethodMetrics.labels({ caller: "main", component: "test/Echo", method: "countOnce", remote: true })
+      const sent = Metric.taggedWithLabels(MethodMetrics.bytesRequest, labels)
+      const before = (yield* Metric.value(sent)).count
+      assert.strictEqual(yield* echo.countOnce(), 3)
+      assert.strictEqual(hooks.calls, 3)
+      assert.strictEqual((yield* Metric.value(sent)).count - before, 1)
+      const error = yield* Effect.flip(echo.fail("typed"))
+      assert.strictEqual(error._tag, "Nope")
+    }))
+
+  it.scopedLive("calls follow replica set updates; removed replicas' connections close", () =>
+    Effect.gen(function*() {
+      const a = yield* serveReplica(yield* makeHooks("a"), { deploymentId })
+      const b = yield* serveReplica(yield* makeHooks("b"), { deploymentId })
+      const replicas = yield* SubscriptionRef.make<ReadonlyArray<string>>([a.address])
+      const echo = yield* clientOf(Echo, { deploymentId, addresses: replicas.changes })
+      assert.deepStrictEqual(yield* Effect.forEach(Array.from({ length: 4 }), () => echo.whoami()), [
+        "a",
+        "a",
+        "a",
+        "a"
+      ])
+      yield* SubscriptionRef.set(replicas, [b.address])
+      yield* Effect.sleep("20 millis")
+      assert.deepStrictEqual(yield* Effect.forEach(Array.from({ length: 4 }), () => echo.whoami()), [
+        "b",
+        "b",
+        "b",
+        "b"
+      ])
+      for (let i = 0; i < 50 && a.connections() > 0; i++) yield* Effect.sleep("10 millis")
+      assert.strictEqual(a.connections(), 0, "the idle connection to a removed replica is closed")
+      yield* SubscriptionRef.set(replicas, [a.address, b.address])
+      yield* Effect.sleep("20 millis")
+      const both = yield* Effect.forEach(Array.from({ length: 4 }), () => echo.whoami())
+      assert.deepStrictEqual(new Set(both), new Set(["a", "b"]))
+    }))
+
+  it.scopedLive("the caller's trace context reaches the handler", () =>
+    Effect.gen(function*() {
+      const server = yield* serveReplica(yield* makeHooks(), { deploymentId })
+      const echo = yield* clientOf(Echo, { deploymentId, addresses: [server.address] })
+      assert.strictEqual(yield* echo.traceId(), "none")
+      const [outer, seen] = yield* Effect.all([Effect.currentSpan, echo.traceId()]).pipe(Effect.withSpan("caller"))
+      assert.strictEqual(seen, outer.traceId)
+    }))
+
+  it.scopedLive("an address that cannot be dialled is Unreachable, not a defect", () =>
+    Effect.gen(function*() {
+      const echo = yield* clientOf(Echo, { deploymentId, addresses: ["127.0.0.1:99999"], retry: { attempts: 2 } })
+      assert.strictEqual((yield* remoteError(echo.echo("x"))).reason, "Unreachable")
+    }))
+
+  it.scopedLive(
+    "a replica process killed with SIGKILL under load: calls move to the other replica",
+    () =>
+      Effect.gen(function*() {
+        const [a, b] = yield* Effect.all([spawnReplica(deploymentId), spawnReplica(deploymentId)], {
+          concurrency: 2
+        }).pipe(Effect.orDie)
+        const echo = yield* clientOf(Echo, { deploymentId, addresses: [a.address, b.address] })
+        const results = yield* Effect.forEach(Array.from({ length: 300 }, (_, i) => i), (i) =>
+          (i === 100
+            ? Effect.sync(() => process.kill(a.pid, "SIGKILL"))
+            : Effect.void).pipe(
+              Effect.zipRight(echo.whoami()),
+              Effect.either
+            ), { concurrency: 16 })
+        assert.deepStrictEqual(results.filter(Either.isLeft), [])
+        const served = new Set(results.map((r) => Either.getOrThrow(r)))
+        assert.deepStrictEqual(served, new Set([String(a.pid), String(b.pid)]))
+        const after = yield* Effect.forEach(Array.from({ length: 10 }), () => echo.whoami())
+        assert.deepStrictEqual(new Set(after), new Set([String(b.pid)]))
+      }),
+    60_000
+  )
 })

@@ -215,8 +215,7 @@ for (const runner of weavertest.allRunners()) {
         assert.include(text, "cycle")
         assert.include(text, "conformance/CycleA")
         assert.include(text, "conformance/CycleB")
-      }),
-      10_000
+      })
     )
 
     runner.test(

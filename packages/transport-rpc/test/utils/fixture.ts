@@ -7,6 +7,7 @@ import * as FiberRef from "effect/FiberRef"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import * as ChildProcess from "node:child_process"
 import * as Net from "node:net"
 
 const isArray = (u: unknown): u is ReadonlyArray<string> => Array.isArray(u)
@@ -26,7 +27,8 @@ export class Echo extends Component.Tag("test/Echo")<Echo>()({
   count: Component.method({ success: Schema.Number }),
   countOnce: Component.method({ success: Schema.Number, retry: false }),
   hasDeadline: Component.method({ success: Schema.Boolean }),
-  routed: Component.method({ payload: Schema.String, success: Schema.String, routeBy: (key) => key })
+  routed: Component.method({ payload: Schema.String, success: Schema.String, routeBy: (key) => key }),
+  traceId: Component.method({ success: Schema.String })
 }) {}
 
 /** The same component name with a different payload schema, to send payloads the server cannot decode. */
@@ -79,7 +81,9 @@ export const echoImpl = (hooks: Hooks) =>
       count: () => counted(hooks),
       countOnce: () => counted(hooks),
       hasDeadline: () => Effect.map(FiberRef.get(Client.currentDeadline), (d) => d !== undefined),
-      routed: () => Effect.succeed(hooks.replica)
+      routed: () => Effect.succeed(hooks.replica),
+      traceId: () =>
+        Effect.currentParentSpan.pipe(Effect.map((span) => span.traceId), Effect.orElseSucceed(() => "none"))
     })
   )
 
@@ -190,3 +194,39 @@ export const sendRaw = (address: string, bytes: Uint8Array, waitMillis = 50) =>
     socket.on("error", () => finish(true))
     socket.write(bytes)
   })
+
+/** Starts `test/fixtures/replica.ts` in a child process; SIGKILLed by pid when the scope closes. */
+export const spawnReplica = (deploymentId: string) =>
+  Effect.acquireRelease(
+    Effect.async<{ readonly pid: number; readonly address: string; readonly child: ChildProcess.ChildProcess }, Error>(
+      (resume) => {
+        const script = new URL("../fixtures/replica.ts", import.meta.url).pathname
+        const child = ChildProcess.spawn(
+          process.execPath,
+          ["--conditions=@effect-weaver/source", "--import", "tsx", script, deploymentId],
+          { stdio: ["pipe", "pipe", "inherit"] }
+        )
+        let out = ""
+        const timer = setTimeout(() => {
+          child.kill("SIGKILL")
+          resume(Effect.fail(new Error("replica did not start within 20 s")))
+        }, 20_000)
+        child.stdout!.on("data", (chunk: Buffer) => {
+          out += chunk.toString()
+          const match = /PORT (\d+)/.exec(out)
+          if (match) {
+            clearTimeout(timer)
+            resume(Effect.succeed({ pid: child.pid!, address: `127.0.0.1:${match[1]}`, child }))
+          }
+        })
+        child.on("error", (error) => {
+          clearTimeout(timer)
+          resume(Effect.fail(error))
+        })
+      }
+    ),
+    ({ child, pid }) =>
+      Effect.sync(() => {
+        if (child.exitCode === null && child.signalCode === null) process.kill(pid, "SIGKILL")
+      })
+  )

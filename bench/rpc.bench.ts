@@ -1,0 +1,421 @@
+/**
+ * The RPC transport against its baselines, client and server in separate
+ * processes on 127.0.0.1, all measured in the same run:
+ *
+ * - raw: a Node TCP echo with length-prefixed frames that batches its writes
+ *   (one `write` per turn on both sides): the practical limit;
+ * - @effect/rpc: `RpcServer`/`RpcClient` over a socket with msgpack;
+ * - weaver: a component method called through `@effect-weaver/transport-rpc`.
+ *
+ * For 16-byte and 1 KiB string payloads: p50/p99 latency with one call in
+ * flight, then throughput and CPU per call (client + server) with 64 in
+ * flight. Targets (ratios to raw): throughput ≥ 50 %, p50 ≤ 1.25×, CPU/call ≤ 4×.
+ *
+ * `node --conditions=@effect-weaver/source --import tsx bench/rpc.bench.ts [seconds]`
+ * The script starts its own servers (`rpc.bench.ts server <kind>`) and kills them by pid.
+ */
+import { Component, Transport, Weavelet, Weaver, WeaverConfig } from "@effect-weaver/core"
+import { Server, TransportRpc } from "@effect-weaver/transport-rpc"
+import { NodeSocket, NodeSocketServer } from "@effect/platform-node"
+import * as SocketServer from "@effect/platform/SocketServer"
+import { Rpc, RpcClient, RpcGroup, RpcSerialization, RpcServer } from "@effect/rpc"
+import { Context, Effect, Exit, Layer, Schema, Scope, Stream } from "effect"
+import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
+import * as Net from "node:net"
+import { fileURLToPath } from "node:url"
+
+type Kind = "raw" | "effect-rpc" | "weaver"
+const KINDS: ReadonlyArray<Kind> = ["raw", "effect-rpc", "weaver"]
+const PAYLOADS = [{ name: "16 B", text: "x".repeat(16) }, { name: "1 KiB", text: "y".repeat(1024) }]
+const THROUGHPUT_SECONDS = Number(process.argv[2] ?? 1)
+const ROUNDS = 5
+const LATENCY_CALLS = 2000
+const WARMUP_CALLS = 2000
+const IN_FLIGHT = 64
+const DEPLOYMENT = "bench-rpc"
+const self = fileURLToPath(import.meta.url)
+
+// ---------------------------------------------------------------------------
+// The three systems
+
+class Echo extends Component.Tag("bench/Echo")<Echo>()({
+  echo: Component.method({ payload: Schema.String, success: Schema.String })
+}) {}
+const EchoImpl = Component.implement(Echo, Effect.succeed({ echo: (s: string) => Effect.succeed(s) }))
+
+class EchoRpc extends Rpc.make("Echo", { payload: { text: Schema.String }, success: Schema.String }) {}
+const Group = RpcGroup.make(EchoRpc)
+
+/** Frames `length:u32 id:u32 payload`; one `write` per `data` event (server) or per tick (client). */
+const rawServer = () =>
+  new Promise<number>((resolve) => {
+    const server = Net.createServer((socket) => {
+      socket.setNoDelay(true)
+      let pending: Buffer | undefined
+      socket.on("data", (chunk: Buffer) => {
+        const buffer = pending === undefined ? chunk : Buffer.concat([pending, chunk])
+        const out: Array<Buffer> = []
+        let offset = 0
+        while (buffer.length - offset >= 4) {
+          const length = buffer.readUInt32LE(offset)
+          if (buffer.length - offset < 4 + length) break
+          out.push(buffer.subarray(offset, offset + 4 + length))
+          offset += 4 + length
+        }
+        pending = offset === buffer.length ? undefined : buffer.subarray(offset)
+        if (out.length > 0) socket.write(out.length === 1 ? out[0]! : Buffer.concat(out))
+      })
+      socket.on("error", () => {})
+    })
+    server.listen(0, "127.0.0.1", () => resolve((server.address() as Net.AddressInfo).port))
+  })
+
+const rawClient = (port: number) =>
+  new Promise<(payload: Buffer) => Promise<Buffer>>((resolve, reject) => {
+    const socket = Net.connect({ host: "127.0.0.1", port })
+    socket.setNoDelay(true)
+    const waiting = new Map<number, (reply: Buffer) => void>()
+    let nextId = 1
+    let queue: Array<Buffer> = []
+    let scheduled = false
+    const flush = () => {
+      scheduled = false
+      const data = queue.length === 1 ? queue[0]! : Buffer.concat(queue)
+      queue = []
+      socket.write(data)
+    }
+    let pending: Buffer | undefined
+    socket.on("data", (chunk: Buffer) => {
+      const buffer = pending === undefined ? chunk : Buffer.concat([pending, chunk])
+      let offset = 0
+      while (buffer.length - offset >= 4) {
+        const length = buffer.readUInt32LE(offset)
+        if (buffer.length - offset < 4 + length) break
+        const id = buffer.readUInt32LE(offset + 4)
+        const done = waiting.get(id)
+        waiting.delete(id)
+        done?.(buffer.subarray(offset + 8, offset + 4 + length))
+        offset += 4 + length
+      }
+      pending = offset === buffer.length ? undefined : buffer.subarray(offset)
+    })
+    socket.on("error", reject)
+    socket.on("connect", () =>
+      resolve((payload) =>
+        new Promise<Buffer>((done) => {
+          const id = nextId++
+          const frame = Buffer.allocUnsafe(8 + payload.length)
+          frame.writeUInt32LE(4 + payload.length, 0)
+          frame.writeUInt32LE(id, 4)
+          payload.copy(frame, 8)
+          waiting.set(id, done)
+          queue.push(frame)
+          if (!scheduled) {
+            scheduled = true
+            process.nextTick(flush)
+          }
+        })
+      ))
+  })
+
+const serveEffectRpc = Effect.gen(function*() {
+  const context = yield* Layer.build(
+    RpcServer.layer(Group).pipe(
+      Layer.provide(Group.toLayer({ Echo: (payload) => Effect.succeed(payload.text) })),
+      Layer.provide(RpcServer.layerProtocolSocketServer),
+      Layer.provide(RpcSerialization.layerMsgPack),
+      Layer.provideMerge(NodeSocketServer.layer({ host: "127.0.0.1", port: 0 }))
+    )
+  )
+  const address = Context.get(context, SocketServer.SocketServer).address
+  return address._tag === "TcpAddress" ? address.port : 0
+})
+
+const serveWeaver = Effect.gen(function*() {
+  const transport = yield* TransportRpc.make({ resolve: () => Stream.empty })
+  const weavelet = yield* Weaver.makeWeavelet(Weaver.app({ components: [EchoImpl] }), {
+    config: WeaverConfig.empty(),
+    deploymentId: DEPLOYMENT
+  }).pipe(Effect.provideService(Transport.Transport, transport))
+  const server = yield* Server.serve({ port: 0 }).pipe(Effect.provideService(Weavelet.Weavelet, weavelet))
+  return server.port
+})
+
+const runServer = async (kind: Kind) => {
+  const announce = (port: number) => process.stdout.write(`PORT ${port}\n`)
+  process.stdin.on("end", () => process.exit(0))
+  process.stdin.resume()
+  if (kind === "raw") return announce(await rawServer())
+  const serve = kind === "weaver" ? serveWeaver : serveEffectRpc
+  await Effect.runPromise(
+    Effect.scoped(Effect.gen(function*() {
+      const port: number = yield* (serve as Effect.Effect<number, unknown, Scope.Scope>)
+      announce(port)
+      return yield* Effect.never
+    }))
+  )
+}
+
+// ---------------------------------------------------------------------------
+// Measurement
+
+interface Caller {
+  /** Runs `calls` sequential calls, returning each latency in µs. */
+  readonly latency: (payload: string, calls: number) => Promise<Array<number>>
+  /** Runs `inFlight` concurrent call loops for `millis`, returning the number of calls. */
+  readonly throughput: (payload: string, inFlight: number, millis: number) => Promise<number>
+}
+
+const rawCaller = async (port: number): Promise<Caller> => {
+  const call = await rawClient(port)
+  return {
+    latency: async (payload, calls) => {
+      const bytes = Buffer.from(payload)
+      const out: Array<number> = []
+      for (let i = 0; i < calls; i++) {
+        const start = performance.now()
+        const reply = await call(bytes)
+        out.push((performance.now() - start) * 1000)
+        if (reply.length !== bytes.length) throw new Error("raw echo returned the wrong reply")
+      }
+      return out
+    },
+    throughput: async (payload, inFlight, millis) => {
+      const bytes = Buffer.from(payload)
+      const end = performance.now() + millis
+      let count = 0
+      await Promise.all(Array.from({ length: inFlight }, async () => {
+        while (performance.now() < end) {
+          await call(bytes)
+          count++
+        }
+      }))
+      return count
+    }
+  }
+}
+
+const effectCaller = (call: (payload: string) => Effect.Effect<string, unknown>): Caller => ({
+  latency: (payload, calls) =>
+    Effect.runPromise(Effect.gen(function*() {
+      const out: Array<number> = []
+      for (let i = 0; i < calls; i++) {
+        const start = performance.now()
+        const reply = yield* call(payload)
+        out.push((performance.now() - start) * 1000)
+        if (reply.length !== payload.length) throw new Error("echo returned the wrong reply")
+      }
+      return out
+    })),
+  throughput: (payload, inFlight, millis) =>
+    Effect.runPromise(Effect.gen(function*() {
+      const end = performance.now() + millis
+      let count = 0
+      const loop = Effect.gen(function*() {
+        while (performance.now() < end) {
+          yield* call(payload)
+          count++
+        }
+      })
+      yield* Effect.all(Array.from({ length: inFlight }, () => loop), { concurrency: "unbounded", discard: true })
+      return count
+    }))
+})
+
+const connect = (kind: Kind, port: number, scope: Scope.CloseableScope): Promise<Caller> => {
+  if (kind === "raw") return rawCaller(port)
+  if (kind === "effect-rpc") {
+    return Effect.runPromise(
+      Effect.gen(function*() {
+        const context = yield* Layer.build(
+          RpcClient.layerProtocolSocket().pipe(
+            Layer.provide(NodeSocket.layerNet({ host: "127.0.0.1", port })),
+            Layer.provide(RpcSerialization.layerMsgPack)
+          )
+        )
+        const client = yield* RpcClient.make(Group).pipe(Effect.provide(context))
+        return effectCaller((text) => client.Echo({ text }))
+      }).pipe(Scope.extend(scope))
+    )
+  }
+  return Effect.runPromise(
+    Effect.gen(function*() {
+      const transport = yield* TransportRpc.make({
+        deploymentId: DEPLOYMENT,
+        resolve: () => Stream.make([`127.0.0.1:${port}`])
+      })
+      const weavelet = yield* Weaver.makeWeavelet(Weaver.app({ components: [] }), {
+        config: WeaverConfig.empty(),
+        deploymentId: DEPLOYMENT,
+        extraComponents: [Echo]
+      }).pipe(Effect.provideService(Transport.Transport, transport))
+      const echo = Context.unsafeGet(weavelet.clients("main"), Echo)
+      return effectCaller((text) => echo.echo(text))
+    }).pipe(Scope.extend(scope))
+  )
+}
+
+const cpuTicks = (pid: number): number => {
+  const stat = Fs.readFileSync(`/proc/${pid}/stat`, "utf8")
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+  return Number(fields[11]) + Number(fields[12]) // utime + stime, in clock ticks (1/100 s)
+}
+
+const startServer = (kind: Kind) =>
+  new Promise<{ child: ChildProcess.ChildProcess; port: number }>((resolve, reject) => {
+    const child = ChildProcess.spawn(process.execPath, [...process.execArgv, self, "server", kind], {
+      stdio: ["pipe", "pipe", "inherit"]
+    })
+    children.add(child)
+    let out = ""
+    child.stdout!.on("data", (chunk: Buffer) => {
+      out += chunk.toString()
+      const match = /PORT (\d+)/.exec(out)
+      if (match) resolve({ child, port: Number(match[1]) })
+    })
+    child.on("exit", (code) => reject(new Error(`${kind} server exited (${code}) before listening`)))
+    setTimeout(() => reject(new Error(`${kind} server did not start within 20 s`)), 20_000).unref()
+  })
+
+const children = new Set<ChildProcess.ChildProcess>()
+const killChildren = () => {
+  for (const child of children) {
+    if (child.pid !== undefined && child.exitCode === null) process.kill(child.pid, "SIGKILL")
+  }
+  children.clear()
+}
+
+const percentile = (xs: ReadonlyArray<number>, p: number) => {
+  const sorted = [...xs].sort((a, b) => a - b)
+  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]!
+}
+
+interface Figures {
+  p50: number
+  p99: number
+  throughput: number
+  cpuMicrosPerCall: number
+  clientCpuMicrosPerCall: number
+}
+
+interface Live {
+  readonly kind: Kind
+  readonly child: ChildProcess.ChildProcess
+  readonly caller: Caller
+}
+
+const median = (xs: ReadonlyArray<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
+
+/** One round of one system on one payload: latency (1 in flight), then throughput and CPU (64 in flight). */
+const round = async ({ caller, child }: Live, payload: string): Promise<Figures> => {
+  const latencies = await caller.latency(payload, LATENCY_CALLS)
+  const cpuBefore = process.cpuUsage()
+  const serverBefore = cpuTicks(child.pid!)
+  const calls = await caller.throughput(payload, IN_FLIGHT, THROUGHPUT_SECONDS * 1000)
+  const cpu = process.cpuUsage(cpuBefore)
+  const serverMicros = (cpuTicks(child.pid!) - serverBefore) * 10_000
+  return {
+    p50: percentile(latencies, 0.5),
+    p99: percentile(latencies, 0.99),
+    throughput: calls / THROUGHPUT_SECONDS,
+    cpuMicrosPerCall: (cpu.user + cpu.system + serverMicros) / calls,
+    clientCpuMicrosPerCall: (cpu.user + cpu.system) / calls
+  }
+}
+
+/**
+ * Every system is started and warmed up, then measured in ROUNDS rounds that
+ * alternate the order of the systems; each figure is the median over rounds,
+ * and each ratio the median of per-round ratios (this machine is noisy).
+ */
+const measureAll = async (scope: Scope.CloseableScope) => {
+  const live: Array<Live> = []
+  for (const kind of KINDS) {
+    const { child, port } = await startServer(kind)
+    live.push({ kind, child, caller: await connect(kind, port, scope) })
+  }
+  const figures = new Map<string, Map<Kind, Array<Figures>>>()
+  for (const payload of PAYLOADS) {
+    const byKind = new Map<Kind, Array<Figures>>(KINDS.map((kind) => [kind, []]))
+    figures.set(payload.name, byKind)
+    for (const system of live) {
+      await system.caller.latency(payload.text, WARMUP_CALLS)
+      await system.caller.throughput(payload.text, IN_FLIGHT, 1000)
+    }
+    for (let r = 0; r < ROUNDS; r++) {
+      const order = r % 2 === 0 ? live : [...live].reverse()
+      for (const system of order) {
+        process.stderr.write(`  ${payload.name} round ${r + 1}: ${system.kind}\n`)
+        byKind.get(system.kind)!.push(await round(system, payload.text))
+      }
+    }
+  }
+  return figures
+}
+
+const main = async () => {
+  const watchdog = setTimeout(() => {
+    process.stderr.write("rpc bench: time limit (400 s) reached\n")
+    killChildren()
+    process.exit(1)
+  }, 400_000)
+  watchdog.unref()
+  const scope = Effect.runSync(Scope.make())
+  let figures: Map<string, Map<Kind, Array<Figures>>>
+  try {
+    figures = await measureAll(scope)
+  } finally {
+    await Effect.runPromise(Scope.close(scope, Exit.void))
+    killChildren()
+  }
+  const lines: Array<string> = [
+    `RPC echo, client and server in separate processes on 127.0.0.1. Per round: latency over ${LATENCY_CALLS} calls ` +
+    `with 1 in flight; throughput over ${THROUGHPUT_SECONDS} s with ${IN_FLIGHT} in flight; CPU = client + server. ` +
+    `Medians of ${ROUNDS} interleaved rounds; ratios are medians of per-round ratios to raw.`,
+    "",
+    "| payload | system | p50 µs | p99 µs | calls/s | CPU µs/call (client) | p50 ÷ raw | calls/s ÷ raw | CPU ÷ raw |",
+    "|---|---|---|---|---|---|---|---|---|"
+  ]
+  let pass = true
+  const verdicts: Array<string> = []
+  for (const payload of PAYLOADS) {
+    const byKind = figures.get(payload.name)!
+    const raw = byKind.get("raw")!
+    const ratio = (kind: Kind, f: (x: Figures) => number) => median(byKind.get(kind)!.map((x, i) => f(x) / f(raw[i]!)))
+    for (const kind of KINDS) {
+      const runs = byKind.get(kind)!
+      const m = (f: (x: Figures) => number) => median(runs.map(f))
+      lines.push(
+        `| ${payload.name} | ${kind} | ${m((x) => x.p50).toFixed(1)} | ${m((x) => x.p99).toFixed(1)} | ${
+          Math.round(m((x) => x.throughput))
+        } | ${m((x) => x.cpuMicrosPerCall).toFixed(2)} (${m((x) => x.clientCpuMicrosPerCall).toFixed(2)}) | ${
+          ratio(kind, (x) => x.p50).toFixed(2)
+        }× | ${(ratio(kind, (x) => x.throughput) * 100).toFixed(0)} % | ${
+          ratio(kind, (x) => x.cpuMicrosPerCall).toFixed(2)
+        }× |`
+      )
+    }
+    const checks = [
+      ["throughput ≥ 50 % of raw", ratio("weaver", (x) => x.throughput) >= 0.5],
+      ["p50 ≤ 1.25× raw", ratio("weaver", (x) => x.p50) <= 1.25],
+      ["CPU/call ≤ 4× raw", ratio("weaver", (x) => x.cpuMicrosPerCall) <= 4]
+    ] as const
+    for (const [name, ok] of checks) {
+      verdicts.push(`${payload.name}: ${name}: ${ok ? "PASS" : "FAIL"}`)
+      if (payload.name === "16 B" && !ok) pass = false
+    }
+  }
+  process.stdout.write([...lines, "", ...verdicts, ""].join("\n"))
+  if (!pass) process.exitCode = 1
+}
+
+if (process.argv[2] === "server") {
+  void runServer(process.argv[3] as Kind)
+} else {
+  main().catch((error) => {
+    killChildren()
+    process.stderr.write(`${error instanceof Error ? error.stack : error}\n`)
+    process.exit(1)
+  })
+}

@@ -1,0 +1,154 @@
+import { Wire } from "@effect-weaver/transport-rpc"
+import { assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as fc from "fast-check"
+import { clientOf, Echo, makeHooks, sendRaw, serveReplica } from "./utils/fixture.js"
+
+const deploymentId = "dep-wire"
+const hello = Wire.encodeHello({ version: Wire.version, deploymentId })
+const request = (id: number, method: string, payload: unknown) =>
+  Wire.frame(
+    Wire.FrameType.Request,
+    id,
+    ...Wire.requestBody(
+      Wire.encodeHeaderPrefix(method, "main"),
+      Wire.encodeHeaderSuffix(1_000_000, { traceId: "t".repeat(32), spanId: "s".repeat(16), sampled: true }, [
+        "app/A",
+        "app/Bé"
+      ]),
+      Buffer.from(Wire.pack(payload))
+    )
+  )
+
+const frames = (bytes: Buffer) => {
+  const out: Array<{ type: number; id: number; body: Buffer }> = []
+  const reader = new Wire.FrameReader(Wire.defaultMaxFrameBytes, (type, id, body) => out.push({ type, id, body }))
+  assert.isUndefined(reader.push(bytes))
+  return out
+}
+
+describe("Wire", () => {
+  it("encodes and decodes request headers", () => {
+    const frame = request(7, "test/Echo.echo", "hi")
+    const [decoded] = frames(frame)
+    assert.strictEqual(decoded!.type, Wire.FrameType.Request)
+    assert.strictEqual(decoded!.id, 7)
+    const parsed = Wire.decodeRequest(decoded!.body)
+    assert(!(parsed instanceof Wire.ProtocolError))
+    assert.deepStrictEqual(parsed.header, {
+      method: "test/Echo.echo",
+      caller: "main",
+      deadlineMicros: 1_000_000,
+      traceId: "t".repeat(32),
+      spanId: "s".repeat(16),
+      sampled: true,
+      constructing: ["app/A", "app/Bé"]
+    })
+    assert.strictEqual(Wire.unpack(parsed.payload), "hi")
+  })
+
+  it("the string fast path writes msgpack that msgpackr reads back", () => {
+    const check = (value: unknown) => {
+      const [decoded] = frames(Wire.frameWithValue(Wire.FrameType.Response, 3, undefined, value))
+      assert.deepStrictEqual(Wire.unpack(decoded!.body), value)
+    }
+    for (const length of [0, 1, 31, 32, 255, 256, 65535, 65536]) check("a".repeat(length))
+    check("héllo wörld ✓ 🎉")
+    check("lone \ud800 surrogate \udfff")
+    fc.assert(
+      fc.property(
+        fc.string({ unit: "binary", maxLength: 300 }).chain((a) => fc.constantFrom(a, `${a}\ud83d`)),
+        (value) => {
+          check(value)
+        }
+      )
+    )
+    check({ nested: ["values", 1, true, null] })
+  })
+
+  it("reassembles frames split at every byte boundary", () => {
+    const bytes = Buffer.concat([hello, request(1, "a.b", [1, 2]), request(2, "a.c", { x: "y" })])
+    for (let cut = 0; cut <= bytes.length; cut++) {
+      const seen: Array<number> = []
+      const reader = new Wire.FrameReader(Wire.defaultMaxFrameBytes, (type, id) => seen.push(type * 10 + id))
+      assert.isUndefined(reader.push(bytes.subarray(0, cut)))
+      assert.isUndefined(reader.push(bytes.subarray(cut)))
+      assert.deepStrictEqual(seen, [0, 11, 12])
+    }
+  })
+
+  it("rejects oversized, undersized and unknown frames", () => {
+    const reader = (max: number) => new Wire.FrameReader(max, () => {})
+    const big = Buffer.alloc(4)
+    big.writeUInt32LE(1_000_000)
+    assert.include(reader(1000).push(big)?.reason, "exceeds the limit")
+    assert.include(reader(1000).push(Buffer.from([2, 0, 0, 0, 1, 0]))?.reason, "shorter than a frame header")
+    assert.include(reader(1000).push(Wire.frame(9 as Wire.FrameType, 1))?.reason, "unknown frame type 9")
+  })
+
+  it.live("a hand-written client speaks the documented protocol", () =>
+    Effect.gen(function*() {
+      const server = yield* serveReplica(yield* makeHooks(), { deploymentId })
+      const { received } = yield* sendRaw(
+        server.address,
+        Buffer.concat([hello, request(1, "test/Echo.echo", "hi"), request(2, "test/Echo.nope", "x")]),
+        200
+      )
+      const [h, ...replies] = frames(received)
+      const response = replies.find((frame) => frame.id === 1)
+      const error = replies.find((frame) => frame.id === 2)
+      assert.deepStrictEqual(Wire.decodeHello(h!.body), { version: Wire.version, deploymentId })
+      assert.strictEqual(response!.type, Wire.FrameType.Response)
+      assert.strictEqual(Wire.unpack(response!.body), "hi")
+      assert.strictEqual(error!.type, Wire.FrameType.Error)
+      assert.strictEqual(error!.body[0], Wire.ErrorKind.System)
+      assert.deepStrictEqual(Wire.decodeSystemError(error!.body.subarray(1)), {
+        reason: "Protocol",
+        detail: "method test/Echo.nope is not served here (is the component hosted?)"
+      })
+    }).pipe(Effect.scoped))
+
+  it.live("oversized frames close that connection only; other clients keep working", () =>
+    Effect.gen(function*() {
+      const server = yield* serveReplica(yield* makeHooks(), { deploymentId, maxFrameBytes: 1024 })
+      const echo = yield* clientOf(Echo, { deploymentId, addresses: [server.address] })
+      assert.strictEqual(yield* echo.echo("before"), "before")
+      const result = yield* sendRaw(
+        server.address,
+        Buffer.concat([hello, request(1, "test/Echo.echo", "x".repeat(2000))]),
+        2000
+      )
+      assert.isTrue(result.closedByServer)
+      assert.strictEqual(yield* echo.echo("after"), "after")
+    }).pipe(Effect.scoped))
+
+  it.live("random, mutated and truncated frames never crash the server", () =>
+    Effect.gen(function*() {
+      const server = yield* serveReplica(yield* makeHooks(), { deploymentId, maxFrameBytes: 4096 })
+      const echo = yield* clientOf(Echo, { deploymentId, addresses: [server.address] })
+      const valid = Buffer.concat([request(1, "test/Echo.echo", "hello"), request(2, "test/Echo.stamp", { n: "1" })])
+      const mutated = fc.record({
+        flips: fc.array(fc.tuple(fc.nat(valid.length - 1), fc.integer({ min: 0, max: 255 })), { maxLength: 6 }),
+        cut: fc.nat(valid.length)
+      }).map(({ cut, flips }) => {
+        const bytes = Buffer.from(valid)
+        for (const [index, value] of flips) bytes[index] = value
+        return Buffer.concat([hello, bytes.subarray(0, cut)])
+      })
+      const arbitrary = fc.oneof(
+        fc.uint8Array({ maxLength: 300 }).map((bytes) => Buffer.from(bytes)),
+        fc.uint8Array({ maxLength: 300 }).map((bytes) => Buffer.concat([hello, bytes])),
+        mutated
+      )
+      yield* Effect.promise(() =>
+        fc.assert(
+          fc.asyncProperty(arbitrary, async (bytes) => {
+            await Effect.runPromise(sendRaw(server.address, bytes, 10))
+            return (await Effect.runPromise(echo.echo("ok"))) === "ok"
+          }),
+          { numRuns: 60, interruptAfterTimeLimit: 15_000 }
+        )
+      )
+      assert.strictEqual(yield* echo.echo("still serving"), "still serving")
+    }).pipe(Effect.scoped))
+})
