@@ -1,6 +1,6 @@
 /**
  * The `weaver` command tree: `weaver single deploy|status|metrics|profile|dashboard|purge`,
- * `weaver multi deploy|status|logs|dashboard|purge` and `weaver version`, on `@effect/cli`.
+ * `weaver multi deploy|status|logs|metrics|profile|dashboard|purge` and `weaver version`, on `@effect/cli`.
  *
  * @since 0.1.0
  */
@@ -180,7 +180,15 @@ const multiStatus = Command.make("status", {}, () => Status.status("multi")).pip
 
 const multi = Command.make("multi").pipe(
   Command.withDescription("Deploy and inspect applications running in multiple processes"),
-  Command.withSubcommands([multiDeploy, multiStatus, logs, dashboardCommand("multi"), purge("multi")])
+  Command.withSubcommands([
+    multiDeploy,
+    multiStatus,
+    logs,
+    metricsCommand("multi"),
+    profileCommand("multi"),
+    dashboardCommand("multi"),
+    purge("multi")
+  ])
 )
 
 const versionCommand = Command.make("version", {}, () => Console.log(versionLine)).pipe(
@@ -208,6 +216,8 @@ const usages: ReadonlyArray<{ readonly path: ReadonlyArray<string>; readonly lin
   { path: ["multi", "deploy"], line: "weaver multi deploy <weaver.toml>" },
   { path: ["multi", "status"], line: "weaver multi status" },
   { path: ["multi", "logs"], line: "weaver multi logs [--follow] [--format=pretty|json] [--system] [query]" },
+  { path: ["multi", "metrics"], line: "weaver multi metrics [regex]" },
+  { path: ["multi", "profile"], line: "weaver multi profile [--type=cpu|heap] [--duration=30s] <deployment>" },
   { path: ["multi", "dashboard"], line: "weaver multi dashboard [--host=127.0.0.1] [--port=0]" },
   { path: ["multi", "purge"], line: "weaver multi purge [--force]" },
   { path: ["version"], line: "weaver version" }

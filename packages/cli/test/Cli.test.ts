@@ -146,6 +146,8 @@ Usage:
   weaver single deploy <weaver.toml>
   weaver single status
   weaver single metrics [regex]
+  weaver single profile [--type=cpu|heap] [--duration=30s] <deployment>
+  weaver single dashboard [--host=127.0.0.1] [--port=0]
   weaver single purge [--force]
 Run "weaver single --help" for more information.`
     )

@@ -209,6 +209,11 @@ export interface MergeOptions {
    * Default 1.
    */
   readonly scale?: number
+  /**
+   * String labels added to every sample (replacing labels of the same key),
+   * e.g. the colocation group a profile came from, for `pprof -tagfocus`.
+   */
+  readonly labels?: Readonly<Record<string, string>>
 }
 
 const num = (n: Format.Profile["period"]): number => Number(n)
@@ -238,7 +243,7 @@ export const merge = (
       return yield* new ProfilingError({ reason: "input", message: "no profiles to merge" })
     }
     const decoded = yield* Effect.forEach(profiles, decode)
-    return yield* encode(yield* mergeProfiles(decoded, scale))
+    return yield* encode(yield* mergeProfiles(decoded, scale, options?.labels))
   })
 
 const typesOf = (p: Format.Profile) =>
@@ -252,7 +257,8 @@ const typesOf = (p: Format.Profile) =>
  */
 export const mergeProfiles = (
   profiles: ReadonlyArray<Format.Profile>,
-  scale = 1
+  scale = 1,
+  labels?: Readonly<Record<string, string>>
 ): Effect.Effect<Format.Profile, ProfilingError> =>
   Effect.gen(function*() {
     const first = profiles[0]
@@ -266,10 +272,14 @@ export const mergeProfiles = (
         })
       }
     }
-    return mergeUnchecked(profiles, scale)
+    return mergeUnchecked(profiles, scale, labels ?? {})
   })
 
-const mergeUnchecked = (profiles: ReadonlyArray<Format.Profile>, scale: number): Format.Profile => {
+const mergeUnchecked = (
+  profiles: ReadonlyArray<Format.Profile>,
+  scale: number,
+  extraLabels: Readonly<Record<string, string>>
+): Format.Profile => {
   const first = profiles[0]!
   const strings = new Format.StringTable()
   const mappings: Array<Format.Mapping> = []
@@ -283,6 +293,12 @@ const mergeUnchecked = (profiles: ReadonlyArray<Format.Profile>, scale: number):
   let durationNanos = 0
   let period = 0
   const comments: Array<number> = []
+  const extra = Object.entries(extraLabels).map(([key, value]) => ({
+    key: strings.dedup(key),
+    str: strings.dedup(value),
+    num: 0,
+    numUnit: 0
+  }))
 
   for (const p of profiles) {
     const str = (i: Format.Profile["period"]) => strings.dedup(p.stringTable.strings[num(i)] ?? "")
@@ -346,12 +362,15 @@ const mergeUnchecked = (profiles: ReadonlyArray<Format.Profile>, scale: number):
     }
     for (const s of p.sample) {
       const locationId = s.locationId.map((id) => locationMap.get(num(id)) ?? 0)
-      const label = s.label.map((l) => ({
+      const own = s.label.map((l) => ({
         key: str(l.key),
         str: str(l.str),
         num: l.num,
         numUnit: str(l.numUnit)
       }))
+      const label = extra.length === 0
+        ? own
+        : [...own.filter((l) => !extra.some((e) => e.key === l.key)), ...extra]
       const key = `${locationId.join(",")}|${
         label.map((l) => `${l.key}=${l.str}:${String(l.num)}:${l.numUnit}`).sort().join(",")
       }`
@@ -459,11 +478,38 @@ export const defaultDuration = "30s"
 const statusOf = { input: 400, busy: 409, failed: 500 } as const
 
 /**
- * The HTTP handler of {@link path}: profiles this process and answers with
- * the gzipped pprof bytes (`application/octet-stream`). `type` defaults to
- * `cpu` and `duration` to `30s`. A bad type or duration is a 400 naming it,
- * a profile already in progress a 409, a profiler failure a 500; each with a
+ * The HTTP handler of {@link path} for profiles taken by `profile` (a
+ * deployer merging the profiles of its replicas, say): answers with the
+ * gzipped pprof bytes (`application/octet-stream`). `type` defaults to `cpu`
+ * and `duration` to `30s`. A bad type or duration is a 400 naming it, a
+ * profile already in progress a 409, a profiler failure a 500; each with a
  * plain-text message.
+ *
+ * @since 0.1.0
+ * @category runtime
+ */
+export const makeHttpHandler = (
+  profile: (options: CollectOptions) => Effect.Effect<Uint8Array, ProfilingError>
+): Effect.Effect<HttpServerResponse.HttpServerResponse, never, HttpServerRequest.HttpServerRequest> =>
+  Effect.gen(function*() {
+    const request = yield* HttpServerRequest.HttpServerRequest
+    const params = new URL(request.url, "http://localhost").searchParams
+    const type = yield* parseType(params.get("type") ?? "cpu")
+    const duration = yield* parseDuration(params.get("duration") ?? defaultDuration)
+    const bytes = yield* profile({ type, duration })
+    return HttpServerResponse.uint8Array(bytes, {
+      contentType: "application/octet-stream",
+      headers: { "content-disposition": `attachment; filename="${type}.pb.gz"` }
+    })
+  }).pipe(
+    Effect.catchAll((error) =>
+      Effect.succeed(HttpServerResponse.text(error.message, { status: statusOf[error.reason] }))
+    )
+  )
+
+/**
+ * The HTTP handler of {@link path} that profiles this process (see
+ * {@link collect} and {@link makeHttpHandler}).
  *
  * @since 0.1.0
  * @category runtime
@@ -472,16 +518,4 @@ export const httpHandler: Effect.Effect<
   HttpServerResponse.HttpServerResponse,
   never,
   HttpServerRequest.HttpServerRequest
-> = Effect.gen(function*() {
-  const request = yield* HttpServerRequest.HttpServerRequest
-  const params = new URL(request.url, "http://localhost").searchParams
-  const type = yield* parseType(params.get("type") ?? "cpu")
-  const duration = yield* parseDuration(params.get("duration") ?? defaultDuration)
-  const bytes = yield* collect({ type, duration })
-  return HttpServerResponse.uint8Array(bytes, {
-    contentType: "application/octet-stream",
-    headers: { "content-disposition": `attachment; filename="${type}.pb.gz"` }
-  })
-}).pipe(
-  Effect.catchAll((error) => Effect.succeed(HttpServerResponse.text(error.message, { status: statusOf[error.reason] })))
-)
+> = makeHttpHandler(collect)

@@ -56,3 +56,73 @@ export const sendHellos = (address: string, n: number) =>
       assert.strictEqual(response.status, 200)
       await response.text()
     }), { discard: true })
+
+/**
+ * Deploys examples/hello (from source) with `weaver multi deploy`, 2 replicas
+ * of each group and the proxy on a free port, in a fresh XDG_DATA_HOME; waits
+ * until the registry lists the listener's proxy, the status server and 2
+ * replicas of each component, and a replica serves the listener. Every
+ * process of it is killed with the scope.
+ */
+export const deployMultiHello: Effect.Effect<Hello, Error, Scope.Scope> = Effect.gen(function*() {
+  const dir = yield* tempDir
+  const env = { XDG_DATA_HOME: dir, SERVICEWEAVER_LOG_DIR: Path.join(dir, "logs") }
+  const config = Path.join(dir, "weaver.toml")
+  yield* Effect.promise(() =>
+    Fs.writeFile(
+      config,
+      `[serviceweaver]
+name = "hello"
+binary = ${JSON.stringify(Path.join(root, "examples/hello/src/main.ts"))}
+
+[multi]
+listeners.hello = { address = "127.0.0.1:0" }
+replicas = 2
+`
+    )
+  )
+  const registry = Path.join(dir, "serviceweaver/multi/registry")
+  const entries = Effect.promise(async () => {
+    const names = (await Fs.readdir(registry).catch(() => [])).filter((n) => n.endsWith(".registration.json"))
+    return Promise.all(
+      names.map((name) =>
+        Fs.readFile(Path.join(registry, name), "utf8").then((text) => JSON.parse(text) as Registry.Deployment)
+      )
+    ).catch(() => [] as Array<Registry.Deployment>)
+  })
+  const deploy = yield* start(["multi", "deploy", config], env)
+  yield* Effect.addFinalizer(() =>
+    Effect.flatMap(entries, (list) =>
+      Effect.sync(() => {
+        for (const entry of list) {
+          for (const pid of [entry.pid, ...entry.components.flatMap((c) => c.pids)]) {
+            if (pid !== process.pid && Registry.isAlive(pid)) process.kill(pid, "SIGKILL")
+          }
+        }
+      }))
+  )
+  // The proxy is bound up front; a replica prints this line once the proxy routes to it.
+  yield* waitFor(deploy, /hello listener available on /, "90 seconds")
+  const ready = (entry: Registry.Deployment | undefined) =>
+    entry !== undefined && entry.statusAddress !== undefined && entry.listeners.some((l) => l.name === "hello") &&
+    ["main", "hello/Reverser"].every((name) => entry.components.find((c) => c.name === name)?.pids.length === 2)
+  const deadline = Date.now() + 90_000
+  let entry: Registry.Deployment | undefined
+  while (!ready(entry = (yield* entries)[0])) {
+    if (Date.now() > deadline || deploy.process.exitCode !== null) {
+      return yield* Effect.fail(
+        new Error(
+          `weaver multi deploy did not become ready: ${JSON.stringify(entry)}\n--- stdout\n${deploy.stdout()}\n` +
+            `--- stderr\n${deploy.stderr()}`
+        )
+      )
+    }
+    yield* Effect.sleep("200 millis")
+  }
+  return {
+    env,
+    deploy,
+    address: entry!.listeners.find((l) => l.name === "hello")!.address,
+    deploymentId: entry!.deploymentId
+  }
+})
