@@ -8,6 +8,9 @@
  * | `/debug/weaver/prometheus` | this process's metrics in the Prometheus text format |
  * | `/debug/weaver/metrics` | the same metrics as JSON `MetricSnapshot`s, for tools that merge deployments |
  * | `/debug/weaver/healthz` | `OK` |
+ * | `/debug/weaver/traces?lat_low=&lat_hi=&errs=` | recent traces as JSON summaries, newest first; see `Tracing` |
+ * | `/debug/weaver/tracefetch?trace_id=` | one trace as Chrome trace-event JSON, for Perfetto |
+ * | `/debug/weaver/profile?type=cpu\|heap&duration=30s` | a gzipped pprof profile of this process; see `Profiling` |
  *
  * @since 0.1.0
  */
@@ -15,12 +18,16 @@ import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as HttpRouter from "@effect/platform/HttpRouter"
 import * as HttpServer from "@effect/platform/HttpServer"
 import type { ServeError } from "@effect/platform/HttpServerError"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Http from "node:http"
+import * as Perfetto from "./Perfetto.js"
+import * as Profiling from "./Profiling.js"
 import * as Prometheus from "./Prometheus.js"
+import * as Tracing from "./Tracing.js"
 
 /**
  * The path of the JSON snapshots.
@@ -57,6 +64,17 @@ export interface Options {
   readonly app: string
   readonly deploymentId: string
   readonly replicaId: string
+  /** The trace store served at `/debug/weaver/traces`; without one, trace paths answer 404. */
+  readonly traces?: Tracing.Store | undefined
+  /**
+   * Where the served metrics come from, already labelled (a deployer merging
+   * those of its replicas, say); by default this process's, see {@link metrics}.
+   */
+  readonly snapshots?: Effect.Effect<ReadonlyArray<Prometheus.MetricSnapshot>> | undefined
+  /** Takes the profiles served at `/debug/weaver/profile`; by default `Profiling.collect` of this process. */
+  readonly profile?:
+    | ((options: Profiling.CollectOptions) => Effect.Effect<Uint8Array, Profiling.ProfilingError>)
+    | undefined
 }
 
 /**
@@ -92,18 +110,53 @@ export const make = (options: Options): Effect.Effect<StatusServer, ServeError, 
   Effect.gen(function*() {
     const server = yield* NodeHttpServer.make(() => Http.createServer(), { host: "127.0.0.1", port: 0 })
     const address = server.address._tag === "TcpAddress" ? `127.0.0.1:${server.address.port}` : ""
+    const snapshots = options.snapshots ?? Effect.sync(() => metrics(options))
     const router = HttpRouter.empty.pipe(
       HttpRouter.get(
         Prometheus.path,
-        Effect.sync(() =>
-          HttpServerResponse.text(Prometheus.encode(metrics(options), { targets: [address] }), {
+        Effect.map(snapshots, (snapshots) =>
+          HttpServerResponse.text(Prometheus.encode(snapshots, { targets: [address] }), {
             contentType: "text/plain; version=0.0.4; charset=utf-8"
-          })
-        )
+          }))
       ),
-      HttpRouter.get(metricsPath, Effect.sync(() => HttpServerResponse.unsafeJson(encodeMetrics(metrics(options))))),
-      HttpRouter.get(healthzPath, HttpServerResponse.text("OK"))
+      HttpRouter.get(
+        metricsPath,
+        Effect.map(snapshots, (snapshots) =>
+          HttpServerResponse.unsafeJson(encodeMetrics(snapshots)))
+      ),
+      HttpRouter.get(healthzPath, HttpServerResponse.text("OK")),
+      HttpRouter.get(Tracing.tracesPath, tracesHandler(options.traces)),
+      HttpRouter.get(Tracing.traceFetchPath, traceFetchHandler(options.traces)),
+      HttpRouter.get(
+        Profiling.path,
+        options.profile === undefined ? Profiling.httpHandler : Profiling.makeHttpHandler(options.profile)
+      )
     )
     yield* HttpServer.serveEffect()(router).pipe(Effect.provideService(HttpServer.HttpServer, server))
     return { address }
+  })
+
+const searchParams = Effect.map(
+  HttpServerRequest.HttpServerRequest,
+  (request) => new URL(request.url, "http://status").searchParams
+)
+
+const noTraces = HttpServerResponse.text("tracing is not enabled in this process", { status: 404 })
+
+const tracesHandler = (store: Tracing.Store | undefined) =>
+  store === undefined ? noTraces : Effect.map(searchParams, (params) => {
+    const query = Tracing.queryFromParams(params)
+    return typeof query === "string"
+      ? HttpServerResponse.text(query, { status: 400 })
+      : HttpServerResponse.unsafeJson(store.traces(query))
+  })
+
+const traceFetchHandler = (store: Tracing.Store | undefined) =>
+  store === undefined ? noTraces : Effect.map(searchParams, (params) => {
+    const traceId = params.get("trace_id")
+    if (traceId === null || traceId === "") return HttpServerResponse.text("missing trace_id", { status: 400 })
+    const spans = store.trace(traceId)
+    return spans.length === 0
+      ? HttpServerResponse.text(`trace ${traceId} is not stored (unknown, or dropped as too old)`, { status: 404 })
+      : HttpServerResponse.unsafeJson(Perfetto.encode(spans))
   })

@@ -16,6 +16,7 @@ import type * as Exit from "effect/Exit"
 import * as FiberRef from "effect/FiberRef"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
+import type * as Tracer from "effect/Tracer"
 import * as Utils from "effect/Utils"
 import type * as Component from "./Component.js"
 import { ComponentConstructionError, ComponentCycleError, UnknownComponentError } from "./ComponentError.js"
@@ -143,6 +144,22 @@ class CallEffect extends Effectable.Class<unknown, unknown> {
     return new Utils.SingleShotGen(new Utils.YieldWrap(this.run(this.payload)))
   }
 }
+
+/**
+ * Whether the fiber running now has a sampled span. Stubs run inside the
+ * calling fiber's run loop, which publishes the fiber under this global key
+ * (`Fiber.getCurrentFiber` without its Option): a property read per call.
+ *
+ * @internal
+ */
+const currentSpanSampled = (): boolean => {
+  const fiber = (globalThis as { readonly [currentFiberKey]?: { readonly currentSpan?: Tracer.AnySpan } })[
+    currentFiberKey
+  ]
+  const span = fiber?.currentSpan
+  return span !== undefined && span.sampled
+}
+const currentFiberKey = "effect/FiberCurrent"
 
 /**
  * Runs `effect` as code of `component`: log lines and calls it makes are
@@ -322,8 +339,20 @@ export const make = Effect.fnUntraced(function*(options: Options) {
           }
         })
       }
-      const run = (payload: unknown): Effect.Effect<unknown, unknown> =>
-        resolved !== undefined ? invoke(resolved, payload) : Effect.flatMap(connect, (c) => invoke(c, payload))
+      const attributes = { component: call.component, method, caller, remote: false }
+      const traced = (c: Connection, payload: unknown): Effect.Effect<unknown, unknown> =>
+        Effect.withSpan(invoke(c, payload), `${call.component}.${method}`, {
+          kind: c.remote ? "client" : "internal",
+          attributes: c.remote ? { ...attributes, remote: true } : attributes,
+          captureStackTrace: false
+        })
+      const run = (payload: unknown): Effect.Effect<unknown, unknown> => {
+        // As Service Weaver's stubs: a span only if the calling fiber is already traced.
+        if (currentSpanSampled()) {
+          return resolved !== undefined ? traced(resolved, payload) : Effect.flatMap(connect, (c) => traced(c, payload))
+        }
+        return resolved !== undefined ? invoke(resolved, payload) : Effect.flatMap(connect, (c) => invoke(c, payload))
+      }
       client[method] = (payload) => new CallEffect(run, payload)
     }
     return client

@@ -6,6 +6,7 @@
  */
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import type * as HttpApp from "@effect/platform/HttpApp"
+import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
 import * as HttpServer from "@effect/platform/HttpServer"
 import { ServeError } from "@effect/platform/HttpServerError"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
@@ -14,6 +15,7 @@ import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as FiberRef from "effect/FiberRef"
 import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Option from "effect/Option"
@@ -29,6 +31,7 @@ import { currentComponent } from "./internal/fiberRefs.js"
 import * as Logging from "./Logging.js"
 import * as Registry from "./Registry.js"
 import * as StatusServer from "./StatusServer.js"
+import * as Tracing from "./Tracing.js"
 import { Transport } from "./Transport.js"
 import * as Weavelet from "./Weavelet.js"
 import * as WeaverConfig from "./WeaverConfig.js"
@@ -300,6 +303,7 @@ const runWeavelet = <E>(app: App<never, E>): Effect.Effect<void, E | WeaverConfi
 
 const runSingle = <E>(app: App<never, E>): Effect.Effect<void, E | WeaverConfig.WeaverConfigError> =>
   Effect.gen(function*() {
+    yield* Tracing.preload
     const configFile = process.env.SERVICEWEAVER_CONFIG
     const config = configFile ? yield* WeaverConfig.load(configFile) : WeaverConfig.empty()
     for (const entry of config.serviceweaver.env) {
@@ -310,7 +314,8 @@ const runSingle = <E>(app: App<never, E>): Effect.Effect<void, E | WeaverConfig.
     const replicaId = Crypto.randomUUID()
     const name = appName(config)
     const components = [mainName, ...app.implementations.map((impl) => impl.component.componentName)]
-    const statusAddress = yield* startStatusServer({ app: name, deploymentId, replicaId })
+    const traces = Tracing.makeStore()
+    const statusAddress = yield* startStatusServer({ app: name, deploymentId, replicaId, traces })
     const update = yield* Registry.register({
       app: name,
       deploymentId,
@@ -341,7 +346,11 @@ const runSingle = <E>(app: App<never, E>): Effect.Effect<void, E | WeaverConfig.
       })
       process.stdout.write(`${box([["app", name], ["deployment", deploymentId]])}\n`)
       yield* runMain(app, weavelet)
-    }).pipe(Effect.provide(Layer.merge(transport, Logging.layerPretty(origin))))
+    }).pipe(
+      Effect.provide(
+        Layer.mergeAll(transport, Logging.layerPretty(origin), Tracing.layer({ ...origin, store: traces }))
+      )
+    )
   }).pipe(Effect.scoped)
 
 /** The status server, if it can bind: without one the app still runs, only `weaver single metrics` misses it. */
@@ -414,7 +423,9 @@ const healthz = HttpServerResponse.text("OK")
  * Serves an HTTP app on the named listener until interrupted. Every
  * listener also answers `/debug/weaver/healthz`. Requests to the app are
  * counted in the `serviceweaver_http_*` metrics labelled with the listener's
- * name (see `HttpMetrics.instrument`); health checks are not.
+ * name (see `HttpMetrics.instrument`); health checks are not. Requests are
+ * traced (an `http.server` span, parented on an incoming `traceparent`) when
+ * sampled: see `Tracing.Sampling`.
  *
  * @example
  * ```ts
@@ -441,7 +452,11 @@ export const serve = <E, R>(
       HttpServerRequest.HttpServerRequest,
       (request) => request.url === healthzPath ? healthz : instrumented
     )
-    yield* HttpServer.serveEffect()(app).pipe(Effect.provideService(HttpServer.HttpServer, server))
+    const sample = Tracing.makeSampler((yield* FiberRef.get(Tracing.currentSampling)) ?? Tracing.samplingFromEnv())
+    yield* HttpServer.serveEffect()(app).pipe(
+      HttpMiddleware.withTracerDisabledWhenEffect((request) => request.url === healthzPath || !sample(request.headers)),
+      Effect.provideService(HttpServer.HttpServer, server)
+    )
     yield* weavelet.listening(
       name,
       server.address._tag === "TcpAddress"

@@ -31,6 +31,16 @@ export * as Metrics from "./Metrics.js"
 /**
  * @since 0.1.0
  */
+export * as Profiling from "./Profiling.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as Perfetto from "./Perfetto.js"
+
+/**
+ * @since 0.1.0
+ */
 export * as Prometheus from "./Prometheus.js"
 
 /**
@@ -42,6 +52,11 @@ export * as Registry from "./Registry.js"
  * @since 0.1.0
  */
 export * as StatusServer from "./StatusServer.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as Tracing from "./Tracing.js"
 
 /**
  * @since 0.1.0

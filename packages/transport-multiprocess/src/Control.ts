@@ -11,9 +11,21 @@
  * | `Routing {component}` | a stream of replica sets of `component`, one per routing change |
  * | `ExportListener {listener, address}` | a listener serves on `address`: route the listener's proxy to it |
  * | `Health` | answered while the deployer is alive |
+ * | `TraceSpans {spans}` | finished spans, about once a second, for the deployer's trace store |
+ *
+ * And the calls the envelope makes to its weavelet ({@link WeaveletRpcs}),
+ * served by the weavelet on a second Unix socket (`weaveletSocket` in its
+ * bootstrap) once it is ready:
+ *
+ * | Call | Meaning |
+ * | --- | --- |
+ * | `GetMetrics` | the weavelet's metric snapshots (`Prometheus.snapshot()`) |
+ * | `GetProfile {type, durationMs}` | a gzipped pprof profile of the weavelet (`Profiling.collect`) |
  *
  * @since 0.1.0
  */
+import { Tracing } from "@effect-weaver/core"
+import * as Prometheus from "@effect-weaver/core/Prometheus"
 import * as Rpc from "@effect/rpc/Rpc"
 import * as RpcGroup from "@effect/rpc/RpcGroup"
 import * as Either from "effect/Either"
@@ -62,7 +74,35 @@ export class ControlRpcs extends RpcGroup.make(
     success: Schema.String,
     error: ControlError
   }),
-  Rpc.make("Health", { success: Schema.Literal("ok") })
+  Rpc.make("Health", { success: Schema.Literal("ok") }),
+  Rpc.make("TraceSpans", { payload: { spans: Tracing.Spans } })
+) {}
+
+/**
+ * A profile the weavelet could not collect; `reason` is that of
+ * `Profiling.ProfilingError` (`busy`, `input` or `failed`).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class ProfileFailed extends Schema.TaggedError<ProfileFailed>()("ProfileFailed", {
+  reason: Schema.Literal("busy", "input", "failed"),
+  message: Schema.String
+}) {}
+
+/**
+ * The control calls an envelope makes to its weavelet.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export class WeaveletRpcs extends RpcGroup.make(
+  Rpc.make("GetMetrics", { success: Schema.Array(Prometheus.MetricSnapshot) }),
+  Rpc.make("GetProfile", {
+    payload: { type: Schema.Literal("cpu", "heap"), durationMs: Schema.Number },
+    success: Schema.Uint8ArrayFromBase64,
+    error: ProfileFailed
+  })
 ) {}
 
 /**
@@ -96,6 +136,8 @@ export const Bootstrap = Schema.Struct({
   runMain: Schema.Boolean,
   /** The envelope's Unix socket. */
   controlSocket: Schema.String,
+  /** Where the weavelet serves {@link WeaveletRpcs}; not served when absent. */
+  weaveletSocket: Schema.optional(Schema.String),
   /** The config: a file to read, or its text when `text` is set (`file` then names it in errors). */
   config: Schema.Struct({ file: Schema.String, dir: Schema.String, text: Schema.optional(Schema.String) }),
   /** Components that are called but implemented elsewhere (weavertest fakes). */

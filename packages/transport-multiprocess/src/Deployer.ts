@@ -17,11 +17,14 @@
  *   a routing update and written to the registry (`weaver multi status`).
  * - Logs: every line a replica logs or prints is written to its JSON-lines
  *   log file (see `LogFile`) and printed on the deployer's terminal.
+ * - Status: a status server (see `Status`) serves the metrics of every
+ *   replica merged, profiles of one replica per group merged, and health;
+ *   its address is the registry entry's `statusAddress`.
  *
  * @since 0.1.0
  */
-import { Logging, Registry, Weavelet as CoreWeavelet, WeaverConfig } from "@effect-weaver/core"
-import type { Transport, Weaver } from "@effect-weaver/core"
+import { Logging, Registry, Tracing, Weavelet as CoreWeavelet, WeaverConfig } from "@effect-weaver/core"
+import type { Profiling, Prometheus, Transport, Weaver } from "@effect-weaver/core"
 import * as Server from "@effect-weaver/transport-rpc/Server"
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
@@ -43,6 +46,7 @@ import * as Control from "./Control.js"
 import * as Envelope from "./Envelope.js"
 import * as LogFile from "./LogFile.js"
 import * as Proxy from "./Proxy.js"
+import * as Status from "./Status.js"
 import * as TransportMultiprocess from "./TransportMultiprocess.js"
 
 /**
@@ -139,6 +143,8 @@ export interface Options {
   readonly output?: ((entry: Logging.Entry) => void) | undefined
   /** Write log files under `LogFile.directory("multi")` (default true). */
   readonly logFiles?: boolean | undefined
+  /** Run a status server (see `Status`) and record its address in the registry (default: as `register`). */
+  readonly status?: boolean | undefined
 }
 
 /**
@@ -187,6 +193,14 @@ export interface Deployer {
   readonly groups: Effect.Effect<ReadonlyArray<GroupInfo>>
   /** The listeners' proxies, by listener name. */
   readonly proxies: Effect.Effect<ReadonlyMap<string, string>>
+  /** Recent traces: the spans every replica sends (see `Tracing.layer`'s `onSpans`). */
+  readonly traces: Tracing.Store
+  /** The metrics of every ready replica, labelled by replica (see `Status.metrics`). */
+  readonly metrics: Effect.Effect<ReadonlyArray<Prometheus.MetricSnapshot>>
+  /** A profile of one replica per group, scaled and merged (see `Status.profileGroups`). */
+  readonly profile: (options: Profiling.CollectOptions) => Effect.Effect<Uint8Array, Profiling.ProfilingError>
+  /** The status server's `host:port` (recorded in the registry), if it runs; see {@link Options.status}. */
+  readonly statusAddress: string | undefined
 }
 
 interface Slot {
@@ -353,7 +367,9 @@ export const make = (options: Options): Effect.Effect<Deployer, DeployError, Sco
         ...group.slots.flatMap((s) => s.current?.address === undefined ? [] : [s.current.address])
       ])
 
+    const traces = Tracing.makeStore()
     const handlerFor = (group: Group, slot: Slot, replicaId: string): Envelope.Handler => ({
+      traceSpans: (spans) => Effect.sync(() => traces.add(spans)),
       ready: (address) =>
         Effect.suspend(() => {
           if (slot.current === undefined || slot.current.envelope.replicaId !== replicaId) return Effect.void
@@ -509,9 +525,39 @@ export const make = (options: Options): Effect.Effect<Deployer, DeployError, Sco
       yield* proxyFor(listener).pipe(Effect.mapError((error) => new DeployError({ reason: error.message })))
     }
 
-    const deployer: Deployer = {
+    // The status server: metrics and profiles of the replicas, through their control sockets.
+    const statusGroups = Effect.sync(() =>
+      [...groups.values()].map((group): Status.Group => ({
+        name: group.name,
+        replicas: group.slots.flatMap((slot) => {
+          const current = slot.current
+          return current === undefined || current.address === undefined ? [] : [{
+            replicaId: current.envelope.replicaId,
+            metrics: current.envelope.metrics,
+            profile: current.envelope.profile
+          }]
+        })
+      }))
+    )
+    const statusAddress = (options.status ?? options.register) === false ? undefined : yield* Status.make({
       app,
       deploymentId,
+      groups: statusGroups,
+      traces
+    }).pipe(
+      Effect.map((server) => server.address),
+      Effect.tap((address) => update((d) => ({ ...d, statusAddress: address }))),
+      Effect.catchAll((error) => Effect.as(Effect.logWarning("status server not started", error), undefined))
+    )
+
+    const deployer: Deployer = {
+      statusAddress,
+      metrics: Effect.flatMap(statusGroups, (groups) => Status.metrics({ app, deploymentId }, groups)),
+      profile: (profileOptions) =>
+        Effect.flatMap(statusGroups, (groups) => Status.profileGroups(groups, profileOptions)),
+      app,
+      deploymentId,
+      traces,
       activate,
       routing,
       addExternalReplica: (name, address) =>

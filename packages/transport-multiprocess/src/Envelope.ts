@@ -7,14 +7,22 @@
  *
  * @since 0.1.0
  */
+import type { Tracing } from "@effect-weaver/core"
+import * as Profiling from "@effect-weaver/core/Profiling"
+import type * as Prometheus from "@effect-weaver/core/Prometheus"
+import * as NodeSocket from "@effect/platform-node/NodeSocket"
 import * as NodeSocketServer from "@effect/platform-node/NodeSocketServer"
+import * as RpcClient from "@effect/rpc/RpcClient"
+import type { RpcClientError } from "@effect/rpc/RpcClientError"
 import * as RpcSerialization from "@effect/rpc/RpcSerialization"
 import * as RpcServer from "@effect/rpc/RpcServer"
 import * as Data from "effect/Data"
 import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import type * as Scope from "effect/Scope"
+import * as Option from "effect/Option"
+import * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
@@ -40,6 +48,24 @@ export class EnvelopeError extends Data.TaggedError("EnvelopeError")<{
 }
 
 /**
+ * A call to a weavelet failed: it is not ready yet, or it did not answer.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class ReplicaCallError extends Data.TaggedError("ReplicaCallError")<{
+  readonly replicaId: string
+  readonly reason: string
+}> {
+  /**
+   * @since 0.1.0
+   */
+  override get message(): string {
+    return `replica ${this.replicaId}: ${this.reason}`
+  }
+}
+
+/**
  * What the deployer does for the control calls of one weavelet.
  *
  * @since 0.1.0
@@ -50,6 +76,8 @@ export interface Handler {
   readonly activate: (component: string) => Effect.Effect<void, Control.ControlError>
   readonly routing: (component: string) => Stream.Stream<ReadonlyArray<string>>
   readonly exportListener: (listener: string, address: string) => Effect.Effect<string, Control.ControlError>
+  /** Receives the weavelet's finished spans; dropped if absent. */
+  readonly traceSpans?: ((spans: ReadonlyArray<Tracing.Span>) => Effect.Effect<void>) | undefined
 }
 
 /**
@@ -97,7 +125,17 @@ export interface Envelope {
   readonly exited: Effect.Effect<ExitStatus>
   /** Sends a signal to the process group. */
   readonly kill: (signal: NodeJS.Signals) => void
+  /** The weavelet's metric snapshots (`GetMetrics`); fails if it is not ready or does not answer within 10 s. */
+  readonly metrics: Effect.Effect<ReadonlyArray<Prometheus.MetricSnapshot>, ReplicaCallError>
+  /**
+   * A gzipped pprof profile of the weavelet (`GetProfile`). Fails with the
+   * weavelet's `ProfilingError`, or with reason `failed` if it is not ready
+   * or does not answer within the duration plus 30 s.
+   */
+  readonly profile: (options: Profiling.CollectOptions) => Effect.Effect<Uint8Array, Profiling.ProfilingError>
 }
+
+type WeaveletClient = RpcClient.FromGroup<typeof Control.WeaveletRpcs, RpcClientError>
 
 const lines = (stream: NodeJS.ReadableStream | null, emit: (line: string) => void) => {
   if (stream === null) return
@@ -152,14 +190,45 @@ export const make = (options: Options): Effect.Effect<Envelope, EnvelopeError, S
     const scope = yield* Effect.scope
     const controlSocket = Path.join(options.socketDir, `${replicaId.slice(0, 8)}.sock`)
     const handler = options.handler
+    const weaveletSocket = Path.join(options.socketDir, `${replicaId.slice(0, 8)}.weavelet.sock`)
+    // The weavelet serves its socket before it calls Ready: connect then, once.
+    const weaveletClient = yield* Deferred.make<WeaveletClient>()
+    const connect = Effect.gen(function*() {
+      if (yield* Deferred.isDone(weaveletClient)) return
+      const protocol = yield* Layer.buildWithScope(
+        RpcClient.layerProtocolSocket({ retryTransientErrors: false }).pipe(
+          Layer.provide(NodeSocket.layerNet({ path: weaveletSocket })),
+          Layer.provide(RpcSerialization.layerNdjson)
+        ),
+        scope
+      )
+      const client = yield* RpcClient.make(Control.WeaveletRpcs, { disableTracing: true }).pipe(
+        Effect.provide(protocol),
+        Scope.extend(scope)
+      )
+      yield* Deferred.succeed(weaveletClient, client)
+    }).pipe(
+      Effect.catchAll((error) =>
+        Effect.logWarning(`replica ${replicaId}: cannot connect to ${weaveletSocket}: ${error.message}`)
+      )
+    )
+    const withClient = <A, E>(
+      f: (client: WeaveletClient) => Effect.Effect<A, E>
+    ): Effect.Effect<A, E | ReplicaCallError> =>
+      Effect.gen(function*() {
+        const client = yield* Deferred.poll(weaveletClient)
+        if (Option.isNone(client)) return yield* new ReplicaCallError({ replicaId, reason: "not ready" })
+        return yield* f(yield* client.value)
+      })
     const handlers = Control.ControlRpcs.toLayer({
-      Ready: ({ address, pid }) => handler.ready(address, pid),
+      Ready: ({ address, pid }) => Effect.zipRight(connect, handler.ready(address, pid)),
       Activate: ({ component }) => handler.activate(component),
       Routing: ({ component }) => handler.routing(component),
       ExportListener: ({ address, listener }) => handler.exportListener(listener, address),
-      Health: () => Effect.succeed("ok" as const)
+      Health: () => Effect.succeed("ok" as const),
+      TraceSpans: ({ spans }) => handler.traceSpans?.(spans) ?? Effect.void
     })
-    const server = RpcServer.layer(Control.ControlRpcs).pipe(
+    const server = RpcServer.layer(Control.ControlRpcs, { disableTracing: true }).pipe(
       Layer.provide(handlers),
       Layer.provide(RpcServer.layerProtocolSocketServer),
       Layer.provide(RpcSerialization.layerNdjson),
@@ -170,7 +239,9 @@ export const make = (options: Options): Effect.Effect<Envelope, EnvelopeError, S
     )
     yield* Effect.addFinalizer(() => Effect.sync(() => Fs.rmSync(controlSocket, { force: true })))
 
-    const bootstrap: Control.Bootstrap = { ...options.bootstrap, controlSocket }
+    yield* Effect.addFinalizer(() => Effect.sync(() => Fs.rmSync(weaveletSocket, { force: true })))
+
+    const bootstrap: Control.Bootstrap = { ...options.bootstrap, controlSocket, weaveletSocket }
     const exited = yield* Deferred.make<ExitStatus>()
     const child = yield* Effect.try({
       try: () =>
@@ -206,6 +277,36 @@ export const make = (options: Options): Effect.Effect<Envelope, EnvelopeError, S
       replicaId,
       pid: started,
       exited: Deferred.await(exited),
-      kill: (signal) => signalGroup(started, signal)
+      kill: (signal) => signalGroup(started, signal),
+      metrics: withClient((client) => client.GetMetrics()).pipe(
+        Effect.timeoutFail({
+          duration: "10 seconds",
+          onTimeout: () => new ReplicaCallError({ replicaId, reason: "no metrics within 10 seconds" })
+        }),
+        Effect.catchTag("RpcClientError", (error) =>
+          Effect.fail(new ReplicaCallError({ replicaId, reason: error.message })))
+      ),
+      profile: (profileOptions) => {
+        const duration = Duration.decode(profileOptions.duration)
+        return withClient((client) =>
+          client.GetProfile({ type: profileOptions.type, durationMs: Duration.toMillis(duration) })
+        ).pipe(
+          Effect.timeoutFail({
+            duration: Duration.sum(duration, Duration.seconds(30)),
+            onTimeout: () =>
+              new ReplicaCallError({ replicaId, reason: "no profile in time" })
+          }),
+          Effect.catchTags({
+            ProfileFailed: (error) =>
+              Effect.fail(new Profiling.ProfilingError({ reason: error.reason, message: error.message })),
+            RpcClientError: (error) =>
+              Effect.fail(
+                new Profiling.ProfilingError({ reason: "failed", message: `replica ${replicaId}: ${error.message}` })
+              ),
+            ReplicaCallError: (error) =>
+              Effect.fail(new Profiling.ProfilingError({ reason: "failed", message: error.message }))
+          })
+        )
+      }
     } satisfies Envelope
   })

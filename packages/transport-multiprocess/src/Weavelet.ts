@@ -10,16 +10,29 @@
  * the deployer's proxy. Log entries travel to the deployer on stderr. The
  * process exits when its deployer is gone (its parent changes or the
  * control socket stops answering), so no replica outlives a killed deployer.
+ * Finished spans go to the deployer's trace store about once a second.
  *
  * @since 0.1.0
  */
-import { Component, Logging, Weavelet as CoreWeavelet, Weaver, WeaverConfig } from "@effect-weaver/core"
+import {
+  Component,
+  Logging,
+  Profiling,
+  Prometheus,
+  Tracing,
+  Weavelet as CoreWeavelet,
+  Weaver,
+  WeaverConfig
+} from "@effect-weaver/core"
 import * as Server from "@effect-weaver/transport-rpc/Server"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as NodeSocket from "@effect/platform-node/NodeSocket"
+import * as NodeSocketServer from "@effect/platform-node/NodeSocketServer"
 import * as RpcClient from "@effect/rpc/RpcClient"
 import * as RpcSerialization from "@effect/rpc/RpcSerialization"
+import * as RpcServer from "@effect/rpc/RpcServer"
 import * as Data from "effect/Data"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as FiberRef from "effect/FiberRef"
@@ -114,6 +127,30 @@ const watchDeployer = (health: Effect.Effect<unknown, unknown>) =>
   })
 
 /**
+ * Serves the calls of the envelope ({@link Control.WeaveletRpcs}) on the
+ * Unix socket `path` for the lifetime of the scope.
+ */
+const serveControl = (path: string) =>
+  Effect.gen(function*() {
+    const handlers = Control.WeaveletRpcs.toLayer({
+      GetMetrics: () => Effect.sync(() => Prometheus.snapshot()),
+      GetProfile: ({ durationMs, type }) =>
+        Profiling.collect({ type, duration: Duration.millis(durationMs) }).pipe(
+          Effect.mapError((error) => new Control.ProfileFailed({ reason: error.reason, message: error.message }))
+        )
+    })
+    const server = RpcServer.layer(Control.WeaveletRpcs, { disableTracing: true }).pipe(
+      Layer.provide(handlers),
+      Layer.provide(RpcServer.layerProtocolSocketServer),
+      Layer.provide(RpcSerialization.layerNdjson),
+      Layer.provide(NodeSocketServer.layer({ path }))
+    )
+    yield* Layer.buildWithScope(server, yield* Effect.scope).pipe(
+      Effect.mapError((error) => new WeaveletError({ reason: `cannot serve the weavelet socket ${path}: ${error}` }))
+    )
+  })
+
+/**
  * Runs `app` as the weavelet described by the bootstrap in the environment,
  * until the process is stopped. The main component runs if the process
  * belongs to the main group; if main returns, the process keeps serving its
@@ -128,6 +165,7 @@ export const run = <E>(
 ): Effect.Effect<void, E | WeaverConfig.WeaverConfigError | WeaveletError> =>
   Effect.gen(function*() {
     const boot = yield* bootstrap
+    yield* Tracing.preload
     const config = boot.config.text !== undefined
       ? yield* WeaverConfig.parse(boot.config.text, boot.config.file, boot.config.dir)
       : yield* WeaverConfig.load(boot.config.file)
@@ -145,7 +183,7 @@ export const run = <E>(
         new WeaveletError({ reason: `cannot reach the deployer on ${boot.controlSocket}: ${error.message}` })
       )
     )
-    const client = yield* RpcClient.make(Control.ControlRpcs).pipe(Effect.provide(protocol))
+    const client = yield* RpcClient.make(Control.ControlRpcs, { disableTracing: true }).pipe(Effect.provide(protocol))
     yield* client.Health().pipe(
       Effect.timeout("10 seconds"),
       Effect.mapError((error) =>
@@ -153,6 +191,7 @@ export const run = <E>(
       )
     )
     yield* watchDeployer(client.Health())
+    if (boot.weaveletSocket !== undefined) yield* serveControl(boot.weaveletSocket)
     if (boot.runMain) {
       // Main's replicas ask for every group at once, as Service Weaver's main activates the components it
       // references when it starts: the groups boot while main does. Components are still constructed on first call.
@@ -196,7 +235,13 @@ export const run = <E>(
       yield* client.Ready({ address: server.address, pid: process.pid }).pipe(Effect.orDie)
       if (boot.runMain) yield* Weaver.runMain(app, weavelet)
       return yield* Effect.never
-    }).pipe(Effect.provide(transport))
+    }).pipe(
+      Effect.provide(transport),
+      Effect.provide(Tracing.layer({
+        ...origin,
+        onSpans: (spans) => client.TraceSpans({ spans }).pipe(Effect.ignore)
+      }))
+    )
   }).pipe(Effect.scoped)
 
 const isApp = (u: unknown): u is Weaver.App<any, any> =>

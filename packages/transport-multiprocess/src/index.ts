@@ -41,6 +41,13 @@ export * as LogQuery from "./LogQuery.js"
 export * as Proxy from "./Proxy.js"
 
 /**
+ * The status server of a multiprocess deployment.
+ *
+ * @since 0.1.0
+ */
+export * as Status from "./Status.js"
+
+/**
  * The transport of a process in a multiprocess deployment.
  *
  * @since 0.1.0

@@ -1,0 +1,306 @@
+import { Component, Perfetto, StatusServer, Tracing, Weaver, WeaverConfig } from "@effect-weaver/core"
+import * as TransportLocal from "@effect-weaver/transport-local"
+import { HttpRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { assert, describe, it } from "@effect/vitest"
+import { InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base"
+import { Deferred, Effect, Schema } from "effect"
+
+class NotFound extends Schema.TaggedError<NotFound>()("NotFound", { key: Schema.String }) {}
+
+class Reverser extends Component.Tag("tracing/Reverser")<Reverser>()({
+  reverse: Component.method({ payload: Schema.String, success: Schema.String }),
+  lookup: Component.method({ payload: Schema.String, success: Schema.String, error: NotFound })
+}) {}
+
+const ReverserImpl = Component.implement(
+  Reverser,
+  Effect.succeed({
+    reverse: (s: string) => Effect.succeed([...s].reverse().join("")).pipe(Effect.withSpan("reverse.inner")),
+    lookup: (key: string) => Effect.fail(new NotFound({ key }))
+  })
+)
+
+const Main = Weaver.main(
+  Effect.gen(function*() {
+    const reverser = yield* Reverser
+    yield* Weaver.serve(
+      "hello",
+      HttpRouter.empty.pipe(
+        HttpRouter.get(
+          "/hello",
+          Effect.gen(function*() {
+            const { name } = yield* HttpServerRequest.schemaSearchParams(Schema.Struct({ name: Schema.String }))
+            return HttpServerResponse.text(`Hello, ${yield* reverser.reverse(name)}!`)
+          })
+        )
+      )
+    )
+  }),
+  { listeners: ["hello"] }
+)
+
+const app = Weaver.app({ main: Main, components: [ReverserImpl] })
+
+const origin = { app: "tracing", deploymentId: "d1", replicaId: "r1" }
+
+/** A tracing layer whose spans also land in an in-memory exporter (read it inside the scope: shutdown clears it). */
+const traced = () => {
+  const exporter = new InMemorySpanExporter()
+  const store = Tracing.makeStore()
+  const layer = Tracing.layer({
+    ...origin,
+    store,
+    otlpEndpoint: false,
+    spanProcessors: [new SimpleSpanProcessor(exporter)]
+  })
+  return { exporter, store, layer }
+}
+
+/** Runs main with the local transport and waits for the listener address. */
+const start = Effect.gen(function*() {
+  const listening = yield* Deferred.make<string>()
+  const weavelet = yield* Weaver.makeWeavelet(app, {
+    config: WeaverConfig.empty(),
+    listeners: {
+      declared: app.listeners,
+      address: () => "127.0.0.1:0",
+      onListening: (_, address) => Deferred.succeed(listening, address)
+    }
+  })
+  const fiber = yield* Effect.forkScoped(Weaver.runMain(app, weavelet))
+  const address = yield* Deferred.await(listening).pipe(Effect.timeout("5 seconds"))
+  return { address, fiber, weavelet }
+})
+
+const get = (url: string, headers?: Record<string, string>) =>
+  Effect.promise(async () => {
+    const response = await fetch(url, { headers: headers ?? {} })
+    return { status: response.status, body: await response.text() }
+  })
+
+const byName = (spans: ReadonlyArray<Tracing.Span>, name: string) => {
+  const found = spans.filter((span) => span.name === name)
+  assert.strictEqual(found.length, 1, `one span named ${name} in ${spans.map((s) => s.name).join(", ")}`)
+  return found[0]!
+}
+
+describe("Tracing", () => {
+  it.live("an HTTP request, the local call it makes and a user span form one trace", () => {
+    const { exporter, layer, store } = traced()
+    return Effect.gen(function*() {
+      const { address } = yield* start
+      const response = yield* get(`http://${address}/hello?name=abc`)
+      assert.strictEqual(response.body, "Hello, cba!")
+      const spans = yield* waitForSpans(store, 3)
+      const http = byName(spans, "http.server GET")
+      const call = byName(spans, "tracing/Reverser.reverse")
+      const inner = byName(spans, "reverse.inner")
+      assert.strictEqual(http.kind, "server")
+      assert.strictEqual(call.kind, "internal")
+      assert.deepStrictEqual(call.attributes, {
+        component: "tracing/Reverser",
+        method: "reverse",
+        caller: "main",
+        remote: false
+      })
+      assert.strictEqual(call.parentSpanId, http.spanId)
+      assert.strictEqual(inner.parentSpanId, call.spanId)
+      assert.deepStrictEqual(new Set(spans.map((s) => s.traceId)), new Set([http.traceId]))
+      assert.strictEqual(http.app, "tracing")
+      assert.strictEqual(exporter.getFinishedSpans().length, 3)
+    }).pipe(Tracing.withSampling("always"), Effect.scoped, Effect.provide(layer), Effect.provide(TransportLocal.layer))
+  })
+
+  it.live("a sampled incoming traceparent is honoured even when sampling is off", () => {
+    const { layer, store } = traced()
+    const traceId = "0af7651916cd43dd8448eb211c80319c"
+    const parent = "b7ad6b7169203331"
+    return Effect.gen(function*() {
+      const { address } = yield* start
+      yield* get(`http://${address}/hello?name=x`)
+      yield* get(`http://${address}/hello?name=y`, { traceparent: `00-${traceId}-${"1".repeat(16)}-00` })
+      yield* get(`http://${address}/hello?name=z`, { traceparent: `00-${traceId}-${parent}-01` })
+      const spans = yield* waitForSpans(store, 3)
+      const http = byName(spans, "http.server GET")
+      assert.strictEqual(http.traceId, traceId)
+      assert.strictEqual(http.parentSpanId, parent)
+      assert.strictEqual(byName(spans, "tracing/Reverser.reverse").parentSpanId, http.spanId)
+      // The user span in the handler is a root span of its own in unsampled requests.
+      assert.deepStrictEqual(store.traces().filter((t) => t.traceId !== traceId).map((t) => t.name), [
+        "reverse.inner",
+        "reverse.inner"
+      ])
+    }).pipe(Tracing.withSampling("never"), Effect.scoped, Effect.provide(layer), Effect.provide(TransportLocal.layer))
+  })
+
+  it.live("calls without a span in the calling fiber create none; typed errors mark the span", () => {
+    const { exporter, layer } = traced()
+    return Effect.gen(function*() {
+      const { weavelet } = yield* start
+      const calls = Effect.gen(function*() {
+        const reverser = yield* Reverser
+        assert.strictEqual(yield* reverser.reverse("ab"), "ba")
+        assert.strictEqual(exporter.getFinishedSpans().length, 1, "only the user span inside the handler")
+        const error = yield* Effect.flip(reverser.lookup("missing")).pipe(Effect.withSpan("caller"))
+        assert.strictEqual(error._tag, "NotFound")
+      })
+      yield* (calls.pipe(Effect.provide(weavelet.clients("main"))) as Effect.Effect<void>)
+      const spans = exporter.getFinishedSpans()
+      const lookup = spans.find((s) => s.name === "tracing/Reverser.lookup")
+      assert.isDefined(lookup)
+      assert.strictEqual(lookup!.status.code, 2 /* ERROR */)
+      assert.strictEqual(
+        lookup!.parentSpanContext?.spanId,
+        spans.find((s) => s.name === "caller")!.spanContext().spanId
+      )
+    }).pipe(Effect.scoped, Effect.provide(layer), Effect.provide(TransportLocal.layer))
+  })
+
+  it.live("onSpans receives finished spans in batches, the last one when the layer closes", () =>
+    Effect.gen(function*() {
+      const batches: Array<ReadonlyArray<Tracing.Span>> = []
+      const layer = Tracing.layer({
+        ...origin,
+        otlpEndpoint: false,
+        exportInterval: "20 millis",
+        onSpans: (spans) => Effect.sync(() => batches.push(spans))
+      })
+      yield* Effect.gen(function*() {
+        yield* Effect.void.pipe(Effect.withSpan("first"))
+        yield* Effect.sleep("100 millis")
+        assert.deepStrictEqual(batches.flat().map((s) => s.name), ["first"])
+        yield* Effect.void.pipe(Effect.withSpan("last"))
+      }).pipe(Effect.provide(layer))
+      assert.deepStrictEqual(batches.flat().map((s) => s.name), ["first", "last"])
+      const decoded = Schema.decodeUnknownSync(Tracing.Spans)(JSON.parse(JSON.stringify(batches.flat())))
+      assert.strictEqual(decoded[1]!.replicaId, "r1")
+    }))
+
+  it.live("the status server lists traces by latency and errors, and fetches one as Perfetto JSON", () => {
+    const store = Tracing.makeStore()
+    store.add([
+      span({ traceId: "t1", spanId: "a", startMicros: 1000, endMicros: 1500 }),
+      span({ traceId: "t2", spanId: "b", startMicros: 2000, endMicros: 52_000, status: "error" }),
+      span({ traceId: "t2", spanId: "c", parentSpanId: "b", startMicros: 3000, endMicros: 4000, name: "child" })
+    ])
+    return Effect.gen(function*() {
+      const server = yield* StatusServer.make({ ...origin, traces: store })
+      const base = `http://${server.address}`
+      const all = JSON.parse((yield* get(`${base}${Tracing.tracesPath}`)).body) as Array<Tracing.TraceSummary>
+      assert.deepStrictEqual(all.map((t) => t.traceId), ["t2", "t1"])
+      assert.deepStrictEqual(all[0], {
+        traceId: "t2",
+        name: "root",
+        app: "tracing",
+        startMicros: 2000,
+        durationMicros: 50_000,
+        spans: 2,
+        error: true
+      })
+      const slow = JSON.parse((yield* get(`${base}${Tracing.tracesPath}?lat_low=10ms&lat_hi=1s`)).body)
+      assert.deepStrictEqual(slow.map((t: Tracing.TraceSummary) => t.traceId), ["t2"])
+      const fast = JSON.parse((yield* get(`${base}${Tracing.tracesPath}?lat_hi=10ms`)).body)
+      assert.deepStrictEqual(fast.map((t: Tracing.TraceSummary) => t.traceId), ["t1"])
+      const errors = JSON.parse((yield* get(`${base}${Tracing.tracesPath}?errs=true`)).body)
+      assert.deepStrictEqual(errors.map((t: Tracing.TraceSummary) => t.traceId), ["t2"])
+      const bad = yield* get(`${base}${Tracing.tracesPath}?lat_low=soon`)
+      assert.strictEqual(bad.status, 400)
+      assert.match(bad.body, /lat_low/)
+      const fetched = yield* get(`${base}${Tracing.traceFetchPath}?trace_id=t2`)
+      const events = JSON.parse(fetched.body) as Array<Perfetto.Event>
+      assert.deepStrictEqual(events.filter((e) => e.ph === "X").map((e) => e.name), ["root", "child"])
+      assert.strictEqual((yield* get(`${base}${Tracing.traceFetchPath}?trace_id=nope`)).status, 404)
+    }).pipe(Effect.scoped)
+  })
+})
+
+describe("Tracing.makeStore", () => {
+  it("keeps the newest traces within its trace and span bounds", () => {
+    const store = Tracing.makeStore({ maxTraces: 3, maxSpans: 5 })
+    for (let i = 0; i < 5; i++) store.add([span({ traceId: `t${i}`, spanId: `s${i}`, startMicros: i })])
+    assert.deepStrictEqual(store.size(), { traces: 3, spans: 3 })
+    assert.deepStrictEqual(store.traces().map((t) => t.traceId), ["t4", "t3", "t2"])
+    store.add([1, 2, 3].map((j) => span({ traceId: "big", spanId: `b${j}`, startMicros: 10 + j })))
+    // 3 + 3 spans > 5: the oldest trace goes.
+    assert.deepStrictEqual(store.size(), { traces: 3, spans: 5 })
+    assert.deepStrictEqual(store.trace("t2"), [])
+    store.add([4, 5, 6, 7, 8, 9].map((j) => span({ traceId: "huge", spanId: `h${j}`, startMicros: 20 + j })))
+    assert.deepStrictEqual(store.size(), { traces: 1, spans: 5 })
+    assert.deepStrictEqual(store.trace("huge").map((s) => s.spanId), ["h5", "h6", "h7", "h8", "h9"])
+  })
+})
+
+describe("Tracing.makeSampler", () => {
+  it("samples about once per second by default, and always for a sampled traceparent", () => {
+    let now = 0
+    const sample = Tracing.makeSampler("default", { now: () => now, random: () => 0.5 })
+    assert.isTrue(sample({}))
+    assert.isFalse(sample({}))
+    now = 999
+    assert.isFalse(sample({}))
+    assert.isTrue(sample({ traceparent: `00-${"a".repeat(32)}-${"b".repeat(16)}-01` }))
+    assert.isFalse(sample({ traceparent: `00-${"a".repeat(32)}-${"b".repeat(16)}-00` }))
+    now = 1000
+    assert.isTrue(sample({}))
+    assert.isFalse(Tracing.makeSampler("never")({}))
+    assert.isTrue(Tracing.makeSampler("always")({}))
+    assert.strictEqual(Tracing.samplingFromEnv({ WEAVER_TRACE_SAMPLE: "0.25" }), 0.25)
+    assert.strictEqual(Tracing.samplingFromEnv({ WEAVER_TRACE_SAMPLE: "always" }), "always")
+    assert.strictEqual(Tracing.samplingFromEnv({}), "default")
+    assert.strictEqual(
+      Tracing.otlpEndpointFromEnv({ OTEL_EXPORTER_OTLP_ENDPOINT: "http://c:4318/" }),
+      "http://c:4318/v1/traces"
+    )
+  })
+})
+
+describe("Perfetto.encode", () => {
+  it("emits complete events with one thread per span, and process and thread names", () => {
+    const events = Perfetto.encode([
+      span({ traceId: "t", spanId: "b", parentSpanId: "a", startMicros: 20, endMicros: 30, name: "child" }),
+      span({ traceId: "t", spanId: "a", startMicros: 10, endMicros: 50, attributes: { component: "c" } }),
+      span({ traceId: "t", spanId: "c", startMicros: 25, endMicros: 26, replicaId: "other", name: "remote" })
+    ])
+    const complete = events.filter((e) => e.ph === "X")
+    assert.deepStrictEqual(complete.map((e) => [e.name, e.ts, e.dur, e.tid]), [
+      ["root", 10, 40, 1],
+      ["child", 20, 10, 2],
+      ["remote", 25, 1, 3]
+    ])
+    assert.deepStrictEqual(complete[0]!.args, { component: "c", traceId: "t", spanId: "a", status: "ok" })
+    assert.strictEqual(complete[1]!.args.parentSpanId, "a")
+    assert.strictEqual(complete[0]!.cat, "server")
+    const processes = events.filter((e) => e.ph === "M" && e.name === "process_name")
+    assert.strictEqual(processes.length, 2, "two replicas are two processes")
+    assert.notStrictEqual(complete[2]!.pid, complete[0]!.pid)
+    const threads = events.filter((e) => e.ph === "M" && e.name === "thread_name")
+    assert.deepStrictEqual(threads.map((e) => e.args.name), ["root", "child", "remote"])
+    // The format is a bare JSON array.
+    assert.isTrue(Array.isArray(JSON.parse(JSON.stringify(events))))
+  })
+})
+
+const span = (fields: Partial<Tracing.Span> & { readonly traceId: string; readonly spanId: string }): Tracing.Span => ({
+  name: "root",
+  kind: "server",
+  startMicros: 0,
+  endMicros: (fields.startMicros ?? 0) + 1,
+  status: "ok",
+  attributes: {},
+  app: "tracing",
+  replicaId: "r1",
+  pid: 4242,
+  ...fields
+})
+
+/** Spans are exported when they end, which may be just after the HTTP response is written. */
+const waitForSpans = (store: Tracing.Store, count: number) =>
+  Effect.gen(function*() {
+    for (let i = 0; i < 100; i++) {
+      const traces = store.traces()
+      const spans = traces.flatMap((t) => store.trace(t.traceId))
+      if (spans.length >= count) return spans
+      yield* Effect.sleep("10 millis")
+    }
+    return assert.fail(`fewer than ${count} spans after 1 s: ${JSON.stringify(store.size())}`)
+  })
