@@ -13,8 +13,13 @@ const cpuNames = ["arm64", "arm", "x64", "ia32", "loong64", "ppc64", "riscv64", 
 const platformOf = (name) => {
   const parts = name.split("/").pop().split("-")
   const os = parts.find((p) => osNames.includes(p))
-  const cpu = parts.find((p) => cpuNames.includes(p)) ?? (parts.includes("eabi") || parts.includes("gnueabihf") ? "arm" : undefined)
-  const libc = parts.includes("musl") || parts.includes("musleabihf") ? "musl" : parts.includes("gnu") || parts.includes("gnueabihf") ? "glibc" : undefined
+  const cpu = parts.find((p) => cpuNames.includes(p)) ??
+    (parts.includes("eabi") || parts.includes("gnueabihf") ? "arm" : undefined)
+  const libc = parts.includes("musl") || parts.includes("musleabihf")
+    ? "musl"
+    : parts.includes("gnu") || parts.includes("gnueabihf")
+    ? "glibc"
+    : undefined
   return os && cpu ? { os, cpu, libc } : undefined
 }
 
@@ -37,6 +42,8 @@ for (const [path, entry] of Object.entries(lock.packages)) {
     added++
   }
 }
-lock.packages = Object.fromEntries(Object.entries(lock.packages).sort(([a], [b]) => (a === "" ? -1 : b === "" ? 1 : a < b ? -1 : 1)))
+lock.packages = Object.fromEntries(
+  Object.entries(lock.packages).sort(([a], [b]) => (a === "" ? -1 : b === "" ? 1 : a < b ? -1 : 1))
+)
 Fs.writeFileSync(file, JSON.stringify(lock, null, 2) + "\n")
 console.log(`lock-platforms: added ${added} optional platform entries`)
