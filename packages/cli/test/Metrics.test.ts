@@ -1,9 +1,11 @@
-import { Metrics, Prometheus, Registry, StatusServer } from "@effect-weaver/core"
+import type { Registry } from "@effect-weaver/core"
+import { Metrics, Prometheus, StatusServer } from "@effect-weaver/core"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Fs from "node:fs/promises"
 import * as Path from "node:path"
-import { closed, root, run, start, tempDir, waitFor } from "./utils/cli.js"
+import { closed, run, tempDir } from "./utils/cli.js"
+import { deployHello, sendHellos } from "./utils/hello.js"
 
 const deployment = (overrides: Partial<Registry.Deployment>): Registry.Deployment => ({
   app: "metrics-app",
@@ -75,33 +77,8 @@ cli_test_requests{serviceweaver_app="metrics-app",serviceweaver_node="replica-1"
     "shows the HTTP and method metrics of a deployed hello",
     () =>
       Effect.gen(function*() {
-        const helloMain = Path.join(root, "examples/hello/dist/main.js")
-        const built = yield* Effect.promise(() => Fs.access(helloMain).then(() => true, () => false))
-        assert.isTrue(built, `${helloMain} is missing: run "npx tsc -b tsconfig.build.json" first`)
-        const dir = yield* tempDir
-        const env = { XDG_DATA_HOME: dir }
-        const toml = (yield* Effect.promise(() => Fs.readFile(Path.join(root, "examples/hello/weaver.toml"), "utf8")))
-          .replace(/^binary = .*$/m, `binary = ${JSON.stringify(helloMain)}`)
-          .replaceAll("localhost:12345", "127.0.0.1:0")
-        const config = Path.join(dir, "weaver.toml")
-        yield* Effect.promise(() => Fs.writeFile(config, toml))
-        const deploy = yield* start(["single", "deploy", config], env)
-        yield* Effect.addFinalizer(() =>
-          Effect.promise(async () => {
-            const registry = Path.join(dir, "serviceweaver/single/registry")
-            for (const name of await Fs.readdir(registry).catch(() => [])) {
-              const text = await Fs.readFile(Path.join(registry, name), "utf8").catch(() => "{}")
-              const pid = (JSON.parse(text) as { readonly pid?: number }).pid
-              if (pid !== undefined && pid !== process.pid && Registry.isAlive(pid)) process.kill(pid, "SIGKILL")
-            }
-          })
-        )
-        const [, address] = yield* waitFor(deploy, /hello listener available on (\S+)\n/)
-        for (const name of ["Weaver", "Effect", "x"]) {
-          const response = yield* Effect.promise(() => fetch(`http://${address}/hello?name=${name}`))
-          assert.strictEqual(response.status, 200)
-          yield* Effect.promise(() => response.text())
-        }
+        const { address, deploy, env } = yield* deployHello
+        yield* sendHellos(address, 3)
 
         const result = yield* run(["single", "metrics", "serviceweaver_(http_request|method)_count"], env)
         assert.strictEqual(result.code, 0, result.stderr)
@@ -109,7 +86,7 @@ cli_test_requests{serviceweaver_app="metrics-app",serviceweaver_node="replica-1"
           result.stdout,
           new RegExp(
             `serviceweaver_http_request_count\\{host="${
-              address!.replace(/\./g, "\\.")
+              address.replace(/\./g, "\\.")
             }",label="hello",serviceweaver_app="hello",serviceweaver_node="[^"]+",serviceweaver_version="[^"]+"\\} 3\n`
           )
         )
