@@ -11,7 +11,7 @@
  * flight, then throughput and CPU per call (client + server) with 64 in
  * flight. Targets (ratios to raw): throughput ≥ 50 %, p50 ≤ 1.25×, CPU/call ≤ 4×.
  *
- * `node --conditions=@effect-weaver/source --import tsx bench/rpc.bench.ts [seconds]`
+ * `npm run build && node --import tsx bench/rpc.bench.ts [seconds]`
  * The script starts its own servers (`rpc.bench.ts server <kind>`) and kills them by pid.
  */
 import { Component, Transport, Weavelet, Weaver, WeaverConfig } from "@effect-weaver/core"

@@ -1,6 +1,11 @@
 /**
  * Runs every `bench/*.bench.ts` file in sequence, each in its own Node
  * process, so one benchmark's heap and JIT state never skews another's.
+ *
+ * The packages are measured as users run them: built (`npm run bench` builds
+ * first) and resolved to `dist/`. Only the bench files themselves go through
+ * tsx; its `keepNames` wrappers on every function created per call would
+ * otherwise inflate the figures of code run from source.
  */
 import { spawnSync } from "node:child_process"
 import * as Fs from "node:fs"
@@ -24,7 +29,7 @@ for (const file of files) {
   process.stdout.write(`\n## ${file}\n\n`)
   const result = spawnSync(
     process.execPath,
-    ["--conditions=@effect-weaver/source", "--import", "tsx", Path.join(dir, file)],
+    ["--import", "tsx", Path.join(dir, file)],
     { stdio: "inherit", cwd: Path.dirname(dir) }
   )
   if (result.status !== 0) {

@@ -11,7 +11,7 @@
  *   client span, carries trace context and makes a server span
  *   (informational: the cost of tracing itself).
  *
- * `node --conditions=@effect-weaver/source --import tsx bench/tracing.bench.ts [seconds per round]`
+ * `npm run build && node --import tsx bench/tracing.bench.ts [seconds per round]`
  * The script starts its own servers (`tracing.bench.ts server on|off`) and kills them by pid.
  */
 import { Component, Tracing, Transport, Weavelet, Weaver, WeaverConfig } from "@effect-weaver/core"
