@@ -166,3 +166,26 @@ export const makePretty = (origin: Origin): Logger.Logger<unknown, void> => {
 export const layerPretty = (origin: Origin): Layer.Layer<never> =>
   // Replaces every logger, not only the default one: NodeRuntime.runMain installs its own pretty logger.
   Layer.locallyScoped(FiberRef.currentLoggers, HashSet.make(makePretty(origin)))
+
+/**
+ * The box printed when a deployment starts, as Service Weaver prints it:
+ *
+ * ```text
+ * ╭───────────────────────────────────────────────────╮
+ * │ app        : hello                                │
+ * │ deployment : 5c9753e4-c476-4f93-97a0-0ea599184178 │
+ * ╰───────────────────────────────────────────────────╯
+ * ```
+ *
+ * @since 0.1.0
+ * @category formatting
+ */
+export const banner = (app: string, deploymentId: string): string => {
+  const lines = [`app        : ${app}`, `deployment : ${deploymentId}`]
+  const inner = Math.max(...lines.map((l) => l.length)) + 2
+  return [
+    `╭${"─".repeat(inner)}╮`,
+    ...lines.map((l) => `│ ${l.padEnd(inner - 2)} │`),
+    `╰${"─".repeat(inner)}╯`
+  ].join("\n")
+}

@@ -252,17 +252,6 @@ const defaultTransport: Effect.Effect<Layer.Layer<Transport>> = Effect.flatMap(
 )
 const transportLocal = "@effect-weaver/transport-local"
 
-const box = (rows: ReadonlyArray<readonly [string, string]>): string => {
-  const width = Math.max(...rows.map(([k]) => k.length))
-  const lines = rows.map(([k, v]) => `${k.padEnd(width)} : ${v}`)
-  const inner = Math.max(...lines.map((l) => l.length)) + 2
-  return [
-    `╭${"─".repeat(inner)}╮`,
-    ...lines.map((l) => `│ ${l.padEnd(inner - 2)} │`),
-    `╰${"─".repeat(inner)}╯`
-  ].join("\n")
-}
-
 /**
  * Runs an application in this process, as Service Weaver's `weaver.Run`
  * does: the config comes from the file named by `SERVICEWEAVER_CONFIG` (if
@@ -344,7 +333,7 @@ const runSingle = <E>(app: App<never, E>): Effect.Effect<void, E | WeaverConfig.
             )
         }
       })
-      process.stdout.write(`${box([["app", name], ["deployment", deploymentId]])}\n`)
+      process.stdout.write(`${Logging.banner(name, deploymentId)}\n`)
       yield* runMain(app, weavelet)
     }).pipe(
       Effect.provide(

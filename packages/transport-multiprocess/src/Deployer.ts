@@ -586,23 +586,6 @@ export const make = (options: Options): Effect.Effect<Deployer, DeployError, Sco
   })
 
 /**
- * The box printed when a deployment starts: app and deployment id.
- *
- * @since 0.1.0
- * @category formatting
- */
-export const box = (rows: ReadonlyArray<readonly [string, string]>): string => {
-  const width = Math.max(...rows.map(([k]) => k.length))
-  const lines = rows.map(([k, v]) => `${k.padEnd(width)} : ${v}`)
-  const inner = Math.max(...lines.map((l) => l.length)) + 2
-  return [
-    `╭${"─".repeat(inner)}╮`,
-    ...lines.map((l) => `│ ${l.padEnd(inner - 2)} │`),
-    `╰${"─".repeat(inner)}╯`
-  ].join("\n")
-}
-
-/**
  * How `weaver multi deploy` starts the application's `binary`: `node` with
  * this process's own Node flags (so a deployer run through a TypeScript
  * loader starts TypeScript binaries too), source maps, the binary resolved
@@ -670,7 +653,7 @@ export const deploy = (configFile: string): Effect.Effect<never, DeployError | W
       configFile: Path.resolve(configFile),
       launch
     })
-    process.stdout.write(`${box([["app", app], ["deployment", deploymentId]])}\n`)
+    process.stdout.write(`${Logging.banner(app, deploymentId)}\n`)
     return yield* Effect.never
   }).pipe(Effect.scoped)
 
