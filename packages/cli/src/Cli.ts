@@ -1,6 +1,7 @@
 /**
  * The `weaver` command tree: `weaver single deploy|status|metrics|profile|dashboard|purge`,
- * `weaver multi deploy|status|logs|metrics|profile|dashboard|purge` and `weaver version`, on `@effect/cli`.
+ * `weaver multi deploy|status|logs|metrics|profile|dashboard|purge`, `weaver bundle` and `weaver version`,
+ * on `@effect/cli`.
  *
  * @since 0.1.0
  */
@@ -14,6 +15,8 @@ import * as ValidationError from "@effect/cli/ValidationError"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Fs from "node:fs"
+import * as Path from "node:path"
+import * as Bundle from "./Bundle.js"
 import * as Dashboard from "./dashboard/Server.js"
 import * as Deploy from "./Deploy.js"
 import * as Logs from "./Logs.js"
@@ -191,6 +194,43 @@ const multi = Command.make("multi").pipe(
   ])
 )
 
+const bundle = Command.make(
+  "bundle",
+  {
+    entry: Args.file({ name: "entry" }).pipe(
+      Args.withDescription("The application's compiled entry, e.g. dist/main.js"),
+      Args.mapEffect((path) =>
+        path.startsWith("-") ? Effect.fail(HelpDoc.p(`Received unknown flag: '${path}'`)) : Effect.succeed(path)
+      )
+    ),
+    out: Options.file("out").pipe(
+      Options.withDescription("The bundle to write (default: <entry>.bundle.mjs next to the entry)"),
+      Options.optional
+    ),
+    external: Options.text("external").pipe(
+      Options.withDescription("A package to import from node_modules at run time instead of bundling it"),
+      Options.repeated
+    )
+  },
+  ({ entry, external, out }) =>
+    Bundle.make({ entry, out: out._tag === "Some" ? out.value : undefined, external }).pipe(
+      Effect.flatMap((bundled) =>
+        Console.log(
+          [
+            ...bundled.warnings,
+            `bundled ${entry} and ${bundled.inputs - 1} imported files into ${
+              Path.relative(process.cwd(), bundled.out)
+            } (${(bundled.bytes / 2 ** 20).toFixed(1)} MiB)`
+          ].join("\n")
+        )
+      )
+    )
+).pipe(
+  Command.withDescription(
+    "Bundle an application's entry into one file, to use as its binary in weaver.toml: it starts much faster"
+  )
+)
+
 const versionCommand = Command.make("version", {}, () => Console.log(versionLine)).pipe(
   Command.withDescription("Show weaver version")
 )
@@ -203,7 +243,7 @@ const versionCommand = Command.make("version", {}, () => Console.log(versionLine
  */
 export const command = Command.make("weaver").pipe(
   Command.withDescription("Deploy and manage Service Weaver applications"),
-  Command.withSubcommands([single, multi, versionCommand])
+  Command.withSubcommands([single, multi, bundle, versionCommand])
 )
 
 const usages: ReadonlyArray<{ readonly path: ReadonlyArray<string>; readonly line: string }> = [
@@ -220,6 +260,7 @@ const usages: ReadonlyArray<{ readonly path: ReadonlyArray<string>; readonly lin
   { path: ["multi", "profile"], line: "weaver multi profile [--type=cpu|heap] [--duration=30s] <deployment>" },
   { path: ["multi", "dashboard"], line: "weaver multi dashboard [--host=127.0.0.1] [--port=0]" },
   { path: ["multi", "purge"], line: "weaver multi purge [--force]" },
+  { path: ["bundle"], line: "weaver bundle [--out=<file>] [--external=<package>]... <entry>" },
   { path: ["version"], line: "weaver version" }
 ]
 

@@ -16,6 +16,7 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as FiberRef from "effect/FiberRef"
+import { globalValue } from "effect/GlobalValue"
 import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Option from "effect/Option"
@@ -244,13 +245,45 @@ const defaultTransport: Effect.Effect<Layer.Layer<Transport>> = Effect.flatMap(
   Option.match({
     onSome: (transport) => Effect.succeed(Layer.succeed(Transport, transport)),
     onNone: () =>
-      // Core cannot depend on a transport package (they depend on core), so it is resolved at run time.
-      Effect.promise(() => import(transportLocal) as Promise<{ readonly layer: Layer.Layer<Transport> }>).pipe(
-        Effect.map((module) => module.layer)
-      )
+      runtimes.local !== undefined
+        ? Effect.succeed(runtimes.local)
+        // Core cannot depend on a transport package (they depend on core), so it is resolved at run time.
+        : Effect.promise(() => import(transportLocal) as Promise<{ readonly layer: Layer.Layer<Transport> }>).pipe(
+          Effect.map((module) => module.layer)
+        )
   })
 )
 const transportLocal = "@effect-weaver/transport-local"
+
+/**
+ * What {@link run} hands a process to: the local transport, and the weavelet
+ * runtime for a process a deployer started.
+ *
+ * @since 0.1.0
+ * @category running
+ */
+export interface Runtimes {
+  readonly local?: Layer.Layer<Transport> | undefined
+  readonly weavelet?: (<E>(app: App<never, E>) => Effect.Effect<void, unknown>) | undefined
+}
+
+const runtimes: { -readonly [K in keyof Runtimes]: Runtimes[K] } = globalValue(
+  Symbol.for("@effect-weaver/core/Weaver/runtimes"),
+  () => ({})
+)
+
+/**
+ * Registers runtimes for {@link run}; the transport packages call it when
+ * they are loaded. `run` imports a runtime nobody registered by its package
+ * name, which a bundler cannot follow: registration is how a bundled binary
+ * (`weaver bundle`) finds the runtimes inside the bundle.
+ *
+ * @since 0.1.0
+ * @category running
+ */
+export const registerRuntimes = (registered: Runtimes): void => {
+  Object.assign(runtimes, registered)
+}
 
 /**
  * Runs an application in this process, as Service Weaver's `weaver.Run`
@@ -283,12 +316,15 @@ export const weaveletEnv = "WEAVER_WEAVELET"
 // Core cannot depend on transport packages (they depend on core), so the weavelet runtime is resolved at run time.
 const multiprocessWeavelet = "@effect-weaver/transport-multiprocess/Weavelet"
 
-const runWeavelet = <E>(app: App<never, E>): Effect.Effect<void, E | WeaverConfig.WeaverConfigError> =>
-  Effect.promise(() =>
-    import(multiprocessWeavelet) as Promise<
-      { readonly run: (app: App<never, E>) => Effect.Effect<void, E | WeaverConfig.WeaverConfigError> }
-    >
-  ).pipe(Effect.flatMap((module) => module.run(app)))
+const runWeavelet = <E>(app: App<never, E>): Effect.Effect<void, E | WeaverConfig.WeaverConfigError> => {
+  type Run = (app: App<never, E>) => Effect.Effect<void, E | WeaverConfig.WeaverConfigError>
+  const registered = runtimes.weavelet as Run | undefined
+  return registered !== undefined
+    ? registered(app)
+    : Effect.promise(() => import(multiprocessWeavelet) as Promise<{ readonly run: Run }>).pipe(
+      Effect.flatMap((module) => module.run(app))
+    )
+}
 
 const runSingle = <E>(app: App<never, E>): Effect.Effect<void, E | WeaverConfig.WeaverConfigError> =>
   Effect.gen(function*() {

@@ -248,6 +248,9 @@ const isApp = (u: unknown): u is Weaver.App<any, any> =>
   typeof u === "object" && u !== null && (u as { _tag?: unknown })._tag === "App" &&
   Array.isArray((u as { implementations?: unknown }).implementations)
 
+// So that `Weaver.run` finds this runtime inside a bundle, where it cannot import it by name.
+Weaver.registerRuntimes({ weavelet: run })
+
 /**
  * The entry point of weavelets whose application is named by module (the
  * `weavertest` Multi runner): imports the module, picks the exported app
