@@ -3,11 +3,14 @@
  * listener on its `[multi] listeners.<name>.address` and balances requests
  * round-robin across the replicas serving the listener. A replica that
  * refuses connections is skipped (requests without a body are retried on the
- * next one); with no replica left the answer is `502 Bad Gateway`.
+ * next one); with no replica left the answer is `502 Bad Gateway`. Requests
+ * that arrive while the deployment starts, before any replica serves the
+ * listener, wait for the first one (up to `startupWait`) instead.
  *
  * @since 0.1.0
  */
 import * as Data from "effect/Data"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import * as Http from "node:http"
@@ -84,7 +87,9 @@ const refused = (error: unknown): boolean => {
 
 /**
  * Starts a proxy for `listener` on `address` (`host:port`, port 0 picks one)
- * that lives as long as the scope.
+ * that lives as long as the scope. Until the first replica serves the
+ * listener, requests wait for it for up to `startupWait` (10 seconds by
+ * default).
  *
  * @since 0.1.0
  * @category constructors
@@ -92,9 +97,13 @@ const refused = (error: unknown): boolean => {
 export const make = (options: {
   readonly listener: string
   readonly address: string
+  readonly startupWait?: Duration.DurationInput | undefined
 }): Effect.Effect<Proxy, ProxyError, Scope.Scope> =>
   Effect.gen(function*() {
+    const startupWait = Duration.decode(options.startupWait ?? "10 seconds")
     let backends: ReadonlyArray<string> = []
+    // Requests held until the first replica serves the listener; undefined once one has.
+    let starting: Set<() => void> | undefined = new Set()
     const pools = new Map<string, Pool>()
     let next = 0
     const poolOf = (backend: string) => {
@@ -105,15 +114,38 @@ export const make = (options: {
       }
       return pool
     }
-    const badGateway = (res: Http.ServerResponse, detail: string) => {
-      if (res.headersSent) return res.destroy()
+    const badGateway = (res: Http.ServerResponse, detail: string): void => {
+      if (res.headersSent) {
+        res.destroy()
+        return
+      }
       res.writeHead(502, { "content-type": "text/plain; charset=utf-8" })
       res.end(`502 Bad Gateway: listener ${options.listener}: ${detail}\n`)
     }
 
-    const forward = (req: Http.IncomingMessage, res: Http.ServerResponse, tried: number) => {
+    const hold = (req: Http.IncomingMessage, res: Http.ServerResponse, waiting: Set<() => void>) => {
+      const release = () => {
+        clearTimeout(timer)
+        res.off("close", drop)
+        forward(req, res, 0)
+      }
+      const drop = () => {
+        clearTimeout(timer)
+        waiting.delete(release)
+      }
+      const timer = setTimeout(() => {
+        drop()
+        badGateway(res, `no replica is serving it yet (waited ${Duration.format(startupWait)})`)
+      }, Duration.toMillis(startupWait))
+      res.once("close", drop)
+      waiting.add(release)
+    }
+
+    const forward = (req: Http.IncomingMessage, res: Http.ServerResponse, tried: number): void => {
       const current = backends
-      if (current.length === 0) return badGateway(res, "no replica is serving it")
+      if (current.length === 0) {
+        return starting !== undefined ? hold(req, res, starting) : badGateway(res, "no replica is serving it")
+      }
       if (tried >= current.length) return badGateway(res, "no replica could be reached")
       const backend = current[next++ % current.length]!
       if (next >= 0x40000000) next = 0
@@ -163,6 +195,9 @@ export const make = (options: {
     })
     yield* Effect.addFinalizer(() =>
       Effect.async<void>((resume) => {
+        const waiting = starting ?? []
+        starting = undefined
+        for (const release of waiting) release()
         server.close(() => resume(Effect.void))
         server.closeAllConnections()
         for (const pool of pools.values()) void pool.destroy().catch(() => undefined)
@@ -173,6 +208,11 @@ export const make = (options: {
       address: formatAddress(server.address() as Net.AddressInfo),
       setBackends: (addresses) => {
         backends = [...addresses]
+        if (backends.length > 0 && starting !== undefined) {
+          const waiting = starting
+          starting = undefined
+          for (const release of waiting) release()
+        }
         for (const [backend, pool] of pools) {
           if (!addresses.includes(backend)) {
             pools.delete(backend)
