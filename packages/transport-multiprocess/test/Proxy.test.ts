@@ -12,7 +12,10 @@ const backend = (name: string) =>
       server.listen(0, "127.0.0.1", () =>
         resume(Effect.succeed({ server, address: `127.0.0.1:${(server.address() as Net.AddressInfo).port}` })))
     }),
-    ({ server }) => Effect.async<void>((resume) => server.close(() => resume(Effect.void)))
+    ({ server }) =>
+      Effect.async<void>((resume) =>
+        server.close(() => resume(Effect.void))
+      )
   )
 
 /** A loopback address nothing listens on: a server bound and closed again. */
