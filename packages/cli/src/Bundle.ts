@@ -66,6 +66,18 @@ export const runtimes: ReadonlyArray<string> = [
 ]
 
 /**
+ * CommonJS packages that Effect's Node platform imports when it loads but an
+ * application seldom uses: undici (its HTTP client) and ws (WebSockets). They
+ * are a third of a bundle and would be parsed and run at every start, so a
+ * bundle loads them from `node_modules` the first time one of their exports
+ * is read instead.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const loadedOnUse: ReadonlyArray<string> = ["undici", "ws"]
+
+/**
  * What {@link make} wrote.
  *
  * @since 0.1.0
@@ -138,6 +150,7 @@ export const make = Effect.fnUntraced(function*(options: {
         // Stack traces need positions only; the sources would triple the map's size and its parse time.
         sourcesContent: false,
         external: [...alwaysExternal, ...(options.external ?? [])],
+        plugins: [onUse(loadedOnUse, Path.dirname(out))],
         banner: { js: banner },
         // A third less to parse at every start; identifiers keep their names for stack traces.
         minifyWhitespace: true,
@@ -164,6 +177,48 @@ export const make = Effect.fnUntraced(function*(options: {
     inputs: Object.keys(result.metafile.inputs).length,
     warnings: esbuild.formatMessagesSync(result.warnings, { kind: "warning" })
   } satisfies Bundled
+})
+
+/**
+ * Stands a module in for each of `packages` (see {@link loadedOnUse}) whose
+ * exports are getters that require the package (a path relative to the
+ * bundle, as resolved now) on first read. The export names are read from the
+ * package itself, here. A package that cannot be loaded here is bundled as
+ * usual.
+ */
+const onUse = (packages: ReadonlyArray<string>, outDir: string): esbuild.Plugin => ({
+  name: "weaver-load-on-use",
+  setup(build) {
+    const namespace = "weaver-load-on-use"
+    const filter = new RegExp(`^(${packages.map((name) => name.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")).join("|")})$`)
+    build.onResolve({ filter: /.*/, namespace }, (args) => ({ path: args.path, external: true }))
+    build.onResolve({ filter }, (args) => {
+      const resolved = Effect.runSync(Effect.option(Effect.try(() => {
+        const require = createRequire(Path.join(args.resolveDir, "importer.js"))
+        const file = require.resolve(args.path)
+        const names = Object.keys(require(file) as object).filter((name) => name !== "default")
+        const relative = Path.relative(outDir, file).split(Path.sep).join("/")
+        return { file: relative.startsWith(".") ? relative : `./${relative}`, names }
+      })))
+      return resolved._tag === "None" ? undefined : {
+        path: args.path,
+        namespace,
+        pluginData: resolved.value
+      }
+    })
+    build.onLoad({ filter: /.*/, namespace }, (args) => {
+      const { file, names } = args.pluginData as { readonly file: string; readonly names: ReadonlyArray<string> }
+      return {
+        loader: "js",
+        contents: `let loaded
+const load = () => loaded ??= require(${JSON.stringify(file)})
+for (const name of ${JSON.stringify(names)}) {
+  Object.defineProperty(exports, name, { enumerable: true, get: () => load()[name] })
+}
+`
+      }
+    })
+  }
 })
 
 const isBuildFailure = (error: unknown): error is esbuild.BuildFailure =>

@@ -20,16 +20,22 @@ export interface Child {
   readonly closed: Promise<number>
 }
 
-/** Starts `weaver ...args` from source through tsx; SIGKILLed with the scope if still running. */
+/**
+ * Starts `weaver ...args` from source through tsx, or with `built` as users run it (the `weaver`
+ * launcher of the built and bundled CLI); SIGKILLed with the scope if still running.
+ */
 export const start = (
   args: ReadonlyArray<string>,
-  env: Readonly<Record<string, string>>
+  env: Readonly<Record<string, string>>,
+  options?: { readonly built?: boolean }
 ): Effect.Effect<Child, never, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.sync(() => {
       const child = ChildProcess.spawn(
         process.execPath,
-        ["--conditions=@effect-weaver/source", "--import", "tsx", bin, ...args],
+        options?.built
+          ? [Path.join(root, "packages/cli/bin/weaver.js"), ...args]
+          : ["--conditions=@effect-weaver/source", "--import", "tsx", bin, ...args],
         { cwd: root, env: { ...process.env, NO_COLOR: "1", ...env }, stdio: ["ignore", "pipe", "pipe"] }
       )
       let stdout = ""
@@ -58,27 +64,29 @@ export const closed = (child: Child, timeout: Duration.DurationInput = "25 secon
     })
   )
 
-/** Waits until stdout matches `pattern`. */
+/** Waits until stdout (or `stream`) matches `pattern`. */
 export const waitFor = (
   child: Child,
   pattern: RegExp,
-  timeout: Duration.DurationInput = "25 seconds"
+  timeout: Duration.DurationInput = "25 seconds",
+  stream: "stdout" | "stderr" = "stdout"
 ): Effect.Effect<RegExpMatchArray, Error> =>
   Effect.async<RegExpMatchArray>((resume) => {
+    const output = child.process[stream]!
     const check = () => {
-      const match = child.stdout().match(pattern)
+      const match = child[stream]().match(pattern)
       if (match !== null) {
-        child.process.stdout!.off("data", check)
+        output.off("data", check)
         resume(Effect.succeed(match))
       }
     }
-    child.process.stdout!.on("data", check)
+    output.on("data", check)
     check()
-    return Effect.sync(() => child.process.stdout!.off("data", check))
+    return Effect.sync(() => output.off("data", check))
   }).pipe(
     Effect.timeoutFail({
       duration: timeout,
-      onTimeout: () => new Error(`no ${pattern} on stdout within ${Duration.format(timeout)}${describeChild(child)}`)
+      onTimeout: () => new Error(`no ${pattern} on ${stream} within ${Duration.format(timeout)}${describeChild(child)}`)
     })
   )
 
