@@ -13,9 +13,9 @@ const backend = (name: string) =>
         resume(Effect.succeed({ server, address: `127.0.0.1:${(server.address() as Net.AddressInfo).port}` })))
     }),
     ({ server }) =>
-      Effect.async<void>((resume) =>
+      Effect.async<void>((resume) => {
         server.close(() => resume(Effect.void))
-      )
+      })
   )
 
 /** A loopback address nothing listens on: a server bound and closed again. */
