@@ -14,7 +14,9 @@ const backend = (name: string) =>
     }),
     ({ server }) =>
       Effect.async<void>((resume) => {
-        server.close(() => resume(Effect.void))
+        server.close(() =>
+          resume(Effect.void)
+        )
       })
   )
 
