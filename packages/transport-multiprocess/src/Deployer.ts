@@ -525,6 +525,9 @@ export const make = (options: Options): Effect.Effect<Deployer, DeployError, Sco
       yield* proxyFor(listener).pipe(Effect.mapError((error) => new DeployError({ reason: error.message })))
     }
 
+    // Main's replicas boot while the status server starts: their start-up is on the way to the first request.
+    if (!options.mainInProcess) yield* startGroup(groupOf(mainGroup))
+
     // The status server: metrics and profiles of the replicas, through their control sockets.
     const statusGroups = Effect.sync(() =>
       [...groups.values()].map((group): Status.Group => ({
@@ -581,7 +584,6 @@ export const make = (options: Options): Effect.Effect<Deployer, DeployError, Sco
       ),
       proxies: Effect.sync(() => new Map([...proxies].map(([name, proxy]) => [name, proxy.address])))
     }
-    if (!options.mainInProcess) yield* startGroup(groupOf(mainGroup))
     return deployer
   })
 
