@@ -43,6 +43,16 @@ export const version: string = (JSON.parse(
  */
 export const versionLine = `weaver ${version} ${process.platform}/${process.arch}`
 
+// @effect/cli takes an unknown flag in an argument's place for the argument itself.
+const notAFlag = Args.mapEffect((arg: string) =>
+  arg.startsWith("-") ? Effect.fail(HelpDoc.p(`Received unknown flag: '${arg}'`)) : Effect.succeed(arg)
+)
+
+const configArg = Args.file({ name: "weaver.toml" }).pipe(
+  Args.withDescription("The application's config file"),
+  notAFlag
+)
+
 const setExitCode = (code: number) =>
   Effect.sync(() => {
     process.exitCode = code
@@ -51,12 +61,7 @@ const setExitCode = (code: number) =>
 const deploy = Command.make(
   "deploy",
   {
-    config: Args.file({ name: "weaver.toml" }).pipe(
-      Args.withDescription("The application's config file"),
-      Args.mapEffect((path) =>
-        path.startsWith("-") ? Effect.fail(HelpDoc.p(`Received unknown flag: '${path}'`)) : Effect.succeed(path)
-      )
-    )
+    config: configArg
   },
   ({ config }) =>
     // Once the app runs, a signal is forwarded to it and we wait for its exit code.
@@ -146,9 +151,7 @@ const logs = Command.make(
           `'attrs["k"] == "v"', 'time > timestamp("2024-01-02T15:04:05Z")'. Fields: app, version, full_version, ` +
           `component, full_component, node, full_node, time, level, source, msg, attrs. Empty: every entry.`
       ),
-      Args.mapEffect((query) =>
-        query.startsWith("-") ? Effect.fail(HelpDoc.p(`Received unknown flag: '${query}'`)) : Effect.succeed(query)
-      ),
+      notAFlag,
       Args.withDefault("")
     ),
     follow: Options.boolean("follow").pipe(Options.withDescription("Keep printing new entries, like tail -f")),
@@ -166,12 +169,7 @@ const logs = Command.make(
 const multiDeploy = Command.make(
   "deploy",
   {
-    config: Args.file({ name: "weaver.toml" }).pipe(
-      Args.withDescription("The application's config file"),
-      Args.mapEffect((path) =>
-        path.startsWith("-") ? Effect.fail(HelpDoc.p(`Received unknown flag: '${path}'`)) : Effect.succeed(path)
-      )
-    )
+    config: configArg
   },
   // Runs until interrupted (Ctrl-C, SIGTERM); every replica is stopped before the command returns.
   ({ config }) => Deployer.deploy(config)
@@ -199,9 +197,7 @@ const bundle = Command.make(
   {
     entry: Args.file({ name: "entry" }).pipe(
       Args.withDescription("The application's compiled entry, e.g. dist/main.js"),
-      Args.mapEffect((path) =>
-        path.startsWith("-") ? Effect.fail(HelpDoc.p(`Received unknown flag: '${path}'`)) : Effect.succeed(path)
-      )
+      notAFlag
     ),
     out: Options.file("out").pipe(
       Options.withDescription("The bundle to write (default: <entry>.bundle.mjs next to the entry)"),
