@@ -278,19 +278,12 @@ class Invocation implements Pending {
     readonly balancer: Balancer<Peer>,
     readonly policy: RetryPolicy,
     readonly resume: (effect: Effect.Effect<unknown, unknown>) => void,
-    readonly fiber: Fiber.RuntimeFiber<unknown, unknown>
+    readonly calls: Set<Invocation>
   ) {
     if (deadline !== undefined) {
       this.deadlineTimer = setTimeout(() => this.expire(), Math.max(0, deadline - Date.now()))
     }
-    // Cancellation: if the caller's fiber ends while the call is in flight, it was interrupted.
-    // (An observer costs far less than a canceler returned to Effect.async, which wraps every call
-    // in an uninterruptible onInterrupt region.)
-    fiber.addObserver(this.onFiberExit)
-  }
-
-  private readonly onFiberExit = (): void => {
-    if (!this.done) this.interrupt()
+    calls.add(this)
   }
 
   send(): void {
@@ -370,9 +363,31 @@ class Invocation implements Pending {
     if (this.done) return
     this.done = true
     this.clearTimers()
-    this.fiber.removeObserver(this.onFiberExit)
+    this.calls.delete(this)
     this.resume(effect)
   }
+}
+
+/**
+ * The calls in flight of each calling fiber. Cancellation: if the fiber ends
+ * while a call is in flight, it was interrupted. One observer per fiber, added
+ * at its first call, costs far less than a canceler returned to Effect.async
+ * (which wraps every call in an uninterruptible onInterrupt region) or an
+ * observer added and removed per call.
+ */
+const inFlight = new WeakMap<Fiber.RuntimeFiber<unknown, unknown>, Set<Invocation>>()
+
+const callsOf = (fiber: Fiber.RuntimeFiber<unknown, unknown>): Set<Invocation> => {
+  let calls = inFlight.get(fiber)
+  if (calls === undefined) {
+    const created = new Set<Invocation>()
+    inFlight.set(fiber, created)
+    fiber.addObserver(() => {
+      for (const call of created) call.interrupt()
+    })
+    calls = created
+  }
+  return calls
 }
 
 /** A replica address and its current connection. */
@@ -483,7 +498,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       deadline: number | undefined
     ) =>
       Effect.async<unknown, unknown>((resume) => {
-        new Invocation(p, frame, key, deadline, balancer, policy, resume, fiber).send()
+        new Invocation(p, frame, key, deadline, balancer, policy, resume, callsOf(fiber)).send()
       })
 
     return {

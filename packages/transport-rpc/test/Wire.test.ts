@@ -47,6 +47,32 @@ describe("Wire", () => {
     assert.strictEqual(Wire.unpack(parsed.payload), "hi")
   })
 
+  it("decodes each request's own method and caller when they change from one request to the next", () => {
+    const headers = [["test/Echo.echo", "main"], ["test/Echo.ecko", "main"], ["test/Echo.echo", "mainx"], [
+      "test/Echo.echo",
+      "maim"
+    ]] as const
+    for (const [method, caller] of [...headers, ...[...headers].reverse()]) {
+      const body = Buffer.concat(
+        Wire.requestBody(Wire.encodeHeaderPrefix(method, caller), Wire.noFlags, Buffer.from(Wire.pack(1)))
+      )
+      const parsed = Wire.decodeRequest(body)
+      assert(!(parsed instanceof Wire.ProtocolError))
+      assert.deepStrictEqual([parsed.header.method, parsed.header.caller], [method, caller])
+    }
+  })
+
+  it.effect("writes a turn's frames in writes of at most maxBatchFrames", () =>
+    Effect.gen(function*() {
+      const writes: Array<number> = []
+      const writer = new Wire.FrameWriter({ write: (data) => writes.push(frames(Buffer.from(data)).length) > 0 })
+      const count = 2 * Wire.maxBatchFrames + 3
+      for (let id = 1; id <= count; id++) writer.write(Wire.frame(Wire.FrameType.Cancel, id))
+      assert.deepStrictEqual(writes, [Wire.maxBatchFrames, Wire.maxBatchFrames])
+      yield* Effect.promise(() => new Promise<void>((resolve) => process.nextTick(resolve)))
+      assert.deepStrictEqual(writes, [Wire.maxBatchFrames, Wire.maxBatchFrames, 3])
+    }))
+
   it("the string fast path writes msgpack that msgpackr reads back", () => {
     const check = (value: unknown) => {
       const [decoded] = frames(Wire.frameWithValue(Wire.FrameType.Response, 3, undefined, value))
