@@ -70,7 +70,8 @@ export const runtimes: ReadonlyArray<string> = [
  * application seldom uses: undici (its HTTP client) and ws (WebSockets). They
  * are a third of a bundle and would be parsed and run at every start, so a
  * bundle loads them from `node_modules` the first time one of their exports
- * is read instead.
+ * is read instead (or, with `bundleOnUse`, carries them but runs them only
+ * then: for a program that does use them, such as the `weaver` CLI's proxy).
  *
  * @since 0.1.0
  * @category constants
@@ -118,6 +119,7 @@ export const make = Effect.fnUntraced(function*(options: {
   readonly out?: string | undefined
   readonly external?: ReadonlyArray<string> | undefined
   readonly runtimes?: boolean | undefined
+  readonly bundleOnUse?: boolean | undefined
 }) {
   const entry = Path.resolve(options.entry)
   const out = Path.resolve(options.out ?? defaultOut(entry))
@@ -150,7 +152,7 @@ export const make = Effect.fnUntraced(function*(options: {
         // Stack traces need positions only; the sources would triple the map's size and its parse time.
         sourcesContent: false,
         external: [...alwaysExternal, ...(options.external ?? [])],
-        plugins: [onUse(loadedOnUse, Path.dirname(out))],
+        plugins: [onUse(loadedOnUse, Path.dirname(out), options.bundleOnUse === true)],
         banner: { js: banner },
         // A third less to parse at every start; identifiers keep their names for stack traces.
         minifyWhitespace: true,
@@ -182,16 +184,17 @@ export const make = Effect.fnUntraced(function*(options: {
 /**
  * Stands a module in for each of `packages` (see {@link loadedOnUse}) whose
  * exports are getters that require the package (a path relative to the
- * bundle, as resolved now) on first read. The export names are read from the
- * package itself, here. A package that cannot be loaded here is bundled as
- * usual.
+ * bundle, as resolved now) on first read: from `node_modules`, or with
+ * `bundled` from the bundle, which runs a CommonJS module on its first
+ * require. The export names are read from the package itself, here. A
+ * package that cannot be loaded here is bundled as usual.
  */
-const onUse = (packages: ReadonlyArray<string>, outDir: string): esbuild.Plugin => ({
+const onUse = (packages: ReadonlyArray<string>, outDir: string, bundled: boolean): esbuild.Plugin => ({
   name: "weaver-load-on-use",
   setup(build) {
     const namespace = "weaver-load-on-use"
     const filter = new RegExp(`^(${packages.map((name) => name.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")).join("|")})$`)
-    build.onResolve({ filter: /.*/, namespace }, (args) => ({ path: args.path, external: true }))
+    if (!bundled) build.onResolve({ filter: /.*/, namespace }, (args) => ({ path: args.path, external: true }))
     build.onResolve({ filter }, (args) => {
       const resolved = Effect.runSync(Effect.option(Effect.try(() => {
         const require = createRequire(Path.join(args.resolveDir, "importer.js"))
@@ -210,6 +213,7 @@ const onUse = (packages: ReadonlyArray<string>, outDir: string): esbuild.Plugin 
       const { file, names } = args.pluginData as { readonly file: string; readonly names: ReadonlyArray<string> }
       return {
         loader: "js",
+        resolveDir: outDir,
         contents: `let loaded
 const load = () => loaded ??= require(${JSON.stringify(file)})
 for (const name of ${JSON.stringify(names)}) {

@@ -206,10 +206,16 @@ const bundle = Command.make(
     external: Options.text("external").pipe(
       Options.withDescription("A package to import from node_modules at run time instead of bundling it"),
       Options.repeated
+    ),
+    bundleOnUse: Options.boolean("bundle-on-use").pipe(
+      Options.withDescription(
+        "Carry the packages otherwise loaded from node_modules on first use (undici, ws) in the bundle; " +
+          "they still run only on first use"
+      )
     )
   },
-  ({ entry, external, out }) =>
-    Bundle.make({ entry, out: out._tag === "Some" ? out.value : undefined, external }).pipe(
+  ({ bundleOnUse, entry, external, out }) =>
+    Bundle.make({ entry, out: out._tag === "Some" ? out.value : undefined, external, bundleOnUse }).pipe(
       Effect.flatMap((bundled) =>
         Console.log(
           [
@@ -256,7 +262,7 @@ const usages: ReadonlyArray<{ readonly path: ReadonlyArray<string>; readonly lin
   { path: ["multi", "profile"], line: "weaver multi profile [--type=cpu|heap] [--duration=30s] <deployment>" },
   { path: ["multi", "dashboard"], line: "weaver multi dashboard [--host=127.0.0.1] [--port=0]" },
   { path: ["multi", "purge"], line: "weaver multi purge [--force]" },
-  { path: ["bundle"], line: "weaver bundle [--out=<file>] [--external=<package>]... <entry>" },
+  { path: ["bundle"], line: "weaver bundle [--out=<file>] [--external=<package>]... [--bundle-on-use] <entry>" },
   { path: ["version"], line: "weaver version" }
 ]
 
