@@ -107,9 +107,9 @@ const banner = `import { createRequire as __weaverCreateRequire } from "node:mod
 const require = __weaverCreateRequire(import.meta.url);`
 
 /**
- * Bundles `entry` into the ES module `out` (with `out.map`). With
- * `runtimes: true` (an application's entry) the modules of {@link runtimes}
- * are bundled first, resolved from this package's own dependencies.
+ * Bundles `entry` into the ES module `out` (with `out.map`). Unless
+ * `runtimes` is false, the modules of {@link runtimes} are bundled ahead of
+ * the entry, resolved from this package's own dependencies.
  *
  * @since 0.1.0
  * @category constructors
@@ -196,17 +196,20 @@ const onUse = (packages: ReadonlyArray<string>, outDir: string, bundled: boolean
     const filter = new RegExp(`^(${packages.map((name) => name.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")).join("|")})$`)
     if (!bundled) build.onResolve({ filter: /.*/, namespace }, (args) => ({ path: args.path, external: true }))
     build.onResolve({ filter }, (args) => {
-      const resolved = Effect.runSync(Effect.option(Effect.try(() => {
-        const require = createRequire(Path.join(args.resolveDir, "importer.js"))
-        const file = require.resolve(args.path)
-        const names = Object.keys(require(file) as object).filter((name) => name !== "default")
-        const relative = Path.relative(outDir, file).split(Path.sep).join("/")
-        return { file: relative.startsWith(".") ? relative : `./${relative}`, names }
-      })))
-      return resolved._tag === "None" ? undefined : {
+      const require = createRequire(Path.join(args.resolveDir, "importer.js"))
+      let file: string
+      let names: ReadonlyArray<string>
+      try {
+        file = require.resolve(args.path)
+        names = Object.keys(require(file) as object).filter((name) => name !== "default")
+      } catch {
+        return undefined
+      }
+      const relative = Path.relative(outDir, file).split(Path.sep).join("/")
+      return {
         path: args.path,
         namespace,
-        pluginData: resolved.value
+        pluginData: { file: relative.startsWith(".") ? relative : `./${relative}`, names }
       }
     })
     build.onLoad({ filter: /.*/, namespace }, (args) => {
