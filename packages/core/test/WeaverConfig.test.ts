@@ -196,7 +196,7 @@ describe("WeaverConfig", () => {
       assert.strictEqual(config.file, file)
       assert.strictEqual(config.dir, Path.dirname(file))
       assert.strictEqual(config.serviceweaver.name, "hello")
-      assert.strictEqual(config.serviceweaver.binary, "./dist/main.js")
+      assert.strictEqual(config.serviceweaver.binary, "./dist/hello.mjs")
       assert.deepStrictEqual(config.single.listeners, { hello: { address: "localhost:12345" } })
       assert.deepStrictEqual(config.multi.listeners, { hello: { address: "localhost:12345" } })
       assert.strictEqual(config.multi.replicas, 2)
