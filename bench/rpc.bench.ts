@@ -14,16 +14,15 @@
  * `npm run build && node --import tsx bench/rpc.bench.ts [seconds]`
  * The script starts its own servers (`rpc.bench.ts server <kind>`) and kills them by pid.
  */
-import { Component, Transport, Weavelet, Weaver, WeaverConfig } from "@effect-weaver/core"
-import { Server, TransportRpc } from "@effect-weaver/transport-rpc"
 import { NodeSocket, NodeSocketServer } from "@effect/platform-node"
 import * as SocketServer from "@effect/platform/SocketServer"
 import { Rpc, RpcClient, RpcGroup, RpcSerialization, RpcServer } from "@effect/rpc"
-import { Context, Effect, Exit, Layer, Schema, Scope, Stream } from "effect"
-import * as ChildProcess from "node:child_process"
+import { Context, Effect, Exit, Layer, Schema, Scope } from "effect"
+import type * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import { fileURLToPath } from "node:url"
+import { echoClient, exitWithParent, killChildren, serveEcho, startServer } from "./echo.js"
 
 type Kind = "raw" | "effect-rpc" | "weaver"
 const KINDS: ReadonlyArray<Kind> = ["raw", "effect-rpc", "weaver"]
@@ -38,11 +37,6 @@ const self = fileURLToPath(import.meta.url)
 
 // ---------------------------------------------------------------------------
 // The three systems
-
-class Echo extends Component.Tag("bench/Echo")<Echo>()({
-  echo: Component.method({ payload: Schema.String, success: Schema.String })
-}) {}
-const EchoImpl = Component.implement(Echo, Effect.succeed({ echo: (s: string) => Effect.succeed(s) }))
 
 class EchoRpc extends Rpc.make("Echo", { payload: { text: Schema.String }, success: Schema.String }) {}
 const Group = RpcGroup.make(EchoRpc)
@@ -132,22 +126,11 @@ const serveEffectRpc = Effect.gen(function*() {
   return address._tag === "TcpAddress" ? address.port : 0
 })
 
-const serveWeaver = Effect.gen(function*() {
-  const transport = yield* TransportRpc.make({ resolve: () => Stream.empty })
-  const weavelet = yield* Weaver.makeWeavelet(Weaver.app({ components: [EchoImpl] }), {
-    config: WeaverConfig.empty(),
-    deploymentId: DEPLOYMENT
-  }).pipe(Effect.provideService(Transport.Transport, transport))
-  const server = yield* Server.serve({ port: 0 }).pipe(Effect.provideService(Weavelet.Weavelet, weavelet))
-  return server.port
-})
-
 const runServer = async (kind: Kind) => {
   const announce = (port: number) => process.stdout.write(`PORT ${port}\n`)
-  process.stdin.on("end", () => process.exit(0))
-  process.stdin.resume()
+  exitWithParent()
   if (kind === "raw") return announce(await rawServer())
-  const serve = kind === "weaver" ? serveWeaver : serveEffectRpc
+  const serve = kind === "weaver" ? serveEcho(DEPLOYMENT) : serveEffectRpc
   await Effect.runPromise(
     Effect.scoped(Effect.gen(function*() {
       const port: number = yield* (serve as Effect.Effect<number, unknown, Scope.Scope>)
@@ -240,19 +223,10 @@ const connect = (kind: Kind, port: number, scope: Scope.CloseableScope): Promise
     )
   }
   return Effect.runPromise(
-    Effect.gen(function*() {
-      const transport = yield* TransportRpc.make({
-        deploymentId: DEPLOYMENT,
-        resolve: () => Stream.make([`127.0.0.1:${port}`])
-      })
-      const weavelet = yield* Weaver.makeWeavelet(Weaver.app({ components: [] }), {
-        config: WeaverConfig.empty(),
-        deploymentId: DEPLOYMENT,
-        extraComponents: [Echo]
-      }).pipe(Effect.provideService(Transport.Transport, transport))
-      const echo = Context.unsafeGet(weavelet.clients("main"), Echo)
-      return effectCaller((text) => echo.echo(text))
-    }).pipe(Scope.extend(scope))
+    echoClient(DEPLOYMENT, port).pipe(
+      Effect.map((echo) => effectCaller((text) => echo.echo(text))),
+      Scope.extend(scope)
+    )
   )
 }
 
@@ -260,30 +234,6 @@ const cpuTicks = (pid: number): number => {
   const stat = Fs.readFileSync(`/proc/${pid}/stat`, "utf8")
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
   return Number(fields[11]) + Number(fields[12]) // utime + stime, in clock ticks (1/100 s)
-}
-
-const startServer = (kind: Kind) =>
-  new Promise<{ child: ChildProcess.ChildProcess; port: number }>((resolve, reject) => {
-    const child = ChildProcess.spawn(process.execPath, [...process.execArgv, self, "server", kind], {
-      stdio: ["pipe", "pipe", "inherit"]
-    })
-    children.add(child)
-    let out = ""
-    child.stdout!.on("data", (chunk: Buffer) => {
-      out += chunk.toString()
-      const match = /PORT (\d+)/.exec(out)
-      if (match) resolve({ child, port: Number(match[1]) })
-    })
-    child.on("exit", (code) => reject(new Error(`${kind} server exited (${code}) before listening`)))
-    setTimeout(() => reject(new Error(`${kind} server did not start within 20 s`)), 20_000).unref()
-  })
-
-const children = new Set<ChildProcess.ChildProcess>()
-const killChildren = () => {
-  for (const child of children) {
-    if (child.pid !== undefined && child.exitCode === null) process.kill(child.pid, "SIGKILL")
-  }
-  children.clear()
 }
 
 const percentile = (xs: ReadonlyArray<number>, p: number) => {
@@ -332,7 +282,7 @@ const round = async ({ caller, child }: Live, payload: string): Promise<Figures>
 const measureAll = async (scope: Scope.CloseableScope) => {
   const live: Array<Live> = []
   for (const kind of KINDS) {
-    const { child, port } = await startServer(kind)
+    const { child, port } = await startServer(self, [kind])
     live.push({ kind, child, caller: await connect(kind, port, scope) })
   }
   const figures = new Map<string, Map<Kind, Array<Figures>>>()

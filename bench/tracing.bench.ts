@@ -14,11 +14,10 @@
  * `npm run build && node --import tsx bench/tracing.bench.ts [seconds per round]`
  * The script starts its own servers (`tracing.bench.ts server on|off`) and kills them by pid.
  */
-import { Component, Tracing, Transport, Weavelet, Weaver, WeaverConfig } from "@effect-weaver/core"
-import { Server, TransportRpc } from "@effect-weaver/transport-rpc"
-import { Context, Effect, Schema, Stream } from "effect"
-import * as ChildProcess from "node:child_process"
+import { Tracing } from "@effect-weaver/core"
+import { Effect } from "effect"
 import { fileURLToPath } from "node:url"
+import { echoClient, exitWithParent, killChildren, serveEcho, startServer } from "./echo.js"
 
 const ROUND_MILLIS = Number(process.argv[2] ?? 1.5) * 1000
 const ROUNDS = 5
@@ -29,11 +28,6 @@ const self = fileURLToPath(import.meta.url)
 // As the HTTP server span does: capturing a stack trace per span costs more than the span (source maps).
 const noStack = { captureStackTrace: false } as const
 
-class Echo extends Component.Tag("bench/Echo")<Echo>()({
-  echo: Component.method({ payload: Schema.String, success: Schema.String })
-}) {}
-const EchoImpl = Component.implement(Echo, Effect.succeed({ echo: (s: string) => Effect.succeed(s) }))
-
 const origin = (replicaId: string) => ({
   app: "bench",
   deploymentId: DEPLOYMENT,
@@ -42,16 +36,10 @@ const origin = (replicaId: string) => ({
 })
 
 const runServer = (tracing: boolean) => {
-  process.stdin.on("end", () => process.exit(0))
-  process.stdin.resume()
+  exitWithParent()
   const serve = Effect.gen(function*() {
-    const transport = yield* TransportRpc.make({ resolve: () => Stream.empty })
-    const weavelet = yield* Weaver.makeWeavelet(Weaver.app({ components: [EchoImpl] }), {
-      config: WeaverConfig.empty(),
-      deploymentId: DEPLOYMENT
-    }).pipe(Effect.provideService(Transport.Transport, transport))
-    const server = yield* Server.serve({ port: 0 }).pipe(Effect.provideService(Weavelet.Weavelet, weavelet))
-    process.stdout.write(`PORT ${server.port}\n`)
+    const port = yield* serveEcho(DEPLOYMENT)
+    process.stdout.write(`PORT ${port}\n`)
     return yield* Effect.never
   })
   return Effect.runPromise(
@@ -65,16 +53,7 @@ const MODES: ReadonlyArray<Mode> = ["off", "sampled", "every call"]
 /** Calls completed in `millis` with `IN_FLIGHT` loops. */
 const measure = (port: number, mode: Mode, millis: number) => {
   const body = Effect.gen(function*() {
-    const transport = yield* TransportRpc.make({
-      deploymentId: DEPLOYMENT,
-      resolve: () => Stream.make([`127.0.0.1:${port}`])
-    })
-    const weavelet = yield* Weaver.makeWeavelet(Weaver.app({ components: [] }), {
-      config: WeaverConfig.empty(),
-      deploymentId: DEPLOYMENT,
-      extraComponents: [Echo]
-    }).pipe(Effect.provideService(Transport.Transport, transport))
-    const echo = Context.unsafeGet(weavelet.clients("main"), Echo)
+    const echo = yield* echoClient(DEPLOYMENT, port)
     const sample = Tracing.makeSampler("default")
     const call = mode === "every call"
       ? () => Effect.withSpan(echo.echo(PAYLOAD), "request", noStack)
@@ -95,36 +74,14 @@ const measure = (port: number, mode: Mode, millis: number) => {
   return Effect.runPromise(mode === "off" ? body : Effect.provide(body, Tracing.layer(origin("client"))))
 }
 
-const children = new Set<ChildProcess.ChildProcess>()
-const killChildren = () => {
-  for (const child of children) {
-    if (child.pid !== undefined && child.exitCode === null) process.kill(child.pid, "SIGKILL")
-  }
-  children.clear()
-}
-
-const startServer = (tracing: boolean) =>
-  new Promise<number>((resolve, reject) => {
-    const child = ChildProcess.spawn(process.execPath, [...process.execArgv, self, "server", tracing ? "on" : "off"], {
-      stdio: ["pipe", "pipe", "inherit"]
-    })
-    children.add(child)
-    let out = ""
-    child.stdout!.on("data", (chunk: Buffer) => {
-      out += chunk.toString()
-      const match = /PORT (\d+)/.exec(out)
-      if (match) resolve(Number(match[1]))
-    })
-    child.on("exit", (code) => reject(new Error(`server exited (${code}) before listening`)))
-    setTimeout(() => reject(new Error("server did not start within 20 s")), 20_000).unref()
-  })
+const startTracingServer = (tracing: boolean) => startServer(self, [tracing ? "on" : "off"]).then(({ port }) => port)
 
 const median = (xs: ReadonlyArray<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
 
 const main = async () => {
   process.on("exit", killChildren)
-  const plain = await startServer(false)
-  const traced = await startServer(true)
+  const plain = await startTracingServer(false)
+  const traced = await startTracingServer(true)
   const port = (mode: Mode) => mode === "off" ? plain : traced
   for (const mode of MODES) await measure(port(mode), mode, 500) // warm-up
   const rates = new Map<Mode, Array<number>>(MODES.map((mode) => [mode, []]))

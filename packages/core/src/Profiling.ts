@@ -275,6 +275,22 @@ export const mergeProfiles = (
     return mergeUnchecked(profiles, scale, labels ?? {})
   })
 
+/** Entries kept once per key and numbered from 1 in order, as pprof numbers its tables. */
+const makeTable = <A>() => {
+  const entries: Array<A> = []
+  const ids = new Map<string, number>()
+  const intern = (key: string, make: (id: number) => A): number => {
+    let id = ids.get(key)
+    if (id === undefined) {
+      id = entries.length + 1
+      ids.set(key, id)
+      entries.push(make(id))
+    }
+    return id
+  }
+  return { entries, intern }
+}
+
 const mergeUnchecked = (
   profiles: ReadonlyArray<Format.Profile>,
   scale: number,
@@ -282,12 +298,9 @@ const mergeUnchecked = (
 ): Format.Profile => {
   const first = profiles[0]!
   const strings = new Format.StringTable()
-  const mappings: Array<Format.Mapping> = []
-  const functions: Array<Format.Function> = []
-  const locations: Array<Format.Location> = []
-  const mappingIds = new Map<string, number>()
-  const functionIds = new Map<string, number>()
-  const locationIds = new Map<string, number>()
+  const mappings = makeTable<Format.Mapping>()
+  const functions = makeTable<Format.Function>()
+  const locations = makeTable<Format.Location>()
   const samples = new Map<string, Format.Sample>()
   let timeNanos = 0
   let durationNanos = 0
@@ -316,13 +329,7 @@ const mergeUnchecked = (
         hasInlineFrames: m.hasInlineFrames
       }
       const key = JSON.stringify(fields, (_, v) => typeof v === "bigint" ? v.toString() : v)
-      let id = mappingIds.get(key)
-      if (id === undefined) {
-        id = mappings.length + 1
-        mappingIds.set(key, id)
-        mappings.push(new Format.Mapping({ id, ...fields }))
-      }
-      mappingMap.set(num(m.id), id)
+      mappingMap.set(num(m.id), mappings.intern(key, (id) => new Format.Mapping({ id, ...fields })))
     }
     const functionMap = new Map<number, number>()
     for (const f of p.function) {
@@ -333,13 +340,7 @@ const mergeUnchecked = (
         startLine: num(f.startLine)
       }
       const key = `${fields.name}|${fields.systemName}|${fields.filename}|${fields.startLine}`
-      let id = functionIds.get(key)
-      if (id === undefined) {
-        id = functions.length + 1
-        functionIds.set(key, id)
-        functions.push(new Format.Function({ id, ...fields }))
-      }
-      functionMap.set(num(f.id), id)
+      functionMap.set(num(f.id), functions.intern(key, (id) => new Format.Function({ id, ...fields })))
     }
     const locationMap = new Map<number, number>()
     for (const l of p.location) {
@@ -352,13 +353,13 @@ const mergeUnchecked = (
       const key = `${mappingId}|${String(l.address)}|${l.isFolded}|${
         lines.map((x) => `${x.functionId}:${x.line}:${x.column}`).join(",")
       }`
-      let id = locationIds.get(key)
-      if (id === undefined) {
-        id = locations.length + 1
-        locationIds.set(key, id)
-        locations.push(new Format.Location({ id, mappingId, address: l.address, isFolded: l.isFolded, line: lines }))
-      }
-      locationMap.set(num(l.id), id)
+      locationMap.set(
+        num(l.id),
+        locations.intern(
+          key,
+          (id) => new Format.Location({ id, mappingId, address: l.address, isFolded: l.isFolded, line: lines })
+        )
+      )
     }
     for (const s of p.sample) {
       const locationId = s.locationId.map((id) => locationMap.get(num(id)) ?? 0)
@@ -397,9 +398,9 @@ const mergeUnchecked = (
     }),
     period,
     sample: [...samples.values()],
-    mapping: mappings,
-    location: locations,
-    function: functions,
+    mapping: mappings.entries,
+    location: locations.entries,
+    function: functions.entries,
     stringTable: strings,
     dropFrames: str(first.dropFrames),
     keepFrames: str(first.keepFrames),

@@ -25,6 +25,7 @@ import * as Crypto from "node:crypto"
 import * as Http from "node:http"
 import * as Net from "node:net"
 import * as Path from "node:path"
+import * as Address from "./Address.js"
 import type * as Component from "./Component.js"
 import { callSite } from "./Component.js"
 import * as HttpMetrics from "./HttpMetrics.js"
@@ -385,19 +386,6 @@ const startStatusServer = (options: StatusServer.Options): Effect.Effect<string 
     Effect.catchAll((error) => Effect.as(Effect.logWarning("status server not started", error), undefined))
   )
 
-const splitAddress = (address: string): { readonly host: string; readonly port: number } => {
-  const colon = address.lastIndexOf(":")
-  const host = address.slice(0, colon).replace(/^\[(.*)\]$/, "$1")
-  return { host: host === "" ? "0.0.0.0" : host, port: Number(address.slice(colon + 1)) }
-}
-
-const formatAddress = (address: Net.AddressInfo | string | null): string =>
-  address === null || typeof address === "string"
-    ? String(address)
-    : address.address.includes(":")
-    ? `[${address.address}]:${address.port}`
-    : `${address.address}:${address.port}`
-
 /**
  * A listener bound by the deployment: a `net.Server` already listening on
  * the address configured for it.
@@ -422,7 +410,7 @@ export interface Listener {
 export const listener = (name: string): Effect.Effect<Listener, ServeError, Weavelet.Weavelet | Scope.Scope> =>
   Effect.gen(function*() {
     const weavelet = yield* Weavelet.Weavelet
-    const { host, port } = splitAddress(yield* weavelet.listenerAddress(name))
+    const { host, port } = Address.split(yield* weavelet.listenerAddress(name), "0.0.0.0")
     const server = Net.createServer()
     yield* Effect.acquireRelease(
       Effect.async<void, ServeError>((resume) => {
@@ -434,7 +422,8 @@ export const listener = (name: string): Effect.Effect<Listener, ServeError, Weav
           server.close(() => resume(Effect.void))
         })
     )
-    const address = formatAddress(server.address())
+    const bound = server.address()
+    const address = bound === null || typeof bound === "string" ? String(bound) : Address.format(bound)
     yield* weavelet.listening(name, address)
     return { name, address, server }
   })
@@ -470,7 +459,7 @@ export const serve = <E, R>(
 > =>
   Effect.scoped(Effect.gen(function*() {
     const weavelet = yield* Weavelet.Weavelet
-    const { host, port } = splitAddress(yield* weavelet.listenerAddress(name))
+    const { host, port } = Address.split(yield* weavelet.listenerAddress(name), "0.0.0.0")
     const server = yield* NodeHttpServer.make(() => Http.createServer(), { host, port })
     const instrumented = HttpMetrics.instrument(name, httpApp)
     const app = Effect.flatMap(
@@ -485,7 +474,7 @@ export const serve = <E, R>(
     yield* weavelet.listening(
       name,
       server.address._tag === "TcpAddress"
-        ? formatAddress({ address: server.address.hostname, port: server.address.port, family: "" })
+        ? Address.format({ address: server.address.hostname, port: server.address.port })
         : server.address.path
     )
     return yield* Effect.never

@@ -1,6 +1,11 @@
 /**
  * @since 0.1.0
  */
+export * as Address from "./Address.js"
+
+/**
+ * @since 0.1.0
+ */
 export * as Component from "./Component.js"
 
 /**

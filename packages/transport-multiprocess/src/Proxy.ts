@@ -9,6 +9,7 @@
  *
  * @since 0.1.0
  */
+import { Address } from "@effect-weaver/core"
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -70,15 +71,6 @@ const hopByHop = new Set([
   "expect",
   "host"
 ])
-
-const splitAddress = (address: string): { readonly host: string; readonly port: number } => {
-  const colon = address.lastIndexOf(":")
-  const host = address.slice(0, colon).replace(/^\[(.*)\]$/, "$1")
-  return { host: host === "" ? "0.0.0.0" : host, port: Number(address.slice(colon + 1)) }
-}
-
-const formatAddress = (info: Net.AddressInfo): string =>
-  info.address.includes(":") ? `[${info.address}]:${info.port}` : `${info.address}:${info.port}`
 
 const refused = (error: unknown): boolean => {
   const code = (error as { code?: string })?.code ?? (error as { cause?: { code?: string } })?.cause?.code
@@ -183,7 +175,7 @@ export const make = (options: {
 
     const server = Http.createServer((req, res) => forward(req, res, 0))
     server.keepAliveTimeout = 5_000
-    const { host, port } = splitAddress(options.address)
+    const { host, port } = Address.split(options.address, "0.0.0.0")
     yield* Effect.async<void, ProxyError>((resume) => {
       const onError = (cause: Error) =>
         resume(Effect.fail(new ProxyError({ listener: options.listener, address: options.address, cause })))
@@ -205,7 +197,7 @@ export const make = (options: {
     )
     const proxy: Proxy = {
       listener: options.listener,
-      address: formatAddress(server.address() as Net.AddressInfo),
+      address: Address.format(server.address() as Net.AddressInfo),
       setBackends: (addresses) => {
         backends = [...addresses]
         if (backends.length > 0 && starting !== undefined) {

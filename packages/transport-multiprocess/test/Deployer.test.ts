@@ -3,22 +3,13 @@
  * replicas in their own processes, the listener proxy, the registry,
  * supervision, and cleanup when the deployer dies.
  */
+import { Registry } from "@effect-weaver/core"
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Scope from "effect/Scope"
-import {
-  deploy,
-  entry,
-  firstAnswer,
-  get,
-  helloToml,
-  isAlive,
-  proxyAddress,
-  replicaPids,
-  waitUntil
-} from "./utils/deployment.js"
+import { deploy, entry, firstAnswer, get, helloToml, proxyAddress, replicaPids, waitUntil } from "./utils/deployment.js"
 import type { Deployment } from "./utils/deployment.js"
 
 const pidsOf = (deployment: Deployment, component: string) =>
@@ -81,7 +72,7 @@ describe.sequential("weaver multi deploy of hello", () => {
           return pids.length === 2 && !pids.includes(victim!) ? pids : undefined
         })
         assert.include(restarted, survivor!)
-        assert.isFalse(isAlive(victim!))
+        assert.isFalse(Registry.isAlive(victim!))
         // The restarted replica serves too: enough calls reach both.
         for (let i = 0; i < 10; i++) {
           const answer = yield* get(url)
@@ -106,7 +97,7 @@ it.live("no replica survives its deployer killed with SIGKILL", () =>
     yield* waitUntil(
       `replicas ${pids.join(", ")} to exit`,
       deployment,
-      () => pids.every((pid) => !isAlive(pid)) ? true : undefined,
+      () => pids.every((pid) => !Registry.isAlive(pid)) ? true : undefined,
       "30 seconds"
     )
   }).pipe(Effect.scoped), 120_000)

@@ -7,7 +7,7 @@
  * @since 0.1.0
  */
 import type { Component, Transport } from "@effect-weaver/core"
-import { ComponentError, MethodMetrics, RemoteCallError } from "@effect-weaver/core"
+import { Address, ComponentError, MethodMetrics, RemoteCallError } from "@effect-weaver/core"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -133,12 +133,6 @@ const remoteError = (call: Transport.Call, reason: RemoteCallError["reason"], de
 
 const describe = (error: unknown): string => error instanceof Error ? error.message : String(error)
 
-const parseAddress = (address: string): { readonly host: string; readonly port: number } => {
-  const index = address.lastIndexOf(":")
-  const host = address.slice(address.startsWith("tcp://") ? 6 : 0, index).replace(/^\[(.*)\]$/, "$1")
-  return { host: host === "" ? "127.0.0.1" : host, port: Number(address.slice(index + 1)) }
-}
-
 const cancelFrame = (id: number) => Wire.frame(Wire.FrameType.Cancel, id)
 
 /** One connection to one replica address. */
@@ -152,7 +146,7 @@ class Connection {
   ready = false
 
   constructor(readonly peer: Peer) {
-    const { host, port } = parseAddress(peer.address)
+    const { host, port } = Address.split(peer.address, "127.0.0.1")
     const socket = Net.connect({ host, port })
     socket.setNoDelay(true)
     this.socket = socket

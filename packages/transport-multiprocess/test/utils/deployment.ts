@@ -3,7 +3,7 @@
  * (test/fixtures/deploy.ts through tsx), with its registry and log files in
  * a private temporary directory, and reads its registry entry.
  */
-import type { Registry } from "@effect-weaver/core"
+import { Registry } from "@effect-weaver/core"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Schedule from "effect/Schedule"
@@ -21,15 +21,6 @@ export interface Deployment {
   readonly dir: string
   readonly deployer: ChildProcess.ChildProcess
   readonly output: () => string
-}
-
-export const isAlive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM"
-  }
 }
 
 /** The deployment's registry entry, if written. */
@@ -123,7 +114,7 @@ export const deploy = (toml: string): Effect.Effect<Deployment, never, Scope.Sco
           )
         }
         for (const pid of pids) {
-          if (isAlive(pid)) process.kill(pid, "SIGKILL")
+          if (Registry.isAlive(pid)) process.kill(pid, "SIGKILL")
         }
         Fs.rmSync(deployment.dir, { recursive: true, force: true })
       })

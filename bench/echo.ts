@@ -1,0 +1,76 @@
+/**
+ * What the RPC benchmarks share: the echo component, its server and client
+ * over `@effect-weaver/transport-rpc`, and server processes started from a
+ * bench script (`<script> server ...`, announcing `PORT <n>` on stdout) and
+ * killed by pid.
+ */
+import { Component, Transport, Weavelet, Weaver, WeaverConfig } from "@effect-weaver/core"
+import { Server, TransportRpc } from "@effect-weaver/transport-rpc"
+import { Context, Effect, Schema, type Scope, Stream } from "effect"
+import * as ChildProcess from "node:child_process"
+
+export class Echo extends Component.Tag("bench/Echo")<Echo>()({
+  echo: Component.method({ payload: Schema.String, success: Schema.String })
+}) {}
+const EchoImpl = Component.implement(Echo, Effect.succeed({ echo: (s: string) => Effect.succeed(s) }))
+
+/** Serves the echo component on 127.0.0.1; succeeds with the port. */
+export const serveEcho = (deploymentId: string): Effect.Effect<number, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const transport = yield* TransportRpc.make({ resolve: () => Stream.empty })
+    const weavelet = yield* Weaver.makeWeavelet(Weaver.app({ components: [EchoImpl] }), {
+      config: WeaverConfig.empty(),
+      deploymentId
+    }).pipe(Effect.provideService(Transport.Transport, transport), Effect.orDie)
+    const server = yield* Server.serve({ port: 0 }).pipe(
+      Effect.provideService(Weavelet.Weavelet, weavelet),
+      Effect.orDie
+    )
+    return server.port
+  })
+
+/** The echo component's client, as a component of another process calls it: through the RPC transport. */
+export const echoClient = (deploymentId: string, port: number): Effect.Effect<Echo["Type"], never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const transport = yield* TransportRpc.make({ deploymentId, resolve: () => Stream.make([`127.0.0.1:${port}`]) })
+    const weavelet = yield* Weaver.makeWeavelet(Weaver.app({ components: [] }), {
+      config: WeaverConfig.empty(),
+      deploymentId,
+      extraComponents: [Echo]
+    }).pipe(Effect.provideService(Transport.Transport, transport), Effect.orDie)
+    return Context.unsafeGet(weavelet.clients("main"), Echo)
+  })
+
+const children = new Set<ChildProcess.ChildProcess>()
+
+/** SIGKILLs every server process started by {@link startServer} that still runs. */
+export const killChildren = (): void => {
+  for (const child of children) {
+    if (child.pid !== undefined && child.exitCode === null) process.kill(child.pid, "SIGKILL")
+  }
+  children.clear()
+}
+
+/** Runs `script server ...args` with this process's Node flags until it prints `PORT <n>`. */
+export const startServer = (script: string, args: ReadonlyArray<string>) =>
+  new Promise<{ readonly child: ChildProcess.ChildProcess; readonly port: number }>((resolve, reject) => {
+    const child = ChildProcess.spawn(process.execPath, [...process.execArgv, script, "server", ...args], {
+      stdio: ["pipe", "pipe", "inherit"]
+    })
+    children.add(child)
+    let out = ""
+    child.stdout!.on("data", (chunk: Buffer) => {
+      out += chunk.toString()
+      const match = /PORT (\d+)/.exec(out)
+      if (match) resolve({ child, port: Number(match[1]) })
+    })
+    const name = args.join(" ")
+    child.on("exit", (code) => reject(new Error(`${name} server exited (${code}) before listening`)))
+    setTimeout(() => reject(new Error(`${name} server did not start within 20 s`)), 20_000).unref()
+  })
+
+/** In a server process: exits when the bench (its parent) closes stdin, so no server outlives it. */
+export const exitWithParent = (): void => {
+  process.stdin.on("end", () => process.exit(0))
+  process.stdin.resume()
+}
