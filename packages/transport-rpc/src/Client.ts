@@ -249,6 +249,12 @@ interface RetryPolicy {
   readonly within: number
 }
 
+/** A component's balancer, and the calls waiting for it to know a replica. */
+interface Route {
+  readonly balancer: Balancer<Peer>
+  readonly waiting: Set<Invocation>
+}
+
 /**
  * One invocation: sends the request, retries it on another replica after
  * transport failures (retriable methods only, within bounds), enforces the
@@ -258,6 +264,8 @@ class Invocation implements Pending {
   private attempt = 0
   /** When the first attempt failed (retry time is counted from there). */
   private failedAt = 0
+  /** When the call began waiting for a replica to become known. */
+  private waitingSince = 0
   private connection: Connection | undefined = undefined
   private id = 0
   private deadlineTimer: ReturnType<typeof setTimeout> | undefined = undefined
@@ -269,7 +277,7 @@ class Invocation implements Pending {
     readonly frame: Buffer,
     readonly key: string | number | undefined,
     readonly deadline: number | undefined,
-    readonly balancer: Balancer<Peer>,
+    readonly route: Route,
     readonly policy: RetryPolicy,
     readonly resume: (effect: Effect.Effect<unknown, unknown>) => void,
     readonly calls: Set<Invocation>
@@ -281,10 +289,12 @@ class Invocation implements Pending {
   }
 
   send(): void {
-    const target = this.balancer.pick(this.key, usable)
+    const balancer = this.route.balancer
+    const target = balancer.pick(this.key, usable)
     const c = target?.connection
     if (c === undefined) {
-      const known = this.balancer.current.map((r) => r.address).join(", ") || "none known"
+      if (balancer.current.length === 0) return this.awaitReplica()
+      const known = balancer.current.map((r) => r.address).join(", ")
       return this.fail(remoteError(this.prepared.call, "Unreachable", `no replica is reachable (replicas: ${known})`))
     }
     this.connection = c
@@ -296,6 +306,33 @@ class Invocation implements Pending {
     this.frame.writeUInt32LE(this.id, 5)
     MethodMetrics.bytesRequest.unsafeUpdate(this.frame.length, this.prepared.labels)
     c.writer.write(this.frame)
+  }
+
+  /**
+   * The component has no replica: none has started yet, or all are being
+   * restarted. Nothing was sent, so any call (retriable or not) may wait for
+   * the next replica set, as Service Weaver's callers wait for a connection,
+   * up to the retry time bound or the deadline.
+   */
+  private awaitReplica(): void {
+    const now = Date.now()
+    if (this.waitingSince === 0) this.waitingSince = now
+    const giveUpAt = this.waitingSince + this.policy.within
+    if (now >= giveUpAt) {
+      const detail = `no replica became known within ${this.policy.within} ms (replicas: none known)`
+      return this.finish(Effect.fail(remoteError(this.prepared.call, "Unreachable", detail)))
+    }
+    this.route.waiting.add(this)
+    // The deadline timer, if earlier, ends the wait first.
+    this.retryTimer = setTimeout(() => this.wake(), giveUpAt - now)
+  }
+
+  /** The replica set changed (or the wait is over): try again. */
+  wake(): void {
+    this.route.waiting.delete(this)
+    if (this.retryTimer !== undefined) clearTimeout(this.retryTimer)
+    this.retryTimer = undefined
+    if (!this.done) this.send()
   }
 
   private deadlineOffset(): number {
@@ -349,6 +386,7 @@ class Invocation implements Pending {
   }
 
   private clearTimers(): void {
+    if (this.waitingSince !== 0) this.route.waiting.delete(this)
     if (this.deadlineTimer !== undefined) clearTimeout(this.deadlineTimer)
     if (this.retryTimer !== undefined) clearTimeout(this.retryTimer)
   }
@@ -483,7 +521,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     return found
   }
 
-  const connection = (balancer: Balancer<Peer>): Transport.Connection => {
+  const connection = (route: Route): Transport.Connection => {
     const once = (
       fiber: Fiber.RuntimeFiber<unknown, unknown>,
       p: Prepared,
@@ -492,7 +530,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       deadline: number | undefined
     ) =>
       Effect.async<unknown, unknown>((resume) => {
-        new Invocation(p, frame, key, deadline, balancer, policy, resume, callsOf(fiber)).send()
+        new Invocation(p, frame, key, deadline, route, policy, resume, callsOf(fiber)).send()
       })
 
     return {
@@ -543,7 +581,8 @@ export const make = Effect.fnUntraced(function*(options: Options) {
 
   const connect = (component: Component.Any): Effect.Effect<Transport.Connection> =>
     Effect.gen(function*() {
-      const balancer = new Balancer<Peer>((p) => p.address)
+      const route: Route = { balancer: new Balancer<Peer>((p) => p.address), waiting: new Set() }
+      const balancer = route.balancer
       const first = yield* Deferred.make<void>()
       yield* options.resolve(component.componentName).pipe(
         Stream.runForEach((addresses) =>
@@ -554,12 +593,13 @@ export const make = Effect.fnUntraced(function*(options: Options) {
               if (--p.users === 0) p.retire()
             }
             balancer.update(next)
+            if (next.length > 0) { for (const call of [...route.waiting]) call.wake() }
           }).pipe(Effect.zipRight(Deferred.succeed(first, undefined)))
         ),
         Effect.forkIn(scope)
       )
       yield* Deferred.await(first).pipe(Effect.timeout(Duration.millis(within)), Effect.ignore)
-      return connection(balancer)
+      return connection(route)
     })
 
   return { connect } satisfies Client

@@ -8,6 +8,7 @@ import * as Either from "effect/Either"
 import * as Fiber from "effect/Fiber"
 import * as Metric from "effect/Metric"
 import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import { clientOf, Echo, echoImpl, EchoSkewed, makeHooks, proxy, serveReplica, spawnReplica } from "./utils/fixture.js"
 
@@ -257,6 +258,37 @@ describe("TransportRpc", () => {
       yield* Effect.sleep("20 millis")
       const both = yield* Effect.forEach(Array.from({ length: 4 }), () => echo.whoami())
       assert.deepStrictEqual(new Set(both), new Set(["a", "b"]))
+    }))
+
+  it.scopedLive("a call made while a component has no replica waits for one, even a retry: false call", () =>
+    Effect.gen(function*() {
+      const hooks = yield* makeHooks()
+      const server = yield* serveReplica(hooks, { deploymentId })
+      const replicas = yield* SubscriptionRef.make<ReadonlyArray<string>>([server.address])
+      const echo = yield* clientOf(Echo, { deploymentId, addresses: replicas.changes })
+      assert.strictEqual(yield* echo.countOnce(), 1)
+      // Every replica is gone (restarting, say): calls wait for the next replica set.
+      yield* SubscriptionRef.set(replicas, [])
+      const waiting = yield* Effect.fork(Effect.all([echo.countOnce(), echo.echo("waited")], { concurrency: 2 }))
+      yield* Effect.sleep("100 millis")
+      assert.isNull(waiting.unsafePoll(), "the calls wait while no replica is known")
+      assert.strictEqual(hooks.calls, 1)
+      yield* SubscriptionRef.set(replicas, [server.address])
+      assert.deepStrictEqual(yield* Fiber.join(waiting), [2, "waited"])
+
+      // The wait is bounded by the retry time bound, and by the caller's deadline.
+      const bounded = yield* clientOf(Echo, {
+        deploymentId,
+        addresses: Stream.make<[ReadonlyArray<string>]>([]),
+        retry: { within: "200 millis" }
+      })
+      const start = Date.now()
+      const error = yield* remoteError(bounded.echo("x"))
+      assert.strictEqual(error.reason, "Unreachable")
+      assert.include(error.detail, "no replica became known within 200 ms")
+      assert.isAtLeast(Date.now() - start, 190)
+      const timeout = yield* remoteError(Client.withTimeout(bounded.echo("x"), "50 millis"))
+      assert.strictEqual(timeout.reason, "Timeout")
     }))
 
   it.scopedLive("the caller's trace context reaches the handler", () =>
