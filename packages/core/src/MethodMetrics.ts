@@ -52,6 +52,23 @@ export const latencyMicros = Metric.histogram(
 )
 
 /**
+ * Records one completed call: its count, its error if it failed, and its
+ * latency if measured.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const record = (
+  labels: ReadonlyArray<MetricLabel.MetricLabel>,
+  failed: boolean,
+  latencyMicros_: number | undefined
+): void => {
+  count.unsafeUpdate(1, labels)
+  if (failed) errorCount.unsafeUpdate(1, labels)
+  if (latencyMicros_ !== undefined) latencyMicros.unsafeUpdate(latencyMicros_, labels)
+}
+
+/**
  * Bytes of encoded requests, for remote calls only.
  *
  * @since 0.1.0

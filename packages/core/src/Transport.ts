@@ -43,6 +43,12 @@ export type Invoke = (call: Call, payload: unknown) => Effect.Effect<unknown, un
 export interface Connection {
   /** Whether calls cross a process boundary (the `remote` metric label). */
   readonly remote: boolean
+  /**
+   * Whether the connection records each call's method metrics (count, error
+   * count, latency; see `MethodMetrics.record`) itself. Client stubs then
+   * leave its calls unwrapped, which saves a step of the fiber per call.
+   */
+  readonly metered?: boolean | undefined
   readonly invoke: Invoke
 }
 

@@ -301,13 +301,12 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       const call = { component: component.componentName, method, spec, caller }
       let labels: ReturnType<typeof MethodMetrics.labels> | undefined
       let calls = 0
-      const record = (connection: Connection, failed: boolean) => {
+      const record = (connection: Connection, failed: boolean, latencyMicros: number | undefined) => {
         labels ??= MethodMetrics.labels({ caller, component: call.component, method, remote: connection.remote })
-        MethodMetrics.count.unsafeUpdate(1, labels)
-        if (failed) MethodMetrics.errorCount.unsafeUpdate(1, labels)
-        return labels
+        MethodMetrics.record(labels, failed, latencyMicros)
       }
       const invoke = (c: Connection, payload: unknown): Effect.Effect<unknown, unknown> => {
+        if (c.metered) return c.invoke(call, payload)
         // Reading the clock costs as much as a whole plain service call, so the latency of calls that complete
         // synchronously (the handler returned an Exit) is sampled; every other call is timed.
         const sampled = (++calls & syncLatencySampleMask) === 0
@@ -320,13 +319,11 @@ export const make = Effect.fnUntraced(function*(options: Options) {
           effect = Effect.die(defect)
         }
         if (isExit(effect)) {
-          const labels = record(c, effect._tag === "Failure")
-          if (sampled) MethodMetrics.latencyMicros.unsafeUpdate((performance.now() - syncStart) * 1000, labels)
+          record(c, effect._tag === "Failure", sampled ? (performance.now() - syncStart) * 1000 : undefined)
           return effect
         }
         const start = sampled ? syncStart : performance.now()
-        const done = (failed: boolean) =>
-          MethodMetrics.latencyMicros.unsafeUpdate((performance.now() - start) * 1000, record(c, failed))
+        const done = (failed: boolean) => record(c, failed, (performance.now() - start) * 1000)
         // Cheaper than Effect.onExit; the price is that calls interrupted mid-flight are not counted.
         return Effect.matchCauseEffect(effect, {
           onFailure: (cause) => {

@@ -11,6 +11,7 @@ import { Address, ComponentError, MethodMetrics, RemoteCallError } from "@effect
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import * as FiberRef from "effect/FiberRef"
 import { dual } from "effect/Function"
@@ -131,6 +132,10 @@ const knownReasons = new Set<string>(ComponentError.RemoteCallReason.literals)
 const remoteError = (call: Transport.Call, reason: RemoteCallError["reason"], detail: string) =>
   new RemoteCallError({ component: call.component, method: call.method, reason, detail })
 
+/** Records a finished call's method metrics. */
+const record = (prepared: Prepared, failed: boolean, start: number): void =>
+  MethodMetrics.record(prepared.labels, failed, (performance.now() - start) * 1000)
+
 const describe = (error: unknown): string => error instanceof Error ? error.message : String(error)
 
 const cancelFrame = (id: number) => Wire.frame(Wire.FrameType.Cancel, id)
@@ -214,14 +219,14 @@ class Connection {
 }
 
 /** The outcome of a call from its reply frame. */
-const decodeReply = (prepared: Prepared, type: number, body: Buffer): Effect.Effect<unknown, unknown> => {
+const decodeReply = (prepared: Prepared, type: number, body: Buffer): Exit.Exit<unknown, unknown> => {
   const { call, codec, labels } = prepared
   MethodMetrics.bytesReply.unsafeUpdate(body.length + Wire.headerBytes, labels)
   if (type === Wire.FrameType.Response) {
     try {
-      return Effect.succeed(codec.decodeSuccess(Wire.unpack(body)))
+      return Exit.succeed(codec.decodeSuccess(Wire.unpack(body)))
     } catch (error) {
-      return Effect.fail(remoteError(call, "Decode", `result: ${describe(error)}`))
+      return Exit.fail(remoteError(call, "Decode", `result: ${describe(error)}`))
     }
   }
   if (body[0] === Wire.ErrorKind.Application) {
@@ -229,9 +234,9 @@ const decodeReply = (prepared: Prepared, type: number, body: Buffer): Effect.Eff
     try {
       value = codec.decodeError(Wire.unpack(body.subarray(1)))
     } catch (error) {
-      return Effect.fail(remoteError(call, "Decode", `error: ${describe(error)}`))
+      return Exit.fail(remoteError(call, "Decode", `error: ${describe(error)}`))
     }
-    return Effect.fail(value)
+    return Exit.fail(value)
   }
   let system: { readonly reason: string; readonly detail: string }
   try {
@@ -240,7 +245,7 @@ const decodeReply = (prepared: Prepared, type: number, body: Buffer): Effect.Eff
     system = { reason: "Protocol", detail: `malformed error frame: ${describe(error)}` }
   }
   const reason = knownReasons.has(system.reason) ? system.reason as RemoteCallError["reason"] : "Protocol"
-  return Effect.fail(remoteError(call, reason, system.detail))
+  return Exit.fail(remoteError(call, reason, system.detail))
 }
 
 /** Retry bounds, resolved. */
@@ -280,6 +285,10 @@ class Invocation implements Pending {
     readonly route: Route,
     readonly policy: RetryPolicy,
     readonly resume: (effect: Effect.Effect<unknown, unknown>) => void,
+    /** When the caller made the call (`performance.now()`), for its latency. */
+    readonly start: number,
+    /** Whether this invocation records the call's method metrics. */
+    readonly metered: boolean,
     readonly calls: Set<Invocation>
   ) {
     if (deadline !== undefined) {
@@ -320,7 +329,7 @@ class Invocation implements Pending {
     const giveUpAt = this.waitingSince + this.policy.within
     if (now >= giveUpAt) {
       const detail = `no replica became known within ${this.policy.within} ms (replicas: none known)`
-      return this.finish(Effect.fail(remoteError(this.prepared.call, "Unreachable", detail)))
+      return this.finish(Exit.fail(remoteError(this.prepared.call, "Unreachable", detail)))
     }
     this.route.waiting.add(this)
     // The deadline timer, if earlier, ends the wait first.
@@ -360,7 +369,7 @@ class Invocation implements Pending {
       this.retryTimer = setTimeout(() => this.retry(), delay)
       return
     }
-    this.finish(Effect.fail(error))
+    this.finish(Exit.fail(error))
   }
 
   private retry(): void {
@@ -373,7 +382,7 @@ class Invocation implements Pending {
     const c = this.connection
     if (c !== undefined) c.pending.delete(this.id)
     this.connection = undefined
-    this.finish(Effect.fail(remoteError(this.prepared.call, "Timeout", "deadline exceeded")))
+    this.finish(Exit.fail(remoteError(this.prepared.call, "Timeout", "deadline exceeded")))
   }
 
   /** The caller was interrupted: tell the server, which interrupts the handler. */
@@ -381,6 +390,7 @@ class Invocation implements Pending {
     const c = this.connection
     if (c !== undefined && c.pending.delete(this.id)) c.writer.write(cancelFrame(this.id))
     this.connection = undefined
+    if (!this.done && this.metered) record(this.prepared, true, this.start)
     this.done = true
     this.clearTimers()
   }
@@ -391,12 +401,13 @@ class Invocation implements Pending {
     if (this.retryTimer !== undefined) clearTimeout(this.retryTimer)
   }
 
-  private finish(effect: Effect.Effect<unknown, unknown>): void {
+  private finish(exit: Exit.Exit<unknown, unknown>): void {
     if (this.done) return
     this.done = true
     this.clearTimers()
     this.calls.delete(this)
-    this.resume(effect)
+    if (this.metered) record(this.prepared, exit._tag === "Failure", this.start)
+    this.resume(exit)
   }
 }
 
@@ -527,22 +538,30 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       p: Prepared,
       frame: Buffer,
       key: string | number | undefined,
-      deadline: number | undefined
+      deadline: number | undefined,
+      start: number,
+      metered: boolean
     ) =>
       Effect.async<unknown, unknown>((resume) => {
-        new Invocation(p, frame, key, deadline, route, policy, resume, callsOf(fiber)).send()
+        new Invocation(p, frame, key, deadline, route, policy, resume, start, metered, callsOf(fiber)).send()
       })
 
     return {
       remote: true,
+      metered: true,
       invoke: (call, payload) =>
         Effect.withFiberRuntime<unknown, unknown>((fiber) => {
+          const start = performance.now()
           const p = prepare(call)
+          const unsent = (reason: RemoteCallError["reason"], detail: string) => {
+            record(p, true, start)
+            return Effect.fail(remoteError(call, reason, detail))
+          }
           let deadline = fiber.getFiberRef(currentDeadline)
           if (deadline === undefined && defaultTimeout !== undefined) deadline = Date.now() + defaultTimeout
           const remaining = deadline === undefined ? undefined : deadline - Date.now()
           if (remaining !== undefined && remaining <= 0) {
-            return Effect.fail(remoteError(call, "Timeout", "deadline exceeded before the call was sent"))
+            return unsent("Timeout", "deadline exceeded before the call was sent")
           }
           let encoded: unknown
           let key: string | number | undefined
@@ -550,7 +569,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
             encoded = p.codec.encodePayload(payload)
             key = call.spec.routeBy?.(payload)
           } catch (error) {
-            return Effect.fail(remoteError(call, "Decode", `payload: ${describe(error)}`))
+            return unsent("Decode", `payload: ${describe(error)}`)
           }
           const span = fiber.currentSpan
           const trace = span === undefined
@@ -566,15 +585,16 @@ export const make = Effect.fnUntraced(function*(options: Options) {
             const head = suffix === Wire.noFlags ? p.plainHead : Wire.requestHead(p.prefix, suffix)
             frame = Wire.frameWithValue(Wire.FrameType.Request, 0, head, encoded)
           } catch (error) {
-            return Effect.fail(remoteError(call, "Decode", `payload cannot be packed: ${describe(error)}`))
+            return unsent("Decode", `payload cannot be packed: ${describe(error)}`)
           }
           if (options.duplicateRetriable && call.spec.retry) {
+            // The caller made one call: only the second run is counted.
             return Effect.zipRight(
-              Effect.exit(once(fiber, p, frame, key, deadline)),
-              once(fiber, p, frame, key, deadline)
+              Effect.exit(once(fiber, p, frame, key, deadline, start, false)),
+              once(fiber, p, frame, key, deadline, start, true)
             )
           }
-          return once(fiber, p, frame, key, deadline)
+          return once(fiber, p, frame, key, deadline, start, true)
         })
     }
   }

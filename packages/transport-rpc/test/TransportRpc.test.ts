@@ -212,6 +212,46 @@ describe("TransportRpc", () => {
       assert.isAbove((yield* Metric.value(reply)).sum, 100)
     }))
 
+  it.scopedLive("counts remote calls once each, with errors and latency: failed in the handler, unsent, interrupted", () =>
+    Effect.gen(function*() {
+      const hooks = yield* makeHooks()
+      const server = yield* serveReplica(hooks, { deploymentId })
+      const echo = yield* clientOf(Echo, { deploymentId, addresses: [server.address] })
+      const metricsOf = (method: string) => {
+        const labels = MethodMetrics.labels({ caller: "main", component: "test/Echo", method, remote: true })
+        return Effect.all([
+          Metric.value(Metric.taggedWithLabels(MethodMetrics.count, labels)),
+          Metric.value(Metric.taggedWithLabels(MethodMetrics.errorCount, labels)),
+          Metric.value(Metric.taggedWithLabels(MethodMetrics.latencyMicros, labels))
+        ]).pipe(Effect.map(([count, errors, latency]) => ({ count: count.count, errors: errors.count, latency })))
+      }
+      const delta = <A, E>(method: string, calls: Effect.Effect<A, E>) =>
+        Effect.gen(function*() {
+          const before = yield* metricsOf(method)
+          yield* calls
+          const after = yield* metricsOf(method)
+          return {
+            count: after.count - before.count,
+            errors: after.errors - before.errors,
+            latencies: after.latency.count - before.latency.count,
+            micros: after.latency.sum - before.latency.sum
+          }
+        })
+
+      const served = yield* delta("echo", Effect.repeatN(echo.echo("x"), 2))
+      assert.deepInclude(served, { count: 3, errors: 0, latencies: 3 })
+      assert.isAbove(served.micros, 0)
+      assert.deepInclude(yield* delta("fail", Effect.either(echo.fail("no"))), { count: 1, errors: 1, latencies: 1 })
+      const unsent = delta("ping", Effect.either(Client.withTimeout(echo.ping(), "0 millis")))
+      assert.deepInclude(yield* unsent, { count: 1, errors: 1, latencies: 1 })
+      const interrupted = Effect.gen(function*() {
+        const fiber = yield* Effect.fork(echo.hang())
+        yield* Deferred.await(hooks.started)
+        yield* Fiber.interrupt(fiber)
+      })
+      assert.deepInclude(yield* delta("hang", interrupted), { count: 1, errors: 1, latencies: 1 })
+    }))
+
   it.scopedLive("layerTest sends every call over a socket and runs retriable calls twice", () =>
     Effect.gen(function*() {
       const hooks = yield* makeHooks()
