@@ -279,7 +279,10 @@ class Invocation implements Pending {
 
   constructor(
     readonly prepared: Prepared,
-    readonly frame: Buffer,
+    /** The request body before the payload; a call's own copy when it has a deadline. */
+    readonly head: Buffer,
+    /** The payload, encoded by its schema. */
+    readonly payload: unknown,
     readonly key: string | number | undefined,
     readonly deadline: number | undefined,
     readonly route: Route,
@@ -306,15 +309,23 @@ class Invocation implements Pending {
       const known = balancer.current.map((r) => r.address).join(", ")
       return this.fail(remoteError(this.prepared.call, "Unreachable", `no replica is reachable (replicas: ${known})`))
     }
-    this.connection = c
-    this.id = c.register(this)
     if (this.deadline !== undefined) {
       // The deadline travels as time remaining when the frame is sent.
-      this.frame.writeDoubleLE((this.deadline - Date.now()) * 1000, this.deadlineOffset())
+      this.head.writeDoubleLE((this.deadline - Date.now()) * 1000, this.deadlineOffset())
     }
-    this.frame.writeUInt32LE(this.id, 5)
-    MethodMetrics.bytesRequest.unsafeUpdate(this.frame.length, this.prepared.labels)
-    c.writer.write(this.frame)
+    const id = c.register(this)
+    let size: number
+    try {
+      size = c.writer.writeValue(Wire.FrameType.Request, id, this.head, this.payload)
+    } catch (error) {
+      c.pending.delete(id)
+      return this.finish(
+        Exit.fail(remoteError(this.prepared.call, "Decode", `payload cannot be packed: ${describe(error)}`))
+      )
+    }
+    this.connection = c
+    this.id = id
+    MethodMetrics.bytesRequest.unsafeUpdate(size, this.prepared.labels)
   }
 
   /**
@@ -345,8 +356,8 @@ class Invocation implements Pending {
   }
 
   private deadlineOffset(): number {
-    // frame header, header length, then the constant prefix and the flags byte.
-    return Wire.headerBytes + 2 + this.prepared.prefix.length + 1
+    // The header length, then the constant prefix and the flags byte.
+    return 2 + this.prepared.prefix.length + 1
   }
 
   complete(type: number, body: Buffer): void {
@@ -536,14 +547,15 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     const once = (
       fiber: Fiber.RuntimeFiber<unknown, unknown>,
       p: Prepared,
-      frame: Buffer,
+      head: Buffer,
+      payload: unknown,
       key: string | number | undefined,
       deadline: number | undefined,
       start: number,
       metered: boolean
     ) =>
       Effect.async<unknown, unknown>((resume) => {
-        new Invocation(p, frame, key, deadline, route, policy, resume, start, metered, callsOf(fiber)).send()
+        new Invocation(p, head, payload, key, deadline, route, policy, resume, start, metered, callsOf(fiber)).send()
       })
 
     return {
@@ -580,21 +592,15 @@ export const make = Effect.fnUntraced(function*(options: Options) {
             trace,
             fiber.getFiberRef(constructing)
           )
-          let frame: Buffer
-          try {
-            const head = suffix === Wire.noFlags ? p.plainHead : Wire.requestHead(p.prefix, suffix)
-            frame = Wire.frameWithValue(Wire.FrameType.Request, 0, head, encoded)
-          } catch (error) {
-            return unsent("Decode", `payload cannot be packed: ${describe(error)}`)
-          }
+          const head = suffix === Wire.noFlags ? p.plainHead : Wire.requestHead(p.prefix, suffix)
           if (options.duplicateRetriable && call.spec.retry) {
             // The caller made one call: only the second run is counted.
             return Effect.zipRight(
-              Effect.exit(once(fiber, p, frame, key, deadline, start, false)),
-              once(fiber, p, frame, key, deadline, start, true)
+              Effect.exit(once(fiber, p, head, encoded, key, deadline, start, false)),
+              once(fiber, p, head, encoded, key, deadline, start, true)
             )
           }
-          return once(fiber, p, frame, key, deadline, start, true)
+          return once(fiber, p, head, encoded, key, deadline, start, true)
         })
     }
   }

@@ -210,7 +210,7 @@ export const serve = Effect.fnUntraced(function*(options: Options = {}) {
         }
         // A handler that answered synchronously (returned an Exit) needs no fiber, unless traced: reply inline.
         if (Exit.isExit(effect) && !(header.sampled && header.traceId !== undefined)) {
-          return this.writer.write(reply(entry, id, effect))
+          return reply(this.writer, entry, id, effect)
         }
       } else {
         effect = Effect.flatMap(handlersOf(entry.component), (h) => h[entry.method]!(payload))
@@ -245,7 +245,7 @@ export const serve = Effect.fnUntraced(function*(options: Options = {}) {
         if (timer !== undefined) clearTimeout(timer)
         if (this.inflight.get(id) !== fiber) return
         this.inflight.delete(id)
-        this.writer.write(reply(entry, id, exit))
+        reply(this.writer, entry, id, exit)
       })
     }
   }
@@ -279,15 +279,20 @@ export const serve = Effect.fnUntraced(function*(options: Options = {}) {
   return info
 })
 
-const reply = (entry: Entry, id: number, exit: Exit.Exit<unknown, unknown>): Buffer => {
+const reply = (writer: Wire.FrameWriter, entry: Entry, id: number, exit: Exit.Exit<unknown, unknown>): void => {
   if (Exit.isSuccess(exit)) {
     try {
-      return Wire.frameWithValue(Wire.FrameType.Response, id, undefined, entry.codec.encodeSuccess(exit.value))
+      writer.writeValue(Wire.FrameType.Response, id, undefined, entry.codec.encodeSuccess(exit.value))
     } catch (error) {
-      return Wire.systemError(id, "Handler", `result does not match the success schema: ${describe(error)}`)
+      writer.write(Wire.systemError(id, "Handler", `result does not match the success schema: ${describe(error)}`))
     }
+    return
   }
-  const failure = Cause.failureOption(exit.cause)
+  writer.write(failureFrame(entry, id, exit.cause))
+}
+
+const failureFrame = (entry: Entry, id: number, cause: Cause.Cause<unknown>): Buffer => {
+  const failure = Cause.failureOption(cause)
   if (Option.isSome(failure)) {
     try {
       return Wire.applicationError(id, entry.codec.encodeError(failure.value))
@@ -299,6 +304,6 @@ const reply = (entry: Entry, id: number, exit: Exit.Exit<unknown, unknown>): Buf
       )
     }
   }
-  if (Cause.isInterruptedOnly(exit.cause)) return Wire.systemError(id, "Cancelled", "the handler was interrupted")
-  return Wire.systemError(id, "Handler", describeCause(exit.cause))
+  if (Cause.isInterruptedOnly(cause)) return Wire.systemError(id, "Cancelled", "the handler was interrupted")
+  return Wire.systemError(id, "Handler", describeCause(cause))
 }

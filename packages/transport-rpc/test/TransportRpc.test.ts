@@ -1,4 +1,4 @@
-import { MethodMetrics, RemoteCallError, Transport, Weaver, WeaverConfig } from "@effect-weaver/core"
+import { Component, MethodMetrics, RemoteCallError, Transport, Weaver, WeaverConfig } from "@effect-weaver/core"
 import { Client, TransportRpc } from "@effect-weaver/transport-rpc"
 import { assert, describe, it } from "@effect/vitest"
 import * as Context from "effect/Context"
@@ -7,6 +7,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Fiber from "effect/Fiber"
 import * as Metric from "effect/Metric"
+import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
@@ -62,6 +63,20 @@ describe("TransportRpc", () => {
       assert.strictEqual(error.reason, "Decode")
       assert.include(error.detail, "Expected string")
       assert.strictEqual(server.connections(), 1)
+    }))
+
+  it.scopedLive("a payload msgpack cannot carry fails with Decode and is never sent", () =>
+    Effect.gen(function*() {
+      class Big extends Component.Tag("test/Big")<Big>()({
+        take: Component.method({ payload: Schema.BigIntFromSelf })
+      }) {}
+      const hooks = yield* makeHooks()
+      const server = yield* serveReplica(hooks, { deploymentId })
+      const big = yield* clientOf(Big, { deploymentId, addresses: [server.address] })
+      const error = yield* remoteError(big.take(10n ** 30n))
+      assert.strictEqual(error.reason, "Decode")
+      assert.include(error.detail, "payload cannot be packed")
+      assert.include(error.detail, "too large to fit")
     }))
 
   it.scopedLive("refuses a server of another deployment with a clear error", () =>

@@ -73,6 +73,39 @@ describe("Wire", () => {
       assert.deepStrictEqual(writes, [Wire.maxBatchFrames, Wire.maxBatchFrames, 3])
     }))
 
+  it("a writer encodes frames in place, as frameWithValue builds them, and never changes bytes it handed over", () => {
+    const written: Array<{ readonly data: Uint8Array; readonly copy: Buffer }> = []
+    const writer = new Wire.FrameWriter({
+      write: (data) => written.push({ data, copy: Buffer.from(data) }) > 0
+    })
+    const prefix = Wire.requestHead(Wire.encodeHeaderPrefix("test/Echo.echo", "main"), Wire.noFlags)
+    const values: ReadonlyArray<unknown> = [
+      "short ascii",
+      "ascii, then é",
+      "x".repeat(40_000),
+      "lone \ud800",
+      { nested: [1, "two"] },
+      "y".repeat(200_000),
+      "after the large frame"
+    ]
+    const expected: Array<Buffer> = []
+    for (let round = 0; round < 3 * Wire.maxBatchFrames; round++) {
+      const value = values[round % values.length]
+      const id = round + 1
+      const size = writer.writeValue(Wire.FrameType.Request, id, prefix, value)
+      const frame = Wire.frameWithValue(Wire.FrameType.Request, id, prefix, value)
+      assert.strictEqual(size, frame.length)
+      expected.push(frame)
+    }
+    writer.flush()
+    // Every write still holds the bytes it had when handed to the socket.
+    for (const { data, copy } of written) assert.isTrue(Buffer.from(data).equals(copy))
+    assert.isTrue(Buffer.concat(written.map((w) => w.copy)).equals(Buffer.concat(expected)))
+    assert.throws(() => writer.writeValue(Wire.FrameType.Request, 0, prefix, { big: 10n ** 30n }), "too large")
+    writer.flush()
+    assert.strictEqual(written.length, 3, "a value that cannot be packed queues nothing")
+  })
+
   it("the string fast path writes msgpack that msgpackr reads back", () => {
     const check = (value: unknown) => {
       const [decoded] = frames(Wire.frameWithValue(Wire.FrameType.Response, 3, undefined, value))
