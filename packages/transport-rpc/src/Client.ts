@@ -326,6 +326,8 @@ class Invocation implements Pending {
     this.connection = c
     this.id = id
     MethodMetrics.bytesRequest.unsafeUpdate(size, this.prepared.labels)
+    // The only call in flight on the connection: nothing to batch it with, so no reason to wait for the turn's end.
+    if (c.pending.size === 1) c.writer.flush()
   }
 
   /**

@@ -134,6 +134,8 @@ export const serve = Effect.fnUntraced(function*(options: Options = {}) {
       socket.on("data", (chunk: Buffer) => {
         const error = this.reader.push(chunk)
         if (error !== undefined) return this.close(`closing connection: ${error.reason}`)
+        // The replies of handlers that answered synchronously go out now, all in one write.
+        this.writer.flush()
         // A client that sends but does not read: stop reading its requests until its replies drain.
         if (socket.writableLength > maxBufferedReplies) socket.pause()
       })
