@@ -61,11 +61,11 @@ export const latencyMicros = Metric.histogram(
 export const record = (
   labels: ReadonlyArray<MetricLabel.MetricLabel>,
   failed: boolean,
-  latencyMicros_: number | undefined
+  micros: number | undefined
 ): void => {
   count.unsafeUpdate(1, labels)
   if (failed) errorCount.unsafeUpdate(1, labels)
-  if (latencyMicros_ !== undefined) latencyMicros.unsafeUpdate(latencyMicros_, labels)
+  if (micros !== undefined) latencyMicros.unsafeUpdate(micros, labels)
 }
 
 /**

@@ -136,6 +136,12 @@ const remoteError = (call: Transport.Call, reason: RemoteCallError["reason"], de
 const record = (prepared: Prepared, failed: boolean, start: number): void =>
   MethodMetrics.record(prepared.labels, failed, (performance.now() - start) * 1000)
 
+/** A call that failed before it was sent: counted, then failed. */
+const unsent = (prepared: Prepared, start: number, reason: RemoteCallError["reason"], detail: string) => {
+  record(prepared, true, start)
+  return Effect.fail(remoteError(prepared.call, reason, detail))
+}
+
 const describe = (error: unknown): string => error instanceof Error ? error.message : String(error)
 
 const cancelFrame = (id: number) => Wire.frame(Wire.FrameType.Cancel, id)
@@ -567,15 +573,11 @@ export const make = Effect.fnUntraced(function*(options: Options) {
         Effect.withFiberRuntime<unknown, unknown>((fiber) => {
           const start = performance.now()
           const p = prepare(call)
-          const unsent = (reason: RemoteCallError["reason"], detail: string) => {
-            record(p, true, start)
-            return Effect.fail(remoteError(call, reason, detail))
-          }
           let deadline = fiber.getFiberRef(currentDeadline)
           if (deadline === undefined && defaultTimeout !== undefined) deadline = Date.now() + defaultTimeout
           const remaining = deadline === undefined ? undefined : deadline - Date.now()
           if (remaining !== undefined && remaining <= 0) {
-            return unsent("Timeout", "deadline exceeded before the call was sent")
+            return unsent(p, start, "Timeout", "deadline exceeded before the call was sent")
           }
           let encoded: unknown
           let key: string | number | undefined
@@ -583,7 +585,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
             encoded = p.codec.encodePayload(payload)
             key = call.spec.routeBy?.(payload)
           } catch (error) {
-            return unsent("Decode", `payload: ${describe(error)}`)
+            return unsent(p, start, "Decode", `payload: ${describe(error)}`)
           }
           const span = fiber.currentSpan
           const trace = span === undefined
