@@ -12,7 +12,7 @@
 import type { Component } from "@effect-weaver/core"
 import * as Data from "effect/Data"
 import * as Schema from "effect/Schema"
-import { Packr } from "msgpackr"
+import { addExtension, Packr } from "msgpackr"
 
 /**
  * The protocol version this build speaks. Peers must speak the same version.
@@ -91,13 +91,56 @@ export class ProtocolError extends Data.TaggedError("ProtocolError")<{
 const packr = new Packr({ useRecords: false, moreTypes: false, mapsAsObjects: true })
 
 /**
+ * A string with lone surrogates, which UTF-8 cannot carry: msgpackr writes it
+ * as the extension {@link utf16Extension} (its UTF-16LE code units) and reads
+ * that back as the string. Only this module makes instances, so registering
+ * the class with msgpackr (a process-wide registry) changes nothing for other
+ * users of msgpackr.
+ */
+class LoneSurrogates {
+  constructor(readonly value: string) {}
+}
+
+const isPlainObject = (value: object): value is Record<string, unknown> => {
+  const proto = Object.getPrototypeOf(value)
+  return proto === Object.prototype || proto === null
+}
+
+/** Whether a string in `value` (in arrays and plain objects, at any depth) has lone surrogates. */
+const hasLoneSurrogates = (value: unknown): boolean => {
+  if (typeof value === "string") return !(value as unknown as { isWellFormed(): boolean }).isWellFormed()
+  if (typeof value !== "object" || value === null) return false
+  if (Array.isArray(value)) return value.some(hasLoneSurrogates)
+  if (!isPlainObject(value)) return false
+  for (const key in value) {
+    if (hasLoneSurrogates(value[key])) return true
+  }
+  return false
+}
+
+/** A copy of `value` in which each string with lone surrogates is a {@link LoneSurrogates}. */
+const markLoneSurrogates = (value: unknown): unknown => {
+  if (typeof value === "string") {
+    return (value as unknown as { isWellFormed(): boolean }).isWellFormed() ? value : new LoneSurrogates(value)
+  }
+  if (typeof value !== "object" || value === null) return value
+  if (Array.isArray(value)) return value.map(markLoneSurrogates)
+  if (!isPlainObject(value)) return value
+  const copy: Record<string, unknown> = {}
+  for (const key in value) copy[key] = markLoneSurrogates(value[key])
+  return copy
+}
+
+/**
  * Encodes a value (the output of `Schema.encode`) as msgpack. The returned
  * buffer is only valid until the next call: copy it before packing again.
+ * Strings with lone surrogates, at any depth, cross exactly (as the
+ * {@link utf16Extension}); only object keys go as UTF-8.
  *
  * @since 0.1.0
  * @category codec
  */
-export const pack = (value: unknown): Buffer => packr.pack(value)
+export const pack = (value: unknown): Buffer => packr.pack(hasLoneSurrogates(value) ? markLoneSurrogates(value) : value)
 
 /**
  * The msgpack size of a string payload, for the string fast path.
@@ -250,6 +293,13 @@ export const frameWithValue = (type: FrameType, id: number, prefix: Uint8Array |
  * @category constants
  */
 export const utf16Extension = 0x57
+
+addExtension({
+  Class: LoneSurrogates,
+  type: utf16Extension,
+  pack: (marked: LoneSurrogates) => Buffer.from(marked.value, "utf16le"),
+  unpack: (bytes: Uint8Array) => asBuffer(bytes).toString("utf16le")
+})
 
 /**
  * Decodes msgpack bytes.

@@ -125,6 +125,28 @@ describe("Wire", () => {
     check({ nested: ["values", 1, true, null] })
   })
 
+  it("strings with lone surrogates cross exactly at any depth of a structure", () => {
+    const { tree } = fc.letrec((tie) => ({
+      tree: fc.oneof(
+        { depthSize: "small" },
+        fc.string({ unit: "binary", maxLength: 6 }).chain((a) => fc.constantFrom(a, `${a}\ud83d`, `\udc00${a}`)),
+        fc.integer(),
+        fc.boolean(),
+        fc.constant(null),
+        fc.array(tie("tree"), { maxLength: 4 }),
+        fc.dictionary(fc.string({ maxLength: 4 }), tie("tree"), { maxKeys: 4 })
+      )
+    }))
+    fc.assert(
+      fc.property(tree, (value) => {
+        const [decoded] = frames(Wire.frameWithValue(Wire.FrameType.Response, 1, undefined, value))
+        assert.deepStrictEqual(Wire.unpack(decoded!.body), value)
+      })
+    )
+    const nested = { name: "lone \ud800", list: ["ok", "\udfff"], date: new Date(0) }
+    assert.deepStrictEqual(Wire.unpack(Wire.pack(nested)), nested)
+  })
+
   it("reassembles frames split at every byte boundary", () => {
     const bytes = Buffer.concat([hello, request(1, "a.b", [1, 2]), request(2, "a.c", { x: "y" })])
     for (let cut = 0; cut <= bytes.length; cut++) {
