@@ -96,6 +96,12 @@ export const make = (options: {
     let backends: ReadonlyArray<string> = []
     // Requests held until the first replica serves the listener; undefined once one has.
     let starting: Set<() => void> | undefined = new Set()
+    /** Start-up is over: forward the held requests, and hold no more. */
+    const endStartup = () => {
+      const held = starting ?? []
+      starting = undefined
+      for (const release of held) release()
+    }
     const pools = new Map<string, Pool>()
     let next = 0
     const poolOf = (backend: string) => {
@@ -187,9 +193,7 @@ export const make = (options: {
     })
     yield* Effect.addFinalizer(() =>
       Effect.async<void>((resume) => {
-        const waiting = starting ?? []
-        starting = undefined
-        for (const release of waiting) release()
+        endStartup()
         server.close(() => resume(Effect.void))
         server.closeAllConnections()
         for (const pool of pools.values()) void pool.destroy().catch(() => undefined)
@@ -200,11 +204,7 @@ export const make = (options: {
       address: Address.format(server.address() as Net.AddressInfo),
       setBackends: (addresses) => {
         backends = [...addresses]
-        if (backends.length > 0 && starting !== undefined) {
-          const waiting = starting
-          starting = undefined
-          for (const release of waiting) release()
-        }
+        if (backends.length > 0) endStartup()
         for (const [backend, pool] of pools) {
           if (!addresses.includes(backend)) {
             pools.delete(backend)

@@ -543,16 +543,6 @@ export const requestBody = (prefix: Buffer, suffix: Buffer, payload: Buffer): Re
 }
 
 /**
- * A whole request frame (id 0, to be set with `writeUInt32LE(id, 5)` before
- * sending) for an encoded payload value, built with one allocation.
- *
- * @since 0.1.0
- * @category codec
- */
-export const request = (prefix: Buffer, suffix: Buffer, encodedPayload: unknown): Buffer =>
-  frameWithValue(FrameType.Request, 0, requestHead(prefix, suffix), encodedPayload)
-
-/**
  * The part of a request body before the payload: `headerLength:u16 header`.
  *
  * @since 0.1.0
