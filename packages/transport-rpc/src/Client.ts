@@ -112,8 +112,8 @@ export interface Client {
 /** What a connection knows of a call in flight on it. */
 interface Pending {
   readonly prepared: Prepared
-  /** A reply frame arrived. */
-  complete(type: number, body: Buffer): void
+  /** A reply frame arrived, in a chunk read at `now` (`performance.now()`). */
+  complete(type: number, body: Buffer, now: number): void
   /** The connection failed. */
   fail(error: RemoteCallError): void
 }
@@ -133,8 +133,8 @@ const remoteError = (call: Transport.Call, reason: RemoteCallError["reason"], de
   new RemoteCallError({ component: call.component, method: call.method, reason, detail })
 
 /** Records a finished call's method metrics. */
-const record = (prepared: Prepared, failed: boolean, start: number): void =>
-  MethodMetrics.record(prepared.labels, failed, (performance.now() - start) * 1000)
+const record = (prepared: Prepared, failed: boolean, start: number, now = performance.now()): void =>
+  MethodMetrics.record(prepared.labels, failed, (now - start) * 1000)
 
 /** A call that failed before it was sent: counted, then failed. */
 const unsent = (prepared: Prepared, start: number, reason: RemoteCallError["reason"], detail: string) => {
@@ -146,13 +146,79 @@ const describe = (error: unknown): string => error instanceof Error ? error.mess
 
 const cancelFrame = (id: number) => Wire.frame(Wire.FrameType.Cancel, id)
 
+/**
+ * The calls in flight on a connection, by id: a table indexed by the id's low
+ * bits and kept at most half full. The connection picks the ids, skipping
+ * those whose slot is taken, so a lookup is one array read; a `Map` costs
+ * several times that per call, which shows at 100k calls a second.
+ */
+class CallTable {
+  private slots: Array<Pending | undefined> = new Array(64).fill(undefined)
+  private ids = new Uint32Array(64)
+  private nextId = 1
+  size = 0
+
+  /** Adds a call and returns the id it is sent with (never 0, which the protocol reserves). */
+  add(pending: Pending): number {
+    if (2 * (this.size + 1) > this.slots.length) this.grow()
+    const mask = this.slots.length - 1
+    let id = this.nextId
+    while (this.slots[id & mask] !== undefined) id = id === 0xffffffff ? 1 : id + 1
+    this.nextId = id === 0xffffffff ? 1 : id + 1
+    this.slots[id & mask] = pending
+    this.ids[id & mask] = id
+    this.size++
+    return id
+  }
+
+  get(id: number): Pending | undefined {
+    const slot = id & (this.slots.length - 1)
+    return this.ids[slot] === id ? this.slots[slot] : undefined
+  }
+
+  /** Removes a call; false if it was not in the table. */
+  delete(id: number): boolean {
+    const slot = id & (this.slots.length - 1)
+    if (this.ids[slot] !== id || this.slots[slot] === undefined) return false
+    this.slots[slot] = undefined
+    this.ids[slot] = 0
+    this.size--
+    return true
+  }
+
+  /** Removes and returns every call. */
+  clear(): Array<Pending> {
+    const calls = this.slots.filter((pending) => pending !== undefined)
+    this.slots.fill(undefined)
+    this.ids.fill(0)
+    this.size = 0
+    return calls
+  }
+
+  private grow(): void {
+    const slots: Array<Pending | undefined> = new Array(this.slots.length * 2).fill(undefined)
+    const ids = new Uint32Array(slots.length)
+    const mask = slots.length - 1
+    for (let i = 0; i < this.slots.length; i++) {
+      if (this.slots[i] === undefined) continue
+      slots[this.ids[i]! & mask] = this.slots[i]
+      ids[this.ids[i]! & mask] = this.ids[i]!
+    }
+    this.slots = slots
+    this.ids = ids
+  }
+}
+
 /** One connection to one replica address. */
 class Connection {
   readonly socket: Net.Socket
   readonly writer: Wire.FrameWriter
   readonly reader: Wire.FrameReader
-  readonly pending = new Map<number, Pending>()
-  private nextId = 1
+  readonly pending = new CallTable()
+  /** Calls the last chunk of replies completed; their callers' next calls are batched, not written one by one. */
+  resumed = 0
+  /** When the last chunk was read: the end of the latency of the calls it completes (one clock read per chunk). */
+  private readAt = 0
   closed = false
   ready = false
 
@@ -165,6 +231,8 @@ class Connection {
     this.reader = new Wire.FrameReader(peer.client.maxFrameBytes, this.onFrame)
     this.writer.write(Wire.encodeHello(peer.client.hello))
     socket.on("data", (chunk: Buffer) => {
+      this.resumed = 0
+      this.readAt = performance.now()
       const error = this.reader.push(chunk)
       if (error !== undefined) this.fail("Protocol", `${peer.address} broke the protocol: ${error.reason}`)
     })
@@ -172,19 +240,13 @@ class Connection {
     socket.on("close", () => this.fail("Unreachable", `connection to ${peer.address} closed`))
   }
 
-  register(pending: Pending): number {
-    const id = this.nextId
-    this.nextId = id === 0xffffffff ? 1 : id + 1
-    this.pending.set(id, pending)
-    return id
-  }
-
   readonly onFrame = (type: number, id: number, body: Buffer): void => {
     if (type === Wire.FrameType.Response || (type === Wire.FrameType.Error && id !== 0)) {
       const pending = this.pending.get(id)
       if (pending === undefined) return // cancelled or timed out: the reply is dropped
       this.pending.delete(id)
-      pending.complete(type, body)
+      this.resumed++
+      pending.complete(type, body, this.readAt)
       if (this.peer.users === 0 && this.pending.size === 0) this.fail("Unreachable", "replica removed")
     } else if (type === Wire.FrameType.Hello) {
       const hello = Wire.decodeHello(body)
@@ -218,9 +280,7 @@ class Connection {
       const backoff = Math.min(1000, 10 * 2 ** Math.min(peer.failures, 10))
       peer.retryAt = Date.now() + backoff * (0.6 + 0.4 * Math.random())
     }
-    const pending = [...this.pending.values()]
-    this.pending.clear()
-    for (const call of pending) call.fail(remoteError(call.prepared.call, reason, detail))
+    for (const call of this.pending.clear()) call.fail(remoteError(call.prepared.call, reason, detail))
   }
 }
 
@@ -298,12 +358,14 @@ class Invocation implements Pending {
     readonly start: number,
     /** Whether this invocation records the call's method metrics. */
     readonly metered: boolean,
-    readonly calls: Set<Invocation>
+    readonly caller: Caller
   ) {
     if (deadline !== undefined) {
       this.deadlineTimer = setTimeout(() => this.expire(), Math.max(0, deadline - Date.now()))
     }
-    calls.add(this)
+    // A fiber that makes a call has stopped waiting for any earlier one: it was interrupted out of it.
+    caller.current?.interrupt()
+    caller.current = this
   }
 
   send(): void {
@@ -319,7 +381,7 @@ class Invocation implements Pending {
       // The deadline travels as time remaining when the frame is sent.
       this.head.writeDoubleLE((this.deadline - Date.now()) * 1000, this.deadlineOffset())
     }
-    const id = c.register(this)
+    const id = c.pending.add(this)
     let size: number
     try {
       size = c.writer.writeValue(Wire.FrameType.Request, id, this.head, this.payload)
@@ -332,8 +394,8 @@ class Invocation implements Pending {
     this.connection = c
     this.id = id
     MethodMetrics.bytesRequest.unsafeUpdate(size, this.prepared.labels)
-    // The only call in flight on the connection: nothing to batch it with, so no reason to wait for the turn's end.
-    if (c.pending.size === 1) c.writer.flush()
+    // The only call in flight on the connection, and no other caller just resumed: nothing to batch it with.
+    if (c.pending.size === 1 && c.resumed <= 1) c.writer.flush()
   }
 
   /**
@@ -368,9 +430,9 @@ class Invocation implements Pending {
     return 2 + this.prepared.prefix.length + 1
   }
 
-  complete(type: number, body: Buffer): void {
+  complete(type: number, body: Buffer, now: number): void {
     this.connection = undefined
-    this.finish(decodeReply(this.prepared, type, body))
+    this.finish(decodeReply(this.prepared, type, body), now)
   }
 
   fail(error: RemoteCallError): void {
@@ -420,36 +482,39 @@ class Invocation implements Pending {
     if (this.retryTimer !== undefined) clearTimeout(this.retryTimer)
   }
 
-  private finish(exit: Exit.Exit<unknown, unknown>): void {
+  private finish(exit: Exit.Exit<unknown, unknown>, now?: number): void {
     if (this.done) return
     this.done = true
     this.clearTimers()
-    this.calls.delete(this)
-    if (this.metered) record(this.prepared, exit._tag === "Failure", this.start)
+    if (this.caller.current === this) this.caller.current = undefined
+    if (this.metered) record(this.prepared, exit._tag === "Failure", this.start, now)
     this.resume(exit)
   }
 }
 
 /**
- * The calls in flight of each calling fiber. Cancellation: if the fiber ends
- * while a call is in flight, it was interrupted. One observer per fiber, added
- * at its first call, costs far less than a canceler returned to Effect.async
- * (which wraps every call in an uninterruptible onInterrupt region) or an
- * observer added and removed per call.
+ * A calling fiber and the call it is suspended in, if any: a fiber waits for
+ * one call at a time. Cancellation: if the fiber ends while a call is in
+ * flight, it was interrupted. One observer per fiber, added at its first call,
+ * costs far less than a canceler returned to Effect.async (which wraps every
+ * call in an uninterruptible onInterrupt region) or an observer added and
+ * removed per call.
  */
-const inFlight = new WeakMap<Fiber.RuntimeFiber<unknown, unknown>, Set<Invocation>>()
+interface Caller {
+  current: Invocation | undefined
+}
 
-const callsOf = (fiber: Fiber.RuntimeFiber<unknown, unknown>): Set<Invocation> => {
-  let calls = inFlight.get(fiber)
-  if (calls === undefined) {
-    const created = new Set<Invocation>()
-    inFlight.set(fiber, created)
-    fiber.addObserver(() => {
-      for (const call of created) call.interrupt()
-    })
-    calls = created
+const callers = new WeakMap<Fiber.RuntimeFiber<unknown, unknown>, Caller>()
+
+const callerOf = (fiber: Fiber.RuntimeFiber<unknown, unknown>): Caller => {
+  let caller = callers.get(fiber)
+  if (caller === undefined) {
+    const created: Caller = { current: undefined }
+    callers.set(fiber, created)
+    fiber.addObserver(() => created.current?.interrupt())
+    caller = created
   }
-  return calls
+  return caller
 }
 
 /** A replica address and its current connection. */
@@ -563,7 +628,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       metered: boolean
     ) =>
       Effect.async<unknown, unknown>((resume) => {
-        new Invocation(p, head, payload, key, deadline, route, policy, resume, start, metered, callsOf(fiber)).send()
+        new Invocation(p, head, payload, key, deadline, route, policy, resume, start, metered, callerOf(fiber)).send()
       })
 
     return {

@@ -175,6 +175,22 @@ describe("TransportRpc", () => {
       yield* Deferred.await(again.interrupted).pipe(Effect.timeout("2 seconds"))
     }))
 
+  it.scopedLive("a call in flight keeps its id while thousands of others come and go on the connection", () =>
+    Effect.gen(function*() {
+      const hooks = yield* makeHooks()
+      const server = yield* serveReplica(hooks, { deploymentId })
+      const echo = yield* clientOf(Echo, { deploymentId, addresses: [server.address] })
+      const hanging = yield* Effect.fork(echo.hang())
+      yield* Deferred.await(hooks.started).pipe(Effect.timeout("2 seconds"))
+      // Ids wrap around the connection's id table many times, then more calls at once than the table holds.
+      const texts = Array.from({ length: 3000 }, (_, i) => `call ${i}`)
+      assert.deepStrictEqual(yield* Effect.forEach(texts, echo.echo, { concurrency: 20 }), texts)
+      assert.deepStrictEqual(yield* Effect.forEach(texts, echo.echo, { concurrency: 300 }), texts)
+      // The cancel frame still names the hanging call: the server interrupts that handler.
+      yield* Fiber.interrupt(hanging)
+      yield* Deferred.await(hooks.interrupted).pipe(Effect.timeout("2 seconds"))
+    }))
+
   it.scopedLive("calls move to the other replicas when one disappears under load", () =>
     Effect.gen(function*() {
       const a = yield* makeHooks("a")
