@@ -812,7 +812,10 @@ const slabBytes = 64 * 1024
  *
  * Frames are encoded straight into one buffer, so a batch costs no
  * allocation per frame and no copy to join them. Bytes handed to the socket
- * are never written again: a full buffer is replaced, not reused.
+ * are not written again while it may still hold them: the buffer is reused
+ * from its start only once the socket reports nothing queued
+ * (`writableLength` 0, the system call took every byte); otherwise a full
+ * buffer is replaced, not reused.
  *
  * @since 0.1.0
  * @category codec
@@ -826,7 +829,7 @@ export class FrameWriter implements Sink {
   private frames = 0
   private scheduled = false
   private closed = false
-  constructor(readonly socket: { write(data: Uint8Array): boolean }) {}
+  constructor(readonly socket: { write(data: Uint8Array): boolean; readonly writableLength?: number }) {}
 
   /** @internal */
   reserve(size: number): Buffer {
@@ -901,5 +904,7 @@ export class FrameWriter implements Sink {
     }
     this.start = this.end
     this.socket.write(data)
+    // The kernel took every byte: the buffer is free again, and its start is likely still in cache.
+    if (this.socket.writableLength === 0 && this.start === this.end) this.start = this.end = 0
   }
 }

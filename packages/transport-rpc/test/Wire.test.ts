@@ -106,6 +106,32 @@ describe("Wire", () => {
     assert.strictEqual(written.length, 3, "a value that cannot be packed queues nothing")
   })
 
+  it("a writer reuses its buffer only once the socket holds none of the bytes it was given", () => {
+    const written: Array<Uint8Array> = []
+    let writableLength = 0
+    const writer = new Wire.FrameWriter({
+      write: (data) => written.push(data) > 0,
+      get writableLength() {
+        return writableLength
+      }
+    })
+    writer.write(Wire.frame(Wire.FrameType.Cancel, 1))
+    writer.flush()
+    writer.write(Wire.frame(Wire.FrameType.Cancel, 2))
+    writer.flush()
+    // Both writes went out whole, so the second reused the bytes of the first.
+    assert.strictEqual(written[1]!.byteOffset, written[0]!.byteOffset)
+    assert.strictEqual(frames(Buffer.from(written[1]!))[0]!.id, 2)
+    writableLength = 9
+    writer.write(Wire.frame(Wire.FrameType.Cancel, 3))
+    writer.flush()
+    writer.write(Wire.frame(Wire.FrameType.Cancel, 4))
+    writer.flush()
+    // The socket still queues the third write: the fourth goes after it, leaving it intact.
+    assert.strictEqual(written[3]!.byteOffset, written[2]!.byteOffset + written[2]!.length)
+    assert.strictEqual(frames(Buffer.from(written[2]!))[0]!.id, 3)
+  })
+
   it("the string fast path writes msgpack that msgpackr reads back", () => {
     const check = (value: unknown) => {
       const [decoded] = frames(Wire.frameWithValue(Wire.FrameType.Response, 3, undefined, value))
