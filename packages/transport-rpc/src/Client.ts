@@ -12,11 +12,12 @@ import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import type * as Fiber from "effect/Fiber"
+import * as Fiber from "effect/Fiber"
 import * as FiberRef from "effect/FiberRef"
 import { dual } from "effect/Function"
 import * as GlobalValue from "effect/GlobalValue"
 import type * as MetricLabel from "effect/MetricLabel"
+import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Net from "node:net"
@@ -136,9 +137,15 @@ const remoteError = (call: Transport.Call, reason: RemoteCallError["reason"], de
 const record = (prepared: Prepared, failed: boolean, start: number, now = performance.now()): void =>
   MethodMetrics.record(prepared.labels, failed, (now - start) * 1000)
 
-/** A call that failed before it was sent: counted, then failed. */
-const unsent = (prepared: Prepared, start: number, reason: RemoteCallError["reason"], detail: string) => {
-  record(prepared, true, start)
+/** A call that failed before it was sent: counted if metered, then failed. */
+const unsent = (
+  prepared: Prepared,
+  start: number,
+  metered: boolean,
+  reason: RemoteCallError["reason"],
+  detail: string
+) => {
+  if (metered) record(prepared, true, start)
   return Effect.fail(remoteError(prepared.call, reason, detail))
 }
 
@@ -617,60 +624,61 @@ export const make = Effect.fnUntraced(function*(options: Options) {
   }
 
   const connection = (route: Route): Transport.Connection => {
-    const once = (
-      fiber: Fiber.RuntimeFiber<unknown, unknown>,
-      p: Prepared,
-      head: Buffer,
+    /**
+     * Prepares a call and sends it; `resume` gets its outcome. It runs as the
+     * register function of `Effect.async`, where the calling fiber is the
+     * current one: a fiber step and a closure fewer per call than reading the
+     * fiber with `Effect.withFiberRuntime` first.
+     */
+    const send = (
+      call: Transport.Call,
       payload: unknown,
-      key: string | number | undefined,
-      deadline: number | undefined,
-      start: number,
-      metered: boolean
-    ) =>
-      Effect.async<unknown, unknown>((resume) => {
-        new Invocation(p, head, payload, key, deadline, route, policy, resume, start, metered, callerOf(fiber)).send()
-      })
+      metered: boolean,
+      resume: (effect: Effect.Effect<unknown, unknown>) => void
+    ): void => {
+      const fiber = Option.getOrThrow(Fiber.getCurrentFiber())
+      const start = performance.now()
+      const p = prepare(call)
+      let deadline = fiber.getFiberRef(currentDeadline)
+      if (deadline === undefined && defaultTimeout !== undefined) deadline = Date.now() + defaultTimeout
+      const remaining = deadline === undefined ? undefined : deadline - Date.now()
+      if (remaining !== undefined && remaining <= 0) {
+        return resume(unsent(p, start, metered, "Timeout", "deadline exceeded before the call was sent"))
+      }
+      let encoded: unknown
+      let key: string | number | undefined
+      try {
+        encoded = p.codec.encodePayload(payload)
+        key = call.spec.routeBy?.(payload)
+      } catch (error) {
+        return resume(unsent(p, start, metered, "Decode", `payload: ${describe(error)}`))
+      }
+      const span = fiber.currentSpan
+      const trace = span === undefined
+        ? undefined
+        : { traceId: span.traceId, spanId: span.spanId, sampled: span.sampled }
+      const suffix = Wire.encodeHeaderSuffix(
+        remaining === undefined ? undefined : remaining * 1000,
+        trace,
+        fiber.getFiberRef(constructing)
+      )
+      const head = suffix === Wire.noFlags ? p.plainHead : Wire.requestHead(p.prefix, suffix)
+      new Invocation(p, head, encoded, key, deadline, route, policy, resume, start, metered, callerOf(fiber)).send()
+    }
 
     return {
       remote: true,
       metered: true,
-      invoke: (call, payload) =>
-        Effect.withFiberRuntime<unknown, unknown>((fiber) => {
-          const start = performance.now()
-          const p = prepare(call)
-          let deadline = fiber.getFiberRef(currentDeadline)
-          if (deadline === undefined && defaultTimeout !== undefined) deadline = Date.now() + defaultTimeout
-          const remaining = deadline === undefined ? undefined : deadline - Date.now()
-          if (remaining !== undefined && remaining <= 0) {
-            return unsent(p, start, "Timeout", "deadline exceeded before the call was sent")
-          }
-          let encoded: unknown
-          let key: string | number | undefined
-          try {
-            encoded = p.codec.encodePayload(payload)
-            key = call.spec.routeBy?.(payload)
-          } catch (error) {
-            return unsent(p, start, "Decode", `payload: ${describe(error)}`)
-          }
-          const span = fiber.currentSpan
-          const trace = span === undefined
-            ? undefined
-            : { traceId: span.traceId, spanId: span.spanId, sampled: span.sampled }
-          const suffix = Wire.encodeHeaderSuffix(
-            remaining === undefined ? undefined : remaining * 1000,
-            trace,
-            fiber.getFiberRef(constructing)
+      invoke: (call, payload) => {
+        if (options.duplicateRetriable && call.spec.retry) {
+          // The caller made one call: only the second run is counted.
+          return Effect.zipRight(
+            Effect.exit(Effect.async<unknown, unknown>((resume) => send(call, payload, false, resume))),
+            Effect.async<unknown, unknown>((resume) => send(call, payload, true, resume))
           )
-          const head = suffix === Wire.noFlags ? p.plainHead : Wire.requestHead(p.prefix, suffix)
-          if (options.duplicateRetriable && call.spec.retry) {
-            // The caller made one call: only the second run is counted.
-            return Effect.zipRight(
-              Effect.exit(once(fiber, p, head, encoded, key, deadline, start, false)),
-              once(fiber, p, head, encoded, key, deadline, start, true)
-            )
-          }
-          return once(fiber, p, head, encoded, key, deadline, start, true)
-        })
+        }
+        return Effect.async<unknown, unknown>((resume) => send(call, payload, true, resume))
+      }
     }
   }
 
