@@ -113,8 +113,8 @@ export interface Client {
 /** What a connection knows of a call in flight on it. */
 interface Pending {
   readonly prepared: Prepared
-  /** A reply frame arrived, in a chunk read at `now` (`performance.now()`). */
-  complete(type: number, body: Buffer, now: number): void
+  /** A reply frame arrived (its body is `bytes` from `start` to `end`), in a chunk read at `now` (`performance.now()`). */
+  complete(type: number, bytes: Buffer, start: number, end: number, now: number): void
   /** The connection failed. */
   fail(error: RemoteCallError): void
 }
@@ -247,16 +247,16 @@ class Connection {
     socket.on("close", () => this.fail("Unreachable", `connection to ${peer.address} closed`))
   }
 
-  readonly onFrame = (type: number, id: number, body: Buffer): void => {
+  readonly onFrame = (type: number, id: number, bytes: Buffer, start: number, end: number): void => {
     if (type === Wire.FrameType.Response || (type === Wire.FrameType.Error && id !== 0)) {
       const pending = this.pending.get(id)
       if (pending === undefined) return // cancelled or timed out: the reply is dropped
       this.pending.delete(id)
       this.resumed++
-      pending.complete(type, body, this.readAt)
+      pending.complete(type, bytes, start, end, this.readAt)
       if (this.peer.users === 0 && this.pending.size === 0) this.fail("Unreachable", "replica removed")
     } else if (type === Wire.FrameType.Hello) {
-      const hello = Wire.decodeHello(body)
+      const hello = Wire.decodeHello(bytes.subarray(start, end))
       const refused = hello instanceof Wire.ProtocolError
         ? hello.reason
         : Wire.checkHello(this.peer.client.hello, hello)
@@ -267,7 +267,7 @@ class Connection {
         this.peer.failures = 0
       }
     } else if (type === Wire.FrameType.Error) {
-      const { detail } = Wire.decodeSystemError(body.subarray(1))
+      const { detail } = Wire.decodeSystemError(bytes.subarray(start + 1, end))
       this.fail("Protocol", `server ${this.peer.address} refused the connection: ${detail}`)
     } else {
       this.fail("Protocol", `server ${this.peer.address} sent an unexpected frame of type ${type}`)
@@ -292,20 +292,26 @@ class Connection {
 }
 
 /** The outcome of a call from its reply frame. */
-const decodeReply = (prepared: Prepared, type: number, body: Buffer): Exit.Exit<unknown, unknown> => {
+const decodeReply = (
+  prepared: Prepared,
+  type: number,
+  bytes: Buffer,
+  start: number,
+  end: number
+): Exit.Exit<unknown, unknown> => {
   const { call, codec, labels } = prepared
-  MethodMetrics.bytesReply.unsafeUpdate(body.length + Wire.headerBytes, labels)
+  MethodMetrics.bytesReply.unsafeUpdate(end - start + Wire.headerBytes, labels)
   if (type === Wire.FrameType.Response) {
     try {
-      return Exit.succeed(codec.decodeSuccess(Wire.unpack(body)))
+      return Exit.succeed(codec.decodeSuccess(Wire.unpack(bytes, start, end)))
     } catch (error) {
       return Exit.fail(remoteError(call, "Decode", `result: ${describe(error)}`))
     }
   }
-  if (body[0] === Wire.ErrorKind.Application) {
+  if (bytes[start] === Wire.ErrorKind.Application) {
     let value: unknown
     try {
-      value = codec.decodeError(Wire.unpack(body.subarray(1)))
+      value = codec.decodeError(Wire.unpack(bytes, start + 1, end))
     } catch (error) {
       return Exit.fail(remoteError(call, "Decode", `error: ${describe(error)}`))
     }
@@ -313,7 +319,7 @@ const decodeReply = (prepared: Prepared, type: number, body: Buffer): Exit.Exit<
   }
   let system: { readonly reason: string; readonly detail: string }
   try {
-    system = Wire.decodeSystemError(body.subarray(1))
+    system = Wire.decodeSystemError(bytes.subarray(start + 1, end))
   } catch (error) {
     system = { reason: "Protocol", detail: `malformed error frame: ${describe(error)}` }
   }
@@ -437,9 +443,9 @@ class Invocation implements Pending {
     return 2 + this.prepared.prefix.length + 1
   }
 
-  complete(type: number, body: Buffer, now: number): void {
+  complete(type: number, bytes: Buffer, start: number, end: number, now: number): void {
     this.connection = undefined
-    this.finish(decodeReply(this.prepared, type, body), now)
+    this.finish(decodeReply(this.prepared, type, bytes, start, end), now)
   }
 
   fail(error: RemoteCallError): void {

@@ -158,7 +158,8 @@ export const serve = Effect.fnUntraced(function*(options: Options = {}) {
       this.inflight.clear()
     }
 
-    readonly onFrame = (type: number, id: number, body: Buffer): void => {
+    readonly onFrame = (type: number, id: number, bytes: Buffer, start: number, end: number): void => {
+      const body = bytes.subarray(start, end)
       if (!this.greeted) {
         if (type !== Wire.FrameType.Hello) {
           return this.close(`closing connection: expected a hello frame, got type ${type}`)

@@ -302,36 +302,37 @@ addExtension({
 })
 
 /**
- * Decodes msgpack bytes.
+ * Decodes msgpack bytes (those from `from` to `to`).
  *
  * @since 0.1.0
  * @category codec
  */
-export const unpack = (bytes: Uint8Array): unknown => {
+export const unpack = (bytes: Uint8Array, from = 0, to = bytes.length): unknown => {
   // Fast path for a lone msgpack str (the most common encoded value); anything else goes to msgpackr.
-  const first = bytes[0]
-  if (first !== undefined && bytes.length > 0) {
+  const size = to - from
+  const first = bytes[from]
+  if (first !== undefined && size > 0) {
     let start = -1
     let length = -1
     if ((first & 0xe0) === 0xa0) {
       start = 1
       length = first & 0x1f
-    } else if (first === 0xd9 && bytes.length >= 2) {
+    } else if (first === 0xd9 && size >= 2) {
       start = 2
-      length = bytes[1]!
-    } else if (first === 0xda && bytes.length >= 3) {
+      length = bytes[from + 1]!
+    } else if (first === 0xda && size >= 3) {
       start = 3
-      length = (bytes[1]! << 8) | bytes[2]!
+      length = (bytes[from + 1]! << 8) | bytes[from + 2]!
     }
-    if (start > 0 && start + length === bytes.length) {
-      return asBuffer(bytes).toString("utf8", start, bytes.length)
+    if (start > 0 && start + length === size) {
+      return asBuffer(bytes).toString("utf8", from + start, to)
     }
-    if (first === 0xc9 && bytes.length >= 6 && bytes[5] === utf16Extension) {
+    if (first === 0xc9 && size >= 6 && bytes[from + 5] === utf16Extension) {
       const view = asBuffer(bytes)
-      if (6 + view.readUInt32BE(1) === bytes.length && bytes.length % 2 === 0) return view.toString("utf16le", 6)
+      if (6 + view.readUInt32BE(from + 1) === size && size % 2 === 0) return view.toString("utf16le", from + 6, to)
     }
   }
-  return packr.unpack(bytes)
+  return packr.unpack(from === 0 && to === bytes.length ? bytes : bytes.subarray(from, to))
 }
 
 const asBuffer = (bytes: Uint8Array): Buffer =>
@@ -739,7 +740,8 @@ export class FrameReader {
   private stopped = false
   constructor(
     readonly maxFrameBytes: number,
-    readonly onFrame: (type: number, id: number, body: Buffer) => void
+    /** A frame arrived; its body is `bytes` from `start` to `end` (sliced only by those who keep it). */
+    readonly onFrame: (type: number, id: number, bytes: Buffer, start: number, end: number) => void
   ) {}
 
   /**
@@ -776,9 +778,9 @@ export class FrameReader {
         return new ProtocolError({ reason: `unknown frame type ${type}` })
       }
       const id = buffer.readUInt32LE(offset + 5)
-      const body = buffer.subarray(offset + headerBytes, offset + 4 + length)
+      const start = offset + headerBytes
       offset += 4 + length
-      this.onFrame(type, id, body)
+      this.onFrame(type, id, buffer, start, offset)
       if (this.stopped) return undefined
     }
     if (offset === buffer.length) {
