@@ -159,12 +159,11 @@ export const serve = Effect.fnUntraced(function*(options: Options = {}) {
     }
 
     readonly onFrame = (type: number, id: number, bytes: Buffer, start: number, end: number): void => {
-      const body = bytes.subarray(start, end)
       if (!this.greeted) {
         if (type !== Wire.FrameType.Hello) {
           return this.close(`closing connection: expected a hello frame, got type ${type}`)
         }
-        const theirs = Wire.decodeHello(body)
+        const theirs = Wire.decodeHello(bytes.subarray(start, end))
         const refused = theirs instanceof Wire.ProtocolError ? theirs.reason : Wire.checkHello(hello, theirs)
         if (refused !== undefined) {
           this.writer.write(Wire.systemError(0, "Protocol", refused))
@@ -174,7 +173,7 @@ export const serve = Effect.fnUntraced(function*(options: Options = {}) {
         this.writer.write(Wire.encodeHello(hello))
         return
       }
-      if (type === Wire.FrameType.Request) return this.request(id, body)
+      if (type === Wire.FrameType.Request) return this.request(id, bytes, start, end)
       if (type === Wire.FrameType.Cancel) {
         const fiber = this.inflight.get(id)
         if (fiber !== undefined) {
@@ -186,8 +185,8 @@ export const serve = Effect.fnUntraced(function*(options: Options = {}) {
       this.close(`closing connection: unexpected frame of type ${type} from a client`)
     }
 
-    request(id: number, body: Buffer): void {
-      const decoded = Wire.decodeRequest(body)
+    request(id: number, bytes: Buffer, start: number, end: number): void {
+      const decoded = Wire.decodeRequest(bytes, start, end)
       if (decoded instanceof Wire.ProtocolError) return this.close(`closing connection: ${decoded.reason}`)
       if (this.inflight.has(id)) return this.close(`closing connection: call id ${id} is already in flight`)
       const { header } = decoded
@@ -199,7 +198,7 @@ export const serve = Effect.fnUntraced(function*(options: Options = {}) {
       }
       let payload: unknown
       try {
-        payload = entry.codec.decodePayload(Wire.unpack(decoded.payload))
+        payload = entry.codec.decodePayload(Wire.unpack(bytes, decoded.payloadStart, end))
       } catch (error) {
         return this.writer.write(Wire.systemError(id, "Decode", `payload: ${describe(error)}`))
       }

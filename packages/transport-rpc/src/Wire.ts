@@ -567,44 +567,47 @@ const noPath: ReadonlyArray<string> = []
  */
 const last = { prefix: Buffer.alloc(0), method: "", caller: "" }
 
-const samePrefix = (body: Buffer, end: number): boolean => {
+const samePrefix = (bytes: Buffer, start: number, end: number): boolean => {
   const prefix = last.prefix
-  if (prefix.length !== end - 2) return false
+  if (prefix.length !== end - start - 2) return false
   for (let i = 0; i < prefix.length; i++) {
-    if (prefix[i] !== body[2 + i]) return false
+    if (prefix[i] !== bytes[start + 2 + i]) return false
   }
   return true
 }
 
 /**
- * Decodes a request body into its header and the payload bytes.
+ * Decodes a request body (`bytes` from `start` to `end`) into its header and
+ * where its payload begins (the payload runs to `end`).
  *
  * @since 0.1.0
  * @category codec
  */
 export const decodeRequest = (
-  body: Buffer
-): { readonly header: RequestHeader; readonly payload: Buffer } | ProtocolError => {
+  bytes: Buffer,
+  start = 0,
+  end = bytes.length
+): { readonly header: RequestHeader; readonly payloadStart: number } | ProtocolError => {
   const fail = (what: string) => new ProtocolError({ reason: `malformed request header: ${what}` })
-  if (body.length < 2) return fail("missing header length")
-  const headerEnd = 2 + body.readUInt16LE(0)
-  if (headerEnd > body.length || headerEnd < 7) return fail("header length out of range")
-  const keyLength = body.readUInt16LE(2)
-  if (4 + keyLength + 2 > headerEnd) return fail("method key out of range")
-  const callerLength = body.readUInt16LE(4 + keyLength)
-  let offset = 6 + keyLength + callerLength
+  if (end - start < 2) return fail("missing header length")
+  const headerEnd = start + 2 + bytes.readUInt16LE(start)
+  if (headerEnd > end || headerEnd < start + 7) return fail("header length out of range")
+  const keyLength = bytes.readUInt16LE(start + 2)
+  if (start + 4 + keyLength + 2 > headerEnd) return fail("method key out of range")
+  const callerLength = bytes.readUInt16LE(start + 4 + keyLength)
+  let offset = start + 6 + keyLength + callerLength
   if (offset + 1 > headerEnd) return fail("caller out of range")
-  if (!samePrefix(body, offset)) {
-    last.prefix = Buffer.from(body.subarray(2, offset))
-    last.method = body.toString("utf8", 4, 4 + keyLength)
-    last.caller = body.toString("utf8", 6 + keyLength, offset)
+  if (!samePrefix(bytes, start, offset)) {
+    last.prefix = Buffer.from(bytes.subarray(start + 2, offset))
+    last.method = bytes.toString("utf8", start + 4, start + 4 + keyLength)
+    last.caller = bytes.toString("utf8", start + 6 + keyLength, offset)
   }
   const { caller, method } = last
-  const flags = body[offset++]!
+  const flags = bytes[offset++]!
   let deadlineMicros: number | undefined
   if (flags & HeaderFlag.Deadline) {
     if (offset + 8 > headerEnd) return fail("deadline out of range")
-    deadlineMicros = body.readDoubleLE(offset)
+    deadlineMicros = bytes.readDoubleLE(offset)
     offset += 8
     if (!Number.isFinite(deadlineMicros)) return fail("deadline is not a number")
   }
@@ -613,9 +616,9 @@ export const decodeRequest = (
   if (flags & HeaderFlag.Trace) {
     for (let i = 0; i < 2; i++) {
       if (offset + 1 > headerEnd) return fail("trace context out of range")
-      const length = body[offset]!
+      const length = bytes[offset]!
       if (offset + 1 + length > headerEnd) return fail("trace context out of range")
-      const value = body.toString("utf8", offset + 1, offset + 1 + length)
+      const value = bytes.toString("utf8", offset + 1, offset + 1 + length)
       offset += 1 + length
       if (i === 0) traceId = value
       else spanId = value
@@ -624,13 +627,13 @@ export const decodeRequest = (
   let constructing: ReadonlyArray<string> = noPath
   if (flags & HeaderFlag.Constructing) {
     if (offset + 1 > headerEnd) return fail("construction path out of range")
-    const count = body[offset++]!
+    const count = bytes[offset++]!
     const path: Array<string> = []
     for (let i = 0; i < count; i++) {
       if (offset + 2 > headerEnd) return fail("construction path out of range")
-      const length = body.readUInt16LE(offset)
+      const length = bytes.readUInt16LE(offset)
       if (offset + 2 + length > headerEnd) return fail("construction path out of range")
-      path.push(body.toString("utf8", offset + 2, offset + 2 + length))
+      path.push(bytes.toString("utf8", offset + 2, offset + 2 + length))
       offset += 2 + length
     }
     constructing = path
@@ -645,7 +648,7 @@ export const decodeRequest = (
       sampled: (flags & HeaderFlag.Sampled) !== 0,
       constructing
     },
-    payload: body.subarray(headerEnd)
+    payloadStart: headerEnd
   }
 }
 

@@ -47,7 +47,13 @@ describe("Wire", () => {
       sampled: true,
       constructing: ["app/A", "app/Bé"]
     })
-    assert.strictEqual(Wire.unpack(parsed.payload), "hi")
+    assert.strictEqual(Wire.unpack(decoded!.body, parsed.payloadStart), "hi")
+    // In place, inside a larger chunk, as the server reads requests.
+    const chunk = Buffer.concat([Buffer.from([7, 7, 7]), decoded!.body, Buffer.from([7])])
+    const inPlace = Wire.decodeRequest(chunk, 3, 3 + decoded!.body.length)
+    assert(!(inPlace instanceof Wire.ProtocolError))
+    assert.deepStrictEqual(inPlace.header, parsed.header)
+    assert.strictEqual(Wire.unpack(chunk, inPlace.payloadStart, 3 + decoded!.body.length), "hi")
   })
 
   it("decodes each request's own method and caller when they change from one request to the next", () => {
