@@ -191,10 +191,18 @@ class OneFrame implements Sink {
   }
 }
 
+// Byte stores rather than writeUInt32LE, whose range checks cost as much as the rest of a small frame's header.
 const writeFrameHeader = (buffer: Buffer, at: number, size: number, type: FrameType, id: number): void => {
-  buffer.writeUInt32LE(size - 4, at)
+  const length = size - 4
+  buffer[at] = length
+  buffer[at + 1] = length >>> 8
+  buffer[at + 2] = length >>> 16
+  buffer[at + 3] = length >>> 24
   buffer[at + 4] = type
-  buffer.writeUInt32LE(id, at + 5)
+  buffer[at + 5] = id
+  buffer[at + 6] = id >>> 8
+  buffer[at + 7] = id >>> 16
+  buffer[at + 8] = id >>> 24
 }
 
 /**
