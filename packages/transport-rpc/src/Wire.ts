@@ -101,41 +101,60 @@ class LoneSurrogates {
   constructor(readonly value: string) {}
 }
 
+/**
+ * A plain object with a key that has lone surrogates: msgpackr writes it as
+ * the extension {@link surrogateKeysExtension}, its `[key, value]` pairs with
+ * such keys as {@link LoneSurrogates}, and reads that back as the object.
+ */
+class SurrogateKeys {
+  constructor(readonly entries: ReadonlyArray<readonly [unknown, unknown]>) {}
+}
+
+const isWellFormed = (value: string): boolean => (value as unknown as { isWellFormed(): boolean }).isWellFormed()
+
 const isPlainObject = (value: object): value is Record<string, unknown> => {
   const proto = Object.getPrototypeOf(value)
   return proto === Object.prototype || proto === null
 }
 
-/** Whether a string in `value` (in arrays and plain objects, at any depth) has lone surrogates. */
+/** Whether a string in `value` (in arrays and plain objects, keys included, at any depth) has lone surrogates. */
 const hasLoneSurrogates = (value: unknown): boolean => {
-  if (typeof value === "string") return !(value as unknown as { isWellFormed(): boolean }).isWellFormed()
+  if (typeof value === "string") return !isWellFormed(value)
   if (typeof value !== "object" || value === null) return false
   if (Array.isArray(value)) return value.some(hasLoneSurrogates)
   if (!isPlainObject(value)) return false
   for (const key in value) {
-    if (hasLoneSurrogates(value[key])) return true
+    if (!isWellFormed(key) || hasLoneSurrogates(value[key])) return true
   }
   return false
 }
 
-/** A copy of `value` in which each string with lone surrogates is a {@link LoneSurrogates}. */
+/**
+ * A copy of `value` in which each string with lone surrogates is a
+ * {@link LoneSurrogates}, and each object with such a key a {@link SurrogateKeys}.
+ */
 const markLoneSurrogates = (value: unknown): unknown => {
-  if (typeof value === "string") {
-    return (value as unknown as { isWellFormed(): boolean }).isWellFormed() ? value : new LoneSurrogates(value)
-  }
+  if (typeof value === "string") return isWellFormed(value) ? value : new LoneSurrogates(value)
   if (typeof value !== "object" || value === null) return value
   if (Array.isArray(value)) return value.map(markLoneSurrogates)
   if (!isPlainObject(value)) return value
   const copy: Record<string, unknown> = {}
-  for (const key in value) copy[key] = markLoneSurrogates(value[key])
-  return copy
+  let keysWellFormed = true
+  for (const key in value) {
+    copy[key] = markLoneSurrogates(value[key])
+    keysWellFormed &&= isWellFormed(key)
+  }
+  if (keysWellFormed) return copy
+  return new SurrogateKeys(
+    Object.entries(copy).map(([key, item]) => [isWellFormed(key) ? key : new LoneSurrogates(key), item] as const)
+  )
 }
 
 /**
  * Encodes a value (the output of `Schema.encode`) as msgpack. The returned
  * buffer is only valid until the next call: copy it before packing again.
- * Strings with lone surrogates, at any depth, cross exactly (as the
- * {@link utf16Extension}); only object keys go as UTF-8.
+ * Strings with lone surrogates, at any depth and as object keys, cross
+ * exactly (as the {@link utf16Extension} and {@link surrogateKeysExtension}).
  *
  * @since 0.1.0
  * @category codec
@@ -301,6 +320,23 @@ export const frameWithValue = (type: FrameType, id: number, prefix: Uint8Array |
  * @category constants
  */
 export const utf16Extension = 0x57
+
+/**
+ * The msgpack extension type carrying a plain object with a key that has
+ * lone surrogates: the array of its `[key, value]` pairs, such keys as
+ * {@link utf16Extension} strings.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const surrogateKeysExtension = 0x58
+
+addExtension({
+  Class: SurrogateKeys,
+  type: surrogateKeysExtension,
+  write: (marked: SurrogateKeys) => marked.entries,
+  read: (entries: ReadonlyArray<readonly [string, unknown]>) => Object.fromEntries(entries)
+})
 
 addExtension({
   Class: LoneSurrogates,

@@ -164,16 +164,19 @@ describe("Wire", () => {
     check({ nested: ["values", 1, true, null] })
   })
 
-  it("strings with lone surrogates cross exactly at any depth of a structure", () => {
+  it("strings with lone surrogates cross exactly at any depth of a structure, object keys included", () => {
+    const text = fc.string({ unit: "binary", maxLength: 6 }).chain((a) =>
+      fc.constantFrom(a, `${a}\ud83d`, `\udc00${a}`)
+    )
     const { tree } = fc.letrec((tie) => ({
       tree: fc.oneof(
         { depthSize: "small" },
-        fc.string({ unit: "binary", maxLength: 6 }).chain((a) => fc.constantFrom(a, `${a}\ud83d`, `\udc00${a}`)),
+        text,
         fc.integer(),
         fc.boolean(),
         fc.constant(null),
         fc.array(tie("tree"), { maxLength: 4 }),
-        fc.dictionary(fc.string({ maxLength: 4 }), tie("tree"), { maxKeys: 4 })
+        fc.dictionary(text, tie("tree"), { maxKeys: 4 })
       )
     }))
     fc.assert(
@@ -184,6 +187,10 @@ describe("Wire", () => {
     )
     const nested = { name: "lone \ud800", list: ["ok", "\udfff"], date: new Date(0) }
     assert.deepStrictEqual(Wire.unpack(Wire.pack(nested)), nested)
+    const keyed = { "1": "first by integer order", "key \udc00": { "\ud800": 1, plain: 2 }, __proto__x: null }
+    const back = Wire.unpack(Wire.pack(keyed)) as Record<string, unknown>
+    assert.deepStrictEqual(back, keyed)
+    assert.deepStrictEqual(Object.keys(back), Object.keys(keyed))
   })
 
   it("reassembles frames split at every byte boundary", () => {
