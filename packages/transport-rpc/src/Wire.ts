@@ -161,34 +161,28 @@ const markLoneSurrogates = (value: unknown): unknown => {
  */
 export const pack = (value: unknown): Buffer => packr.pack(hasLoneSurrogates(value) ? markLoneSurrogates(value) : value)
 
-/**
- * The msgpack size of a string payload, for the string fast path.
- *
- * @internal
- */
+/** The size of the msgpack str header for a string of `bytes` bytes. */
 const strHeader = (bytes: number): number => bytes < 32 ? 1 : bytes < 0x100 ? 2 : bytes < 0x10000 ? 3 : 5
 
 /**
- * Writes `value` as a msgpack str at `offset` (its byte length is `bytes`).
- *
- * @internal
+ * Writes, at `offset`, a msgpack str header of `size` bytes for a string of
+ * `bytes` bytes. The size may exceed the shortest that fits: msgpack readers
+ * accept any header whose length field holds the count.
  */
-const writeStr = (buffer: Buffer, offset: number, value: string, bytes: number): void => {
-  if (bytes < 32) {
-    buffer[offset++] = 0xa0 | bytes
-  } else if (bytes < 0x100) {
-    buffer[offset++] = 0xd9
-    buffer[offset++] = bytes
-  } else if (bytes < 0x10000) {
-    buffer[offset++] = 0xda
-    buffer.writeUInt16BE(bytes, offset)
-    offset += 2
+const writeStrHeader = (buffer: Buffer, offset: number, size: number, bytes: number): void => {
+  if (size === 1) {
+    buffer[offset] = 0xa0 | bytes
+  } else if (size === 2) {
+    buffer[offset] = 0xd9
+    buffer[offset + 1] = bytes
+  } else if (size === 3) {
+    buffer[offset] = 0xda
+    buffer[offset + 1] = bytes >>> 8
+    buffer[offset + 2] = bytes
   } else {
-    buffer[offset++] = 0xdb
-    buffer.writeUInt32BE(bytes, offset)
-    offset += 4
+    buffer[offset] = 0xdb
+    buffer.writeUInt32BE(bytes, offset + 1)
   }
-  buffer.write(value, offset, bytes, "utf8")
 }
 
 /**
@@ -286,13 +280,17 @@ const encodeValueFrame = (
     buffer.write(value, offset + 6, bytes, "utf16le")
     return size
   }
-  const bytes = Buffer.byteLength(value, "utf8")
-  const size = headerBytes + prefixLength + strHeader(bytes) + bytes
-  const buffer = sink.reserve(size)
+  // One pass over the string: encoded into room for its longest UTF-8 (3 bytes per UTF-16 code unit), behind a
+  // header sized for that, instead of measuring its UTF-8 length first.
+  const header = strHeader(3 * length)
+  const start = headerBytes + prefixLength + header
+  const buffer = sink.reserve(start + 3 * length)
   const at = sink.end
+  const bytes = buffer.write(value, at + start, "utf8")
+  const size = start + bytes
   writeFrameHeader(buffer, at, size, type, id)
   if (prefix !== undefined) buffer.set(prefix, at + headerBytes)
-  writeStr(buffer, at + headerBytes + prefixLength, value, bytes)
+  writeStrHeader(buffer, at + headerBytes + prefixLength, header, bytes)
   return size
 }
 
@@ -306,9 +304,9 @@ const encodeValueFrame = (
  */
 export const frameWithValue = (type: FrameType, id: number, prefix: Uint8Array | undefined, value: unknown): Buffer => {
   const sink = new OneFrame()
-  encodeValueFrame(sink, type, id, prefix, value)
-  // The last buffer reserved is the frame's, of its exact size.
-  return sink.buffer!
+  const size = encodeValueFrame(sink, type, id, prefix, value)
+  // The last buffer reserved is the frame's (longer than the frame when a string's UTF-8 length was not known).
+  return size === sink.buffer!.length ? sink.buffer! : sink.buffer!.subarray(0, size)
 }
 
 /**
@@ -367,6 +365,9 @@ export const unpack = (bytes: Uint8Array, from = 0, to = bytes.length): unknown 
     } else if (first === 0xda && size >= 3) {
       start = 3
       length = (bytes[from + 1]! << 8) | bytes[from + 2]!
+    } else if (first === 0xdb && size >= 5) {
+      start = 5
+      length = asBuffer(bytes).readUInt32BE(from + 1)
     }
     if (start > 0 && start + length === size) {
       return asBuffer(bytes).toString("utf8", from + start, to)
