@@ -6,11 +6,18 @@
  */
 import * as Metric from "effect/Metric"
 import * as MetricBoundaries from "effect/MetricBoundaries"
+import type * as MetricHook from "effect/MetricHook"
+import * as MetricKey from "effect/MetricKey"
 import * as MetricLabel from "effect/MetricLabel"
 
 // Service Weaver's generated-metric buckets: 1, 2, 5, 10, 20, 50, … up to 5e9.
 const bounds = Array.from({ length: 10 }, (_, i) => [1, 2, 5].map((m) => m * 10 ** i)).flat()
 const boundaries = MetricBoundaries.fromIterable(bounds)
+
+const countKey = MetricKey.counter("serviceweaver_method_count", {
+  description: "Count of Service Weaver component method invocations",
+  incremental: true
+})
 
 /**
  * Calls of a method.
@@ -18,8 +25,10 @@ const boundaries = MetricBoundaries.fromIterable(bounds)
  * @since 0.1.0
  * @category metrics
  */
-export const count = Metric.counter("serviceweaver_method_count", {
-  description: "Count of Service Weaver component method invocations",
+export const count = Metric.fromMetricKey(countKey)
+
+const errorCountKey = MetricKey.counter("serviceweaver_method_error_count", {
+  description: "Count of Service Weaver component method invocations that result in an error",
   incremental: true
 })
 
@@ -30,10 +39,13 @@ export const count = Metric.counter("serviceweaver_method_count", {
  * @since 0.1.0
  * @category metrics
  */
-export const errorCount = Metric.counter("serviceweaver_method_error_count", {
-  description: "Count of Service Weaver component method invocations that result in an error",
-  incremental: true
-})
+export const errorCount = Metric.fromMetricKey(errorCountKey)
+
+const latencyKey = MetricKey.histogram(
+  "serviceweaver_method_latency_micros",
+  boundaries,
+  "Duration, in microseconds, of Service Weaver component method execution"
+)
 
 /**
  * Call latency in microseconds. Calls whose handler completes synchronously
@@ -45,28 +57,26 @@ export const errorCount = Metric.counter("serviceweaver_method_error_count", {
  * @since 0.1.0
  * @category metrics
  */
-export const latencyMicros = Metric.histogram(
-  "serviceweaver_method_latency_micros",
-  boundaries,
-  "Duration, in microseconds, of Service Weaver component method execution"
-)
+export const latencyMicros = Metric.fromMetricKey(latencyKey)
 
 /**
- * Records one completed call: its count, its error if it failed, and its
- * latency if measured.
+ * Records one completed call of a series: its count, its error if it
+ * failed, and its latency if measured.
  *
  * @since 0.1.0
  * @category metrics
  */
-export const record = (
-  labels: ReadonlyArray<MetricLabel.MetricLabel>,
-  failed: boolean,
-  micros: number | undefined
-): void => {
-  count.unsafeUpdate(1, labels)
-  if (failed) errorCount.unsafeUpdate(1, labels)
-  if (micros !== undefined) latencyMicros.unsafeUpdate(micros, labels)
+export const record = (series: Series, failed: boolean, micros: number | undefined): void => {
+  series.count.update(1)
+  if (failed) series.errorCount.update(1)
+  if (micros !== undefined) series.latencyMicros.update(micros)
 }
+
+const bytesRequestKey = MetricKey.histogram(
+  "serviceweaver_method_bytes_request",
+  boundaries,
+  "Number of bytes in Service Weaver component method requests"
+)
 
 /**
  * Bytes of encoded requests, for remote calls only.
@@ -74,10 +84,12 @@ export const record = (
  * @since 0.1.0
  * @category metrics
  */
-export const bytesRequest = Metric.histogram(
-  "serviceweaver_method_bytes_request",
+export const bytesRequest = Metric.fromMetricKey(bytesRequestKey)
+
+const bytesReplyKey = MetricKey.histogram(
+  "serviceweaver_method_bytes_reply",
   boundaries,
-  "Number of bytes in Service Weaver component method requests"
+  "Number of bytes in Service Weaver component method replies"
 )
 
 /**
@@ -86,11 +98,7 @@ export const bytesRequest = Metric.histogram(
  * @since 0.1.0
  * @category metrics
  */
-export const bytesReply = Metric.histogram(
-  "serviceweaver_method_bytes_reply",
-  boundaries,
-  "Number of bytes in Service Weaver component method replies"
-)
+export const bytesReply = Metric.fromMetricKey(bytesReplyKey)
 
 /**
  * The labels of one (caller, component, method, remote) series. Build them
@@ -112,3 +120,40 @@ export const labels = (options: {
   MetricLabel.make("remote", String(options.remote)),
   MetricLabel.make("serviceweaver_generated", "true")
 ]
+
+/**
+ * The metrics of one (caller, component, method, remote) series, looked up
+ * once in Effect's metric registry. Updating them directly skips the lookup
+ * of the series by its labels that `Metric.unsafeUpdate` makes on every
+ * update; the values are those every reader of the metrics sees.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Series {
+  readonly labels: ReadonlyArray<MetricLabel.MetricLabel>
+  readonly count: MetricHook.MetricHook.Counter<number>
+  readonly errorCount: MetricHook.MetricHook.Counter<number>
+  readonly latencyMicros: MetricHook.MetricHook.Histogram
+  readonly bytesRequest: MetricHook.MetricHook.Histogram
+  readonly bytesReply: MetricHook.MetricHook.Histogram
+}
+
+/**
+ * The series of a caller's calls of a method.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const series = (options: Parameters<typeof labels>[0]): Series => {
+  const tags = labels(options)
+  const registry = Metric.globalMetricRegistry
+  return {
+    labels: tags,
+    count: registry.getCounter(MetricKey.taggedWithLabels(countKey, tags)),
+    errorCount: registry.getCounter(MetricKey.taggedWithLabels(errorCountKey, tags)),
+    latencyMicros: registry.getHistogram(MetricKey.taggedWithLabels(latencyKey, tags)),
+    bytesRequest: registry.getHistogram(MetricKey.taggedWithLabels(bytesRequestKey, tags)),
+    bytesReply: registry.getHistogram(MetricKey.taggedWithLabels(bytesReplyKey, tags))
+  }
+}

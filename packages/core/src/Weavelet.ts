@@ -299,11 +299,11 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     })
     for (const [method, spec] of Object.entries(component.methods)) {
       const call = { component: component.componentName, method, spec, caller }
-      let labels: ReturnType<typeof MethodMetrics.labels> | undefined
+      let series: MethodMetrics.Series | undefined
       let calls = 0
       const record = (connection: Connection, failed: boolean, latencyMicros: number | undefined) => {
-        labels ??= MethodMetrics.labels({ caller, component: call.component, method, remote: connection.remote })
-        MethodMetrics.record(labels, failed, latencyMicros)
+        series ??= MethodMetrics.series({ caller, component: call.component, method, remote: connection.remote })
+        MethodMetrics.record(series, failed, latencyMicros)
       }
       const invoke = (c: Connection, payload: unknown): Effect.Effect<unknown, unknown> => {
         if (c.metered) return c.invoke(call, payload)

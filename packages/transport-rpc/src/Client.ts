@@ -16,7 +16,6 @@ import * as Fiber from "effect/Fiber"
 import * as FiberRef from "effect/FiberRef"
 import { dual } from "effect/Function"
 import * as GlobalValue from "effect/GlobalValue"
-import type * as MetricLabel from "effect/MetricLabel"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
@@ -125,7 +124,7 @@ interface Prepared {
   readonly prefix: Buffer
   /** The request head of a call without deadline or trace context. */
   readonly plainHead: Buffer
-  readonly labels: ReadonlyArray<MetricLabel.MetricLabel>
+  readonly series: MethodMetrics.Series
 }
 
 const knownReasons = new Set<string>(ComponentError.RemoteCallReason.literals)
@@ -135,7 +134,7 @@ const remoteError = (call: Transport.Call, reason: RemoteCallError["reason"], de
 
 /** Records a finished call's method metrics. */
 const record = (prepared: Prepared, failed: boolean, start: number, now = performance.now()): void =>
-  MethodMetrics.record(prepared.labels, failed, (now - start) * 1000)
+  MethodMetrics.record(prepared.series, failed, (now - start) * 1000)
 
 /** A call that failed before it was sent: counted if metered, then failed. */
 const unsent = (
@@ -299,8 +298,8 @@ const decodeReply = (
   start: number,
   end: number
 ): Exit.Exit<unknown, unknown> => {
-  const { call, codec, labels } = prepared
-  MethodMetrics.bytesReply.unsafeUpdate(end - start + Wire.headerBytes, labels)
+  const { call, codec } = prepared
+  prepared.series.bytesReply.update(end - start + Wire.headerBytes)
   if (type === Wire.FrameType.Response) {
     try {
       return Exit.succeed(codec.decodeSuccess(Wire.unpack(bytes, start, end)))
@@ -406,7 +405,7 @@ class Invocation implements Pending {
     }
     this.connection = c
     this.id = id
-    MethodMetrics.bytesRequest.unsafeUpdate(size, this.prepared.labels)
+    this.prepared.series.bytesRequest.update(size)
     // The only call in flight on the connection, and no other caller just resumed: nothing to batch it with.
     if (c.pending.size === 1 && c.resumed <= 1) c.writer.flush()
   }
@@ -617,7 +616,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
         codec: Wire.codec(call.spec),
         prefix,
         plainHead: Wire.requestHead(prefix, Wire.noFlags),
-        labels: MethodMetrics.labels({
+        series: MethodMetrics.series({
           caller: call.caller,
           component: call.component,
           method: call.method,
