@@ -28,7 +28,7 @@ type Kind = "raw" | "effect-rpc" | "weaver"
 const KINDS: ReadonlyArray<Kind> = ["raw", "effect-rpc", "weaver"]
 const PAYLOADS = [{ name: "16 B", text: "x".repeat(16) }, { name: "1 KiB", text: "y".repeat(1024) }]
 const THROUGHPUT_SECONDS = Number(process.argv[2] ?? 1)
-const ROUNDS = 5
+const ROUNDS = 7
 const LATENCY_CALLS = 2000
 const WARMUP_CALLS = 2000
 const IN_FLIGHT = 64
@@ -257,17 +257,14 @@ interface Live {
 
 const median = (xs: ReadonlyArray<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
 
-/** One round of one system on one payload: latency (1 in flight), then throughput and CPU (64 in flight). */
-const round = async ({ caller, child }: Live, payload: string): Promise<Figures> => {
-  const latencies = await caller.latency(payload, LATENCY_CALLS)
+/** One round's throughput and CPU (64 in flight) of one system on one payload. */
+const throughputRound = async ({ caller, child }: Live, payload: string) => {
   const cpuBefore = process.cpuUsage()
   const serverBefore = cpuTicks(child.pid!)
   const calls = await caller.throughput(payload, IN_FLIGHT, THROUGHPUT_SECONDS * 1000)
   const cpu = process.cpuUsage(cpuBefore)
   const serverMicros = (cpuTicks(child.pid!) - serverBefore) * 10_000
   return {
-    p50: percentile(latencies, 0.5),
-    p99: percentile(latencies, 0.99),
     throughput: calls / THROUGHPUT_SECONDS,
     cpuMicrosPerCall: (cpu.user + cpu.system + serverMicros) / calls,
     clientCpuMicrosPerCall: (cpu.user + cpu.system) / calls
@@ -275,9 +272,12 @@ const round = async ({ caller, child }: Live, payload: string): Promise<Figures>
 }
 
 /**
- * Every system is started and warmed up, then measured in ROUNDS rounds that
- * alternate the order of the systems; each figure is the median over rounds,
- * and each ratio the median of per-round ratios (this machine is noisy).
+ * Every system is started and warmed up, then measured in ROUNDS rounds. A
+ * round measures every system's latency (1 in flight), then every system's
+ * throughput, with raw and ours next to each other and first in turn, so that
+ * the two figures a ratio compares are taken as close together in time as
+ * they can be. Each figure is the median over rounds, and each ratio the
+ * median of per-round ratios (this machine is noisy).
  */
 const measureAll = async (scope: Scope.CloseableScope) => {
   const live: Array<Live> = []
@@ -293,11 +293,19 @@ const measureAll = async (scope: Scope.CloseableScope) => {
       await system.caller.latency(payload.text, WARMUP_CALLS)
       await system.caller.throughput(payload.text, IN_FLIGHT, 1000)
     }
+    const [raw, effectRpc, weaver] = live as [Live, Live, Live]
     for (let r = 0; r < ROUNDS; r++) {
-      const order = r % 2 === 0 ? live : [...live].reverse()
+      const order = r % 2 === 0 ? [raw, weaver, effectRpc] : [weaver, raw, effectRpc]
+      process.stderr.write(`  ${payload.name} round ${r + 1}\n`)
+      const latencies = new Map<Kind, Array<number>>()
+      for (const system of order) latencies.set(system.kind, await system.caller.latency(payload.text, LATENCY_CALLS))
       for (const system of order) {
-        process.stderr.write(`  ${payload.name} round ${r + 1}: ${system.kind}\n`)
-        byKind.get(system.kind)!.push(await round(system, payload.text))
+        const ls = latencies.get(system.kind)!
+        byKind.get(system.kind)!.push({
+          p50: percentile(ls, 0.5),
+          p99: percentile(ls, 0.99),
+          ...await throughputRound(system, payload.text)
+        })
       }
     }
   }
