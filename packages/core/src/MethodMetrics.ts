@@ -59,19 +59,6 @@ const latencyKey = MetricKey.histogram(
  */
 export const latencyMicros = Metric.fromMetricKey(latencyKey)
 
-/**
- * Records one completed call of a series: its count, its error if it
- * failed, and its latency if measured.
- *
- * @since 0.1.0
- * @category metrics
- */
-export const record = (series: Series, failed: boolean, micros: number | undefined): void => {
-  series.count.update(1)
-  if (failed) series.errorCount.update(1)
-  if (micros !== undefined) series.latencyMicros.update(micros)
-}
-
 const bytesRequestKey = MetricKey.histogram(
   "serviceweaver_method_bytes_request",
   boundaries,
@@ -101,9 +88,9 @@ const bytesReplyKey = MetricKey.histogram(
 export const bytesReply = Metric.fromMetricKey(bytesReplyKey)
 
 /**
- * The labels of one (caller, component, method, remote) series. Build them
- * once per client method and reuse the array: Effect caches the metric hook
- * per label array.
+ * The labels of one (caller, component, method, remote) series, as readers
+ * of the metrics select it (`Metric.taggedWithLabels`). Callers record
+ * through {@link series}, which looks the series up once.
  *
  * @since 0.1.0
  * @category metrics
@@ -131,7 +118,6 @@ export const labels = (options: {
  * @category models
  */
 export interface Series {
-  readonly labels: ReadonlyArray<MetricLabel.MetricLabel>
   readonly count: MetricHook.MetricHook.Counter<number>
   readonly errorCount: MetricHook.MetricHook.Counter<number>
   readonly latencyMicros: MetricHook.MetricHook.Histogram
@@ -149,11 +135,23 @@ export const series = (options: Parameters<typeof labels>[0]): Series => {
   const tags = labels(options)
   const registry = Metric.globalMetricRegistry
   return {
-    labels: tags,
     count: registry.getCounter(MetricKey.taggedWithLabels(countKey, tags)),
     errorCount: registry.getCounter(MetricKey.taggedWithLabels(errorCountKey, tags)),
     latencyMicros: registry.getHistogram(MetricKey.taggedWithLabels(latencyKey, tags)),
     bytesRequest: registry.getHistogram(MetricKey.taggedWithLabels(bytesRequestKey, tags)),
     bytesReply: registry.getHistogram(MetricKey.taggedWithLabels(bytesReplyKey, tags))
   }
+}
+
+/**
+ * Records one completed call of a series: its count, its error if it
+ * failed, and its latency if measured.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const record = (series: Series, failed: boolean, micros: number | undefined): void => {
+  series.count.update(1)
+  if (failed) series.errorCount.update(1)
+  if (micros !== undefined) series.latencyMicros.update(micros)
 }

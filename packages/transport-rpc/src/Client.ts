@@ -177,19 +177,15 @@ class CallTable {
     return id
   }
 
-  get(id: number): Pending | undefined {
+  /** Removes the call sent with `id` and returns it; undefined if it is not in flight (cancelled, timed out). */
+  take(id: number): Pending | undefined {
     const slot = id & (this.slots.length - 1)
-    return this.ids[slot] === id ? this.slots[slot] : undefined
-  }
-
-  /** Removes a call; false if it was not in the table. */
-  delete(id: number): boolean {
-    const slot = id & (this.slots.length - 1)
-    if (this.ids[slot] !== id || this.slots[slot] === undefined) return false
+    const pending = this.slots[slot]
+    if (pending === undefined || this.ids[slot] !== id) return undefined
     this.slots[slot] = undefined
     this.ids[slot] = 0
     this.size--
-    return true
+    return pending
   }
 
   /** Removes and returns every call. */
@@ -248,9 +244,8 @@ class Connection {
 
   readonly onFrame = (type: number, id: number, bytes: Buffer, start: number, end: number): void => {
     if (type === Wire.FrameType.Response || (type === Wire.FrameType.Error && id !== 0)) {
-      const pending = this.pending.get(id)
+      const pending = this.pending.take(id)
       if (pending === undefined) return // cancelled or timed out: the reply is dropped
-      this.pending.delete(id)
       this.resumed++
       pending.complete(type, bytes, start, end, this.readAt)
       if (this.peer.users === 0 && this.pending.size === 0) this.fail("Unreachable", "replica removed")
@@ -398,7 +393,7 @@ class Invocation implements Pending {
     try {
       size = c.writer.writeValue(Wire.FrameType.Request, id, this.head, this.payload)
     } catch (error) {
-      c.pending.delete(id)
+      c.pending.take(id)
       return this.finish(
         Exit.fail(remoteError(this.prepared.call, "Decode", `payload cannot be packed: ${describe(error)}`))
       )
@@ -473,7 +468,7 @@ class Invocation implements Pending {
   private expire(): void {
     this.deadlineTimer = undefined
     const c = this.connection
-    if (c !== undefined) c.pending.delete(this.id)
+    if (c !== undefined) c.pending.take(this.id)
     this.connection = undefined
     this.finish(Exit.fail(remoteError(this.prepared.call, "Timeout", "deadline exceeded")))
   }
@@ -481,7 +476,7 @@ class Invocation implements Pending {
   /** The caller was interrupted: tell the server, which interrupts the handler. */
   interrupt(): void {
     const c = this.connection
-    if (c !== undefined && c.pending.delete(this.id)) c.writer.write(cancelFrame(this.id))
+    if (c !== undefined && c.pending.take(this.id) !== undefined) c.writer.write(cancelFrame(this.id))
     this.connection = undefined
     if (!this.done && this.metered) record(this.prepared, true, this.start)
     this.done = true

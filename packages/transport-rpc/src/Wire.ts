@@ -204,8 +204,16 @@ class OneFrame implements Sink {
   }
 }
 
-// Byte stores rather than writeUInt32LE, whose range checks cost as much as the rest of a small frame's header.
-const writeFrameHeader = (buffer: Buffer, at: number, size: number, type: FrameType, id: number): void => {
+/** Writes, at `at`, the header of a frame of `size` bytes and the `prefix` that starts its body. */
+const writeFrameHead = (
+  buffer: Buffer,
+  at: number,
+  size: number,
+  type: FrameType,
+  id: number,
+  prefix: Uint8Array | undefined
+): void => {
+  // Byte stores rather than writeUInt32LE, whose range checks cost as much as the rest of a small frame's header.
   const length = size - 4
   buffer[at] = length
   buffer[at + 1] = length >>> 8
@@ -216,6 +224,7 @@ const writeFrameHeader = (buffer: Buffer, at: number, size: number, type: FrameT
   buffer[at + 6] = id >>> 8
   buffer[at + 7] = id >>> 16
   buffer[at + 8] = id >>> 24
+  if (prefix !== undefined) buffer.set(prefix, at + headerBytes)
 }
 
 /**
@@ -239,8 +248,7 @@ const encodeValueFrame = (
     const size = headerBytes + prefixLength + packed.length
     const buffer = sink.reserve(size)
     const at = sink.end
-    writeFrameHeader(buffer, at, size, type, id)
-    if (prefix !== undefined) buffer.set(prefix, at + headerBytes)
+    writeFrameHead(buffer, at, size, type, id, prefix)
     buffer.set(packed, at + headerBytes + prefixLength)
     return size
   }
@@ -257,23 +265,20 @@ const encodeValueFrame = (
       buffer[at + start + i] = code
     }
     if (i === length) {
-      writeFrameHeader(buffer, at, size, type, id)
-      if (prefix !== undefined) buffer.set(prefix, at + headerBytes)
+      writeFrameHead(buffer, at, size, type, id, prefix)
       buffer[at + start - 1] = 0xa0 | length
       return size
     }
     // Not ASCII: the bytes written are overwritten below.
   }
-  if (!(value as unknown as { isWellFormed(): boolean }).isWellFormed()) {
+  if (!isWellFormed(value)) {
     // Lone surrogates, which UTF-8 cannot carry: the UTF-16 extension.
     const bytes = length * 2
     const size = headerBytes + prefixLength + 6 + bytes
     const buffer = sink.reserve(size)
     const at = sink.end
-    writeFrameHeader(buffer, at, size, type, id)
-    let offset = at + headerBytes
-    if (prefix !== undefined) buffer.set(prefix, offset)
-    offset += prefixLength
+    writeFrameHead(buffer, at, size, type, id, prefix)
+    const offset = at + headerBytes + prefixLength
     buffer[offset] = 0xc9
     buffer.writeUInt32BE(bytes, offset + 1)
     buffer[offset + 5] = utf16Extension
@@ -288,8 +293,7 @@ const encodeValueFrame = (
   const at = sink.end
   const bytes = buffer.write(value, at + start, "utf8")
   const size = start + bytes
-  writeFrameHeader(buffer, at, size, type, id)
-  if (prefix !== undefined) buffer.set(prefix, at + headerBytes)
+  writeFrameHead(buffer, at, size, type, id, prefix)
   writeStrHeader(buffer, at + headerBytes + prefixLength, header, bytes)
   return size
 }
