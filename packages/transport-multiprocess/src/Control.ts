@@ -2,11 +2,13 @@
  * The control plane between an envelope (in the deployer) and the weavelet
  * it started: typed `@effect/rpc` calls over a Unix socket, served by the
  * envelope, one socket per weavelet process. Also the bootstrap a weavelet
- * finds in its environment.
+ * finds in its environment, which carries the internal address the
+ * weavelet serves its components on (`internalAddress`). See
+ * docs/DEPLOYERS.md.
  *
  * | Call | Meaning |
  * | --- | --- |
- * | `Ready {address, pid}` | the weavelet serves its components on `address` |
+ * | `Ready {address, pid}` | the weavelet serves its components on `address` (its bound `internalAddress`) |
  * | `Activate {component}` | the weavelet needs `component`: start its group if it is not running |
  * | `Routing {component}` | a stream of replica sets of `component`, one per routing change |
  * | `ExportListener {listener, address}` | a listener serves on `address`: route the listener's proxy to it |
@@ -106,6 +108,30 @@ export class WeaveletRpcs extends RpcGroup.make(
 ) {}
 
 /**
+ * A TCP address a weavelet binds: `host:port` (IPv6 hosts in brackets,
+ * `[::1]:0`), port 0 for any free port; an empty host (`:0`) binds every
+ * interface. Service Weaver's `internal_address`.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const InternalAddress = Schema.String.pipe(
+  Schema.filter(
+    (s) => /^(\[[0-9a-fA-F:.]+\]|[^:\s[\]]*):\d{1,5}$/.test(s) && Number(s.slice(s.lastIndexOf(":") + 1)) <= 65535,
+    { message: (issue) => `expected "host:port" with a port from 0 to 65535, got ${JSON.stringify(issue.actual)}` }
+  )
+)
+
+/**
+ * The internal address of weavelets whose deployer names none (a bootstrap
+ * from before `internalAddress`): any free port on the loopback interface.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaultInternalAddress = "127.0.0.1:0"
+
+/**
  * Where a weavelet finds its application, when it is not the entry file's
  * own (the `weavertest` Multi runner): the module that called `Weaver.app`
  * and the components of the app, to pick the right export.
@@ -134,6 +160,12 @@ export const Bootstrap = Schema.Struct({
   components: Schema.Array(Schema.String),
   /** Whether it runs the main component. */
   runMain: Schema.Boolean,
+  /**
+   * Where the weavelet serves its components (the data plane): it binds this
+   * address and reports the bound one in `Ready`. Defaults to
+   * {@link defaultInternalAddress} when absent.
+   */
+  internalAddress: Schema.optionalWith(InternalAddress, { default: () => defaultInternalAddress }),
   /** The envelope's Unix socket. */
   controlSocket: Schema.String,
   /** Where the weavelet serves {@link WeaveletRpcs}; not served when absent. */

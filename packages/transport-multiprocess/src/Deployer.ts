@@ -33,7 +33,6 @@ import * as FiberRef from "effect/FiberRef"
 import * as HashSet from "effect/HashSet"
 import type * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
-import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
@@ -400,13 +399,7 @@ export const make = (options: Options): Effect.Effect<Deployer, DeployError, Sco
 
     const output = (group: Group, replicaId: string, writer: LogFile.Writer | undefined) => {
       const outputOrigin = { app, deploymentId, node: replicaId, component: group.name }
-      return (stream: "stdout" | "stderr", line: string) => {
-        if (stream === "stderr" && line.startsWith(Control.logMarker)) {
-          const entry = LogFile.decode(line.slice(Control.logMarker.length))
-          if (Option.isSome(entry)) return emit(writer, entry.value)
-        }
-        emit(writer, LogFile.outputEntry(outputOrigin, stream, line))
-      }
+      return (stream: "stdout" | "stderr", line: string) => emit(writer, Envelope.logEntry(outputOrigin, stream, line))
     }
 
     let stopping = false
@@ -430,6 +423,8 @@ export const make = (options: Options): Effect.Effect<Deployer, DeployError, Sco
                   group: group.name,
                   components: group.components,
                   runMain: group.runMain,
+                  // One machine: replicas serve on loopback, each on a free port it reports in Ready.
+                  internalAddress: "127.0.0.1:0",
                   config: options.configSource,
                   external: [...external],
                   appModule: options.appModule

@@ -7,7 +7,7 @@
  *
  * @since 0.1.0
  */
-import type { Tracing } from "@effect-weaver/core"
+import type { Logging, Tracing } from "@effect-weaver/core"
 import * as Profiling from "@effect-weaver/core/Profiling"
 import type * as Prometheus from "@effect-weaver/core/Prometheus"
 import * as NodeSocket from "@effect/platform-node/NodeSocket"
@@ -22,12 +22,14 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import * as Control from "./Control.js"
+import * as LogFile from "./LogFile.js"
 
 /**
  * A weavelet process could not be started.
@@ -66,15 +68,27 @@ export class ReplicaCallError extends Data.TaggedError("ReplicaCallError")<{
 }
 
 /**
- * What the deployer does for the control calls of one weavelet.
+ * What the deployer does for the control calls of one weavelet (Service
+ * Weaver's `EnvelopeHandler`); see docs/DEPLOYERS.md.
  *
  * @since 0.1.0
  * @category models
  */
 export interface Handler {
+  /** The weavelet serves its components on `address` (the internal address it bound) and is process `pid`. */
   readonly ready: (address: string, pid: number) => Effect.Effect<void>
+  /** The weavelet needs `component` (`ActivateComponent`): start the group hosting it if it is not running. */
   readonly activate: (component: string) => Effect.Effect<void, Control.ControlError>
+  /**
+   * The ready replica addresses of `component`'s group (`UpdateRoutingInfo`): a
+   * new set on every change. The weavelet calls the component's replicas from
+   * the first set on; an empty set is best not emitted.
+   */
   readonly routing: (component: string) => Stream.Stream<ReadonlyArray<string>>
+  /**
+   * Listener `listener` of the weavelet serves on `address` (`ExportListener`);
+   * answers the address to announce to users, e.g. that of a proxy.
+   */
   readonly exportListener: (listener: string, address: string) => Effect.Effect<string, Control.ControlError>
   /** Receives the weavelet's finished spans; dropped if absent. */
   readonly traceSpans?: ((spans: ReadonlyArray<Tracing.Span>) => Effect.Effect<void>) | undefined
@@ -98,7 +112,11 @@ export interface ExitStatus {
  * @category models
  */
 export interface Options {
-  /** The bootstrap, without the control socket (the envelope picks it). */
+  /**
+   * The bootstrap, without the control socket (the envelope picks it, and
+   * the weavelet socket). `internalAddress` is the address the weavelet must
+   * serve its components on, e.g. `127.0.0.1:0`.
+   */
   readonly bootstrap: Omit<Control.Bootstrap, "controlSocket">
   /** Directory for the control socket (private to the deployment). */
   readonly socketDir: string
@@ -133,6 +151,28 @@ export interface Envelope {
    * or does not answer within the duration plus 30 s.
    */
   readonly profile: (options: Profiling.CollectOptions) => Effect.Effect<Uint8Array, Profiling.ProfilingError>
+}
+
+/**
+ * The log entry a line of a weavelet's output carries (what {@link Options}'
+ * `output` receives): the entry the weavelet logged, for a stderr line that
+ * starts with `Control.logMarker` (Service Weaver's `HandleLogEntry`), or else
+ * the line itself as an entry of level `stdout` or `stderr` from `origin`.
+ * Print it with `Logging.pretty`.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const logEntry = (
+  origin: LogFile.OutputOrigin,
+  stream: "stdout" | "stderr",
+  line: string
+): Logging.Entry => {
+  if (stream === "stderr" && line.startsWith(Control.logMarker)) {
+    const entry = LogFile.decode(line.slice(Control.logMarker.length))
+    if (Option.isSome(entry)) return entry.value
+  }
+  return LogFile.outputEntry(origin, stream, line)
 }
 
 type WeaveletClient = RpcClient.FromGroup<typeof Control.WeaveletRpcs, RpcClientError>
@@ -186,7 +226,15 @@ export const stopGrace = 3_000
  */
 export const make = (options: Options): Effect.Effect<Envelope, EnvelopeError, Scope.Scope> =>
   Effect.gen(function*() {
-    const { group, replicaId } = options.bootstrap
+    const { group, internalAddress, replicaId } = options.bootstrap
+    // Checked here, so that a bad address fails the deployer's call rather than the process it would start.
+    if (!Schema.is(Control.InternalAddress)(internalAddress)) {
+      return yield* new EnvelopeError({
+        group,
+        reason: `bad internal address ${JSON.stringify(internalAddress)}: expected "host:port" with a port from 0 ` +
+          `to 65535 (port 0: any free port)`
+      })
+    }
     const scope = yield* Effect.scope
     const controlSocket = Path.join(options.socketDir, `${replicaId.slice(0, 8)}.sock`)
     const handler = options.handler

@@ -4,7 +4,8 @@
  * `WEAVER_WEAVELET` environment variable).
  *
  * The process hosts the components of its colocation group and serves them
- * over the RPC transport on `127.0.0.1:0`; calls to other components go to
+ * over the RPC transport on the internal address its deployer gives it
+ * (`internalAddress` in the bootstrap); calls to other components go to
  * their replicas, found through the control plane. Co-located components
  * call each other directly. Listeners bind `127.0.0.1:0` and are exported to
  * the deployer's proxy. Log entries travel to the deployer on stderr. The
@@ -15,6 +16,7 @@
  * @since 0.1.0
  */
 import {
+  Address,
   Component,
   Logging,
   Profiling,
@@ -228,9 +230,16 @@ export const run = <E>(
             )
         }
       })
-      const server = yield* Server.serve({ host: "127.0.0.1", port: 0 }).pipe(
+      const { host, port } = Address.split(boot.internalAddress, "0.0.0.0")
+      const server = yield* Server.serve({ host, port }).pipe(
         Effect.provideService(CoreWeavelet.Weavelet, weavelet),
-        Effect.orDie
+        Effect.mapError((error) =>
+          new WeaveletError({
+            reason: `cannot serve components on the internal address ${boot.internalAddress} given by the deployer: ${
+              error.cause instanceof Error ? error.cause.message : String(error.cause)
+            }`
+          })
+        )
       )
       yield* client.Ready({ address: server.address, pid: process.pid }).pipe(Effect.orDie)
       if (boot.runMain) yield* Weaver.runMain(app, weavelet)
