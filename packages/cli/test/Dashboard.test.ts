@@ -1,46 +1,20 @@
 import { Dashboard } from "@effect-weaver/cli"
 import * as Html from "@effect-weaver/cli/dashboard/Html"
-import { assert, describe, it } from "@effect/vitest"
+import { assert, describe, layer } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
-import { type Browser, chromium } from "playwright-core"
+import * as Chromium from "./utils/chromium.js"
 import { root, start, waitFor } from "./utils/cli.js"
 import { deployHello, deployMultiHello, type Hello, sendHellos } from "./utils/hello.js"
-
-const chromiumPath = "/usr/bin/chromium"
-
-const launch = Effect.acquireRelease(
-  Effect.gen(function*() {
-    assert.isTrue(
-      Fs.existsSync(chromiumPath),
-      `${chromiumPath} is missing: install it with "apt-get update && apt-get install -y chromium" (CI does)`
-    )
-    return yield* Effect.promise(() =>
-      chromium.launch({
-        executablePath: chromiumPath,
-        args: [
-          "--no-sandbox",
-          "--disable-gpu",
-          "--disable-quic",
-          "--no-first-run",
-          "--disable-background-networking",
-          "--disable-component-update",
-          "--disable-sync"
-        ]
-      })
-    )
-  }),
-  (browser: Browser) => Effect.promise(() => browser.close())
-)
 
 /** The dashboard of `tool` shows a deployed hello: components with their replicas, method calls, traffic graph. */
 const showsHello = (
   tool: "single" | "multi",
   deploy: Effect.Effect<Hello, Error, Scope.Scope>,
   replicas: number
-) =>
+): Effect.Effect<void, Error, Chromium.Chromium> =>
   Effect.gen(function*() {
     const n = 7
     const hello = yield* deploy
@@ -48,7 +22,7 @@ const showsHello = (
 
     const dashboard = yield* start([tool, "dashboard", "--port", "0"], hello.env)
     const [, url] = yield* waitFor(dashboard, /Dashboard available at: (http:\/\/127\.0\.0\.1:\d+)\n/)
-    const browser = yield* launch
+    const browser = yield* (yield* Chromium.Chromium).launch
     const page = yield* Effect.promise(() => browser.newPage({ viewport: { width: 1200, height: 1600 } }))
     const errors: Array<string> = []
     page.on("pageerror", (error) => errors.push(error.message))
@@ -142,50 +116,53 @@ const showsHello = (
     assert.deepStrictEqual(errors, [])
   }).pipe(Effect.scoped)
 
-describe("weaver single dashboard", () => {
-  it.live(
-    "shows a deployed hello's components, method calls and traffic graph in Chromium",
-    () => showsHello("single", deployHello, 1),
-    { timeout: 180_000 }
-  )
-
-  it.live("answers an unknown deployment with a 404 page and serves only the listed assets", () =>
-    Effect.gen(function*() {
-      const dashboard = yield* Dashboard.make("single")
-      const get = (path: string) =>
-        Effect.promise(async () => {
-          const response = await fetch(`${dashboard.url}${path}`)
-          return { status: response.status, type: response.headers.get("content-type"), text: await response.text() }
-        })
-      const missing = yield* get("/deployment?id=%3Cscript%3E")
-      assert.strictEqual(missing.status, 404)
-      assert.include(missing.text, "&quot;&lt;script&gt;&quot;")
-      assert.notInclude(missing.text, `"<script>"`)
-      for (const name of Object.keys(Dashboard.assets)) {
-        const asset = yield* get(`/assets/${name}`)
-        assert.strictEqual(asset.status, 200, name)
-        assert.isAbove(asset.text.length, 1000, name)
-      }
-      assert.strictEqual((yield* get("/assets/..%2Fpackage.json")).status, 404)
-    }).pipe(Effect.scoped))
-})
-
-describe("weaver multi dashboard", () => {
-  it.live(
-    "shows hello deployed with weaver multi deploy: 2 replicas of each component, merged method calls, main → hello/Reverser",
-    () => showsHello("multi", deployMultiHello, 2),
-    { timeout: 240_000 }
-  )
-})
-
-describe("Dashboard html", () => {
-  it("escapes interpolated values and keeps nested html", () => {
-    const name = `<img src=x onerror="alert('x')">&`
-    const inner = Html.html`<b>${name}</b>`
-    assert.strictEqual(
-      Html.html`<td>${inner}${[1, "<", null]}</td>`.value,
-      "<td><b>&lt;img src=x onerror=&quot;alert(&#39;x&#39;)&quot;&gt;&amp;</b>1&lt;</td>"
+// One Chromium for the file: the packaged one is unpacked once, not per test.
+layer(Chromium.layer, { excludeTestServices: true, timeout: "2 minutes" })((it) => {
+  describe("weaver single dashboard", () => {
+    it.effect(
+      "shows a deployed hello's components, method calls and traffic graph in Chromium",
+      () => showsHello("single", deployHello, 1),
+      { timeout: 180_000 }
     )
-    assert.strictEqual(Html.json({ s: "</script><!--" }).value, `{"s":"\\u003c/script\\u003e\\u003c!--"}`)
+
+    it.effect("answers an unknown deployment with a 404 page and serves only the listed assets", () =>
+      Effect.gen(function*() {
+        const dashboard = yield* Dashboard.make("single")
+        const get = (path: string) =>
+          Effect.promise(async () => {
+            const response = await fetch(`${dashboard.url}${path}`)
+            return { status: response.status, type: response.headers.get("content-type"), text: await response.text() }
+          })
+        const missing = yield* get("/deployment?id=%3Cscript%3E")
+        assert.strictEqual(missing.status, 404)
+        assert.include(missing.text, "&quot;&lt;script&gt;&quot;")
+        assert.notInclude(missing.text, `"<script>"`)
+        for (const name of Object.keys(Dashboard.assets)) {
+          const asset = yield* get(`/assets/${name}`)
+          assert.strictEqual(asset.status, 200, name)
+          assert.isAbove(asset.text.length, 1000, name)
+        }
+        assert.strictEqual((yield* get("/assets/..%2Fpackage.json")).status, 404)
+      }).pipe(Effect.scoped))
+  })
+
+  describe("weaver multi dashboard", () => {
+    it.effect(
+      "shows hello deployed with weaver multi deploy: 2 replicas of each component, merged method calls, main → hello/Reverser",
+      () => showsHello("multi", deployMultiHello, 2),
+      { timeout: 240_000 }
+    )
+  })
+
+  describe("Dashboard html", () => {
+    it("escapes interpolated values and keeps nested html", () => {
+      const name = `<img src=x onerror="alert('x')">&`
+      const inner = Html.html`<b>${name}</b>`
+      assert.strictEqual(
+        Html.html`<td>${inner}${[1, "<", null]}</td>`.value,
+        "<td><b>&lt;img src=x onerror=&quot;alert(&#39;x&#39;)&quot;&gt;&amp;</b>1&lt;</td>"
+      )
+      assert.strictEqual(Html.json({ s: "</script><!--" }).value, `{"s":"\\u003c/script\\u003e\\u003c!--"}`)
+    })
   })
 })
