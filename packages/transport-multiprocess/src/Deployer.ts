@@ -691,6 +691,14 @@ export const makeTest = (options: {
   readonly deploymentId: string
   readonly fakes: ReadonlyMap<string, CoreWeavelet.AnyHandlers>
   readonly verbose?: boolean | undefined
+  /**
+   * How a replica loads the app: the `node` arguments that start it and the
+   * URL of the module it imports the app from (the weavertest Multi runner
+   * gives a bundle of the app and the weavelet). By default a replica imports
+   * `app.module` itself, through tsx and with this repository's source
+   * condition, which only works where tsx is installed.
+   */
+  readonly child?: { readonly args: ReadonlyArray<string>; readonly moduleUrl: string } | undefined
 }): Effect.Effect<TestDeployment, DeployError, Scope.Scope> =>
   Effect.gen(function*() {
     const module = options.app.module
@@ -701,7 +709,7 @@ export const makeTest = (options: {
       })
     }
     yield* Effect.acquireRelease(testPermits.take(1), () => testPermits.release(1))
-    const url = module.startsWith("file:") ? module : Url.pathToFileURL(module).href
+    const url = options.child?.moduleUrl ?? (module.startsWith("file:") ? module : Url.pathToFileURL(module).href)
     const deployer = yield* make({
       app: options.config.serviceweaver.name ?? "weavertest",
       deploymentId: options.deploymentId,
@@ -709,7 +717,7 @@ export const makeTest = (options: {
       configSource: { file: options.config.file, dir: options.config.dir, text: options.configText ?? "" },
       launch: {
         command: process.execPath,
-        args: [
+        args: options.child?.args ?? [
           "--conditions=@effect-weaver/source",
           "--import",
           "tsx",

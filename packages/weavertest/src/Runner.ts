@@ -23,6 +23,7 @@ import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Crypto from "node:crypto"
 import type * as Fake from "./Fake.js"
+import * as AppBundle from "./internal/appBundle.js"
 
 /**
  * What a runner is made of: a name (the prefix of its test names) and the
@@ -344,14 +345,20 @@ export const multi: Runner = makeRunner({
   name: "Multi",
   timeout: 120_000,
   deploy: (setup) =>
-    Effect.map(
-      Deployer.makeTest({ ...setup, verbose: process.env.WEAVERTEST_VERBOSE !== undefined }),
-      (deployment): Deployment => ({
+    Effect.gen(function*() {
+      // The replicas run a bundle of the app module, which may be TypeScript (see internal/appBundle.ts).
+      const child = setup.app.module === undefined ? undefined : yield* AppBundle.make(setup.app.module)
+      const deployment = yield* Deployer.makeTest({
+        ...setup,
+        child,
+        verbose: process.env.WEAVERTEST_VERBOSE !== undefined
+      })
+      return {
         transport: deployment.transport,
         hosted: new Set<string>(),
         started: deployment.started
-      })
-    )
+      } satisfies Deployment
+    })
 })
 
 /**
