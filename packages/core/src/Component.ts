@@ -9,10 +9,14 @@
  * @since 0.1.0
  */
 import * as Context from "effect/Context"
-import type * as Effect from "effect/Effect"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import type * as FiberRef from "effect/FiberRef"
+import { dual } from "effect/Function"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import type { RemoteCallError } from "./ComponentError.js"
+import * as fiberRefs from "./internal/fiberRefs.js"
 
 /**
  * @since 0.1.0
@@ -50,6 +54,11 @@ export interface Method<
    * replica, on a best-effort basis.
    */
   readonly routeBy: ((payload: any) => string | number) | undefined
+  /**
+   * The deadline of each call, in milliseconds from when it is made, or
+   * `undefined` for none. An earlier deadline already in force is kept.
+   */
+  readonly timeout: number | undefined
 }
 
 /**
@@ -81,6 +90,8 @@ export type Methods = { readonly [name: string]: AnyMethod }
  * - `routeBy: (payload) => key` sends calls with the same key to the same
  *   replica where there are several (best effort; never rely on it for
  *   correctness).
+ * - `timeout` gives every call of the method a deadline (see
+ *   {@link withTimeout}); an earlier deadline already in force is kept.
  *
  * @example
  * ```ts
@@ -100,13 +111,49 @@ export const method = <
   readonly error?: Error
   readonly retry?: boolean
   readonly routeBy?: (payload: Schema.Schema.Type<Payload>) => string | number
+  readonly timeout?: Duration.DurationInput
 }): Method<Payload, Success, Error> => ({
   payload: (options.payload ?? Schema.Void) as Payload,
   success: (options.success ?? Schema.Void) as Success,
   error: (options.error ?? Schema.Never) as Error,
   retry: options.retry ?? true,
-  routeBy: options.routeBy
+  routeBy: options.routeBy,
+  timeout: options.timeout === undefined ? undefined : Duration.toMillis(options.timeout)
 })
+
+/**
+ * The deadline (milliseconds since the epoch) of the component calls the
+ * fiber makes, or `undefined` for none. A handler runs with its caller's
+ * deadline, in whatever process it runs, so a deadline bounds a whole chain
+ * of calls. Transports read it to carry it across the wire.
+ *
+ * @since 0.1.0
+ * @category deadlines
+ */
+export const currentDeadline: FiberRef.FiberRef<number | undefined> = fiberRefs.currentDeadline
+
+/**
+ * Runs `self` with a deadline `duration` from now for every component call
+ * it makes, co-located or remote (an earlier deadline already in force is
+ * kept). A call still running at the deadline is interrupted and fails with
+ * `RemoteCallError` (reason `Timeout`).
+ *
+ * @example
+ * ```ts
+ * const reversed = yield* reverser.reverse("abc").pipe(Component.withTimeout("50 millis"))
+ * ```
+ *
+ * @since 0.1.0
+ * @category deadlines
+ */
+export const withTimeout: {
+  (duration: Duration.DurationInput): <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+  <A, E, R>(self: Effect.Effect<A, E, R>, duration: Duration.DurationInput): Effect.Effect<A, E, R>
+} = dual(2, <A, E, R>(self: Effect.Effect<A, E, R>, duration: Duration.DurationInput) =>
+  Effect.suspend(() => {
+    const at = Date.now() + Duration.toMillis(duration)
+    return Effect.locallyWith(self, currentDeadline, (current) => current !== undefined && current < at ? current : at)
+  }))
 
 /**
  * The client a caller gets for a component: one function per method, each

@@ -79,7 +79,7 @@ const nowMicros = (): number => Math.round((performance.timeOrigin + performance
  * @category constructors
  */
 export const toEntry = (origin: Origin, options: Logger.Logger.Options<unknown>): Entry => {
-  const component = FiberRefs.getOrDefault(options.context, currentComponent)
+  const component = FiberRefs.getOrDefault(options.context, currentComponent).value
   const parts = Array.isArray(options.message) ? options.message : [options.message]
   let msg = parts.map(render).join(" ")
   if (!Cause.isEmpty(options.cause)) msg += `\n${Cause.pretty(options.cause, { renderErrorCause: true })}`

@@ -8,7 +8,28 @@
 import * as Context from "effect/Context"
 import type * as Effect from "effect/Effect"
 import type * as Component from "./Component.js"
+import * as fiberRefs from "./internal/fiberRefs.js"
 import type { Weavelet } from "./Weavelet.js"
+
+/**
+ * The deadline of the calls a fiber makes: `Component.currentDeadline`, for
+ * transports.
+ *
+ * @since 0.1.0
+ * @category runtime
+ */
+export const currentDeadline = fiberRefs.currentDeadline
+
+/**
+ * The components whose construction a fiber is inside, outermost first. A
+ * remote transport sends it with each call and runs the handler with it, so
+ * that a construction cycle across processes is reported instead of waiting
+ * forever.
+ *
+ * @since 0.1.0
+ * @category runtime
+ */
+export const constructing = fiberRefs.constructing
 
 /**
  * One call as the transport sees it.
@@ -25,7 +46,11 @@ export interface Call {
 }
 
 /**
- * Delivers calls to one component. The returned Effect succeeds with the
+ * Delivers calls to one component, and nothing else: the stub around it
+ * applies deadlines, retries, method metrics and tracing to every call,
+ * whatever the transport. A remote transport carries the caller's deadline
+ * ({@link currentDeadline}) and construction path ({@link constructing}) to
+ * the handler's process, and runs the handler with them. The returned Effect succeeds with the
  * method's success value, or fails with one of the method's declared errors
  * or a `RemoteCallError`.
  *
@@ -43,12 +68,6 @@ export type Invoke = (call: Call, payload: unknown) => Effect.Effect<unknown, un
 export interface Connection {
   /** Whether calls cross a process boundary (the `remote` metric label). */
   readonly remote: boolean
-  /**
-   * Whether the connection records each call's method metrics (count, error
-   * count, latency; see `MethodMetrics.record`) itself. Client stubs then
-   * leave its calls unwrapped, which saves a step of the fiber per call.
-   */
-  readonly metered?: boolean | undefined
   readonly invoke: Invoke
 }
 

@@ -10,21 +10,28 @@
  */
 import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Effectable from "effect/Effectable"
 import type * as Exit from "effect/Exit"
+import * as FiberId from "effect/FiberId"
 import * as FiberRef from "effect/FiberRef"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import type * as Tracer from "effect/Tracer"
 import * as Utils from "effect/Utils"
 import type * as Component from "./Component.js"
-import { ComponentConstructionError, ComponentCycleError, UnknownComponentError } from "./ComponentError.js"
-import { constructing, currentComponent } from "./internal/fiberRefs.js"
+import {
+  ComponentConstructionError,
+  ComponentCycleError,
+  RemoteCallError,
+  UnknownComponentError
+} from "./ComponentError.js"
+import { componentBox, constructing, currentComponent, currentDeadline } from "./internal/fiberRefs.js"
 import type { ComponentInfo } from "./internal/fiberRefs.js"
 import * as MethodMetrics from "./MethodMetrics.js"
 import { Transport } from "./Transport.js"
-import type { Connection } from "./Transport.js"
+import type { Call, Connection } from "./Transport.js"
 import type { WeaverConfig } from "./WeaverConfig.js"
 
 /**
@@ -146,36 +153,58 @@ class CallEffect extends Effectable.Class<unknown, unknown> {
 }
 
 /**
- * Whether the fiber running now has a sampled span. Stubs run inside the
- * calling fiber's run loop, which publishes the fiber under this global key
- * (`Fiber.getCurrentFiber` without its Option): a property read per call.
+ * Whether the fiber running now has a sampled span.
  *
  * @internal
  */
 const currentSpanSampled = (): boolean => {
-  const fiber = (globalThis as { readonly [currentFiberKey]?: { readonly currentSpan?: Tracer.AnySpan } })[
-    currentFiberKey
-  ]
-  const span = fiber?.currentSpan
+  const span = currentFiber()?.currentSpan
   return span !== undefined && span.sampled
 }
+
+/**
+ * The fiber running now: stubs run inside the calling fiber's run loop,
+ * which publishes the fiber under this global key (`Fiber.getCurrentFiber`
+ * without its Option).
+ *
+ * @internal
+ */
+const currentFiber = (): CurrentFiber | undefined =>
+  (globalThis as { readonly [currentFiberKey]?: CurrentFiber })[currentFiberKey]
 const currentFiberKey = "effect/FiberCurrent"
+
+interface CurrentFiber {
+  readonly currentSpan?: Tracer.AnySpan | undefined
+  getFiberRef<A>(ref: FiberRef.FiberRef<A>): A
+}
+
+const timeoutError = (call: Call, detail: string) =>
+  new RemoteCallError({ component: call.component, method: call.method, reason: "Timeout", detail })
 
 /**
  * Runs `effect` as code of `component`: log lines and calls it makes are
- * attributed to it. Cheaper than `Effect.locally` on the call hot path.
+ * attributed to it. Writes the fiber's own attribution box in place (see
+ * `ComponentBox`): no FiberRefs map is copied per call, as `Effect.locally`
+ * or `setFiberRef` would.
  *
  * @internal
  */
 const asComponent = <A, E, R>(info: ComponentInfo, effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
   Effect.withFiberRuntime((runtime) => {
-    // The fiber runtime's own setter (public types omit it): one write instead of Effect.locally's acquireUseRelease.
+    // The fiber runtime's own accessors (public types omit the setter).
     const fiber = runtime as unknown as FiberRefAccess
-    const previous = fiber.getFiberRef(currentComponent)
+    let box = fiber.getFiberRef(currentComponent)
+    const previous = box.value
     if (previous === info) return effect
-    fiber.setFiberRef(currentComponent, info)
+    if (box.owner !== fiber) {
+      // Once per fiber (and per Effect.locally of the box): claim a box of the fiber's own.
+      box = { owner: fiber, value: previous }
+      fiber.setFiberRef(currentComponent, box)
+    }
+    const owned = box
+    owned.value = info
     return Effect.onExit(effect, () => {
-      fiber.setFiberRef(currentComponent, previous)
+      owned.value = previous
       return noop
     })
   })
@@ -231,7 +260,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       return make.pipe(
         Effect.provide(clients(name)),
         Scope.extend(scope),
-        Effect.locally(currentComponent, info),
+        Effect.locally(currentComponent, componentBox(info)),
         Effect.locallyWith(constructing, (path) => [...path, name]),
         Effect.map((handlers) => attribute(info, handlers as AnyHandlers)),
         Effect.onExit(() => Effect.sync(() => state.set(name, "ready"))),
@@ -275,6 +304,22 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     })
   }
 
+  /**
+   * Connects once, in a fiber of the weavelet's own: a caller that stops
+   * waiting (its deadline passed, it was interrupted) leaves the connection
+   * to the callers after it, where `Effect.cached` would hand them the
+   * interruption.
+   */
+  const connectOnce = (connect: Effect.Effect<Connection>): Effect.Effect<Connection> => {
+    const done = Deferred.unsafeMake<Connection>(FiberId.none)
+    let started = false
+    return Effect.suspend(() => {
+      if (started) return Deferred.await(done)
+      started = true
+      return Effect.zipRight(Effect.forkIn(Deferred.complete(done, connect), scope), Deferred.await(done))
+    })
+  }
+
   const connection = (component: Component.Any): Effect.Effect<Connection> => {
     const name = component.componentName
     let effect = connections.get(name)
@@ -285,7 +330,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
           remote: false,
           invoke: (call, payload) => fake[call.method]!(payload)
         })
-        : Effect.runSync(Effect.cached(transport.connect(component).pipe(Effect.provideService(Weavelet, weavelet))))
+        : connectOnce(transport.connect(component).pipe(Effect.provideService(Weavelet, weavelet)))
       connections.set(name, effect)
     }
     return effect
@@ -299,42 +344,71 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     })
     for (const [method, spec] of Object.entries(component.methods)) {
       const call = { component: component.componentName, method, spec, caller }
+      const start0 = (c: Connection, payload: unknown): Effect.Effect<unknown, unknown> => {
+        try {
+          return c.invoke(call, payload)
+        } catch (defect) {
+          // A handler that throws instead of returning an Effect: a defect, counted like one.
+          return Effect.die(defect)
+        }
+      }
       let series: MethodMetrics.Series | undefined
       let calls = 0
       const record = (connection: Connection, failed: boolean, latencyMicros: number | undefined) => {
         series ??= MethodMetrics.series({ caller, component: call.component, method, remote: connection.remote })
         MethodMetrics.record(series, failed, latencyMicros)
       }
+      // Every call is counted, interrupted ones too (as errors): hence onExit, not a cheaper matchCauseEffect.
+      const metered = (c: Connection, effect: Effect.Effect<unknown, unknown>, start: number) =>
+        Effect.onExit(effect, (exit) => {
+          record(c, exit._tag === "Failure", (performance.now() - start) * 1000)
+          return noop
+        })
+      /** A call under a deadline: the fiber's, or the method's `timeout` if that is earlier. */
+      const invokeBefore = (c: Connection, payload: unknown, deadline: number, own: boolean) => {
+        const start = performance.now()
+        const remaining = deadline - Date.now()
+        if (remaining <= 0) {
+          record(c, true, 0)
+          return Effect.fail(timeoutError(call, "deadline exceeded before the call was made"))
+        }
+        let effect = start0(c, payload)
+        if (isExit(effect)) {
+          record(c, effect._tag === "Failure", (performance.now() - start) * 1000)
+          return effect
+        }
+        // The handler and the calls it makes, here or in another process, run under the deadline.
+        if (own) effect = Effect.locally(effect, currentDeadline, deadline)
+        // A remote transport enforces the deadline on the wire; a co-located call is interrupted here.
+        if (!c.remote) {
+          effect = Effect.timeoutFail(effect, {
+            duration: remaining,
+            onTimeout: () => timeoutError(call, "deadline exceeded")
+          })
+        }
+        return metered(c, effect, start)
+      }
       const invoke = (c: Connection, payload: unknown): Effect.Effect<unknown, unknown> => {
-        if (c.metered) return c.invoke(call, payload)
+        let deadline = currentFiber()?.getFiberRef(currentDeadline)
+        let own = false
+        if (spec.timeout !== undefined) {
+          const at = Date.now() + spec.timeout
+          if (deadline === undefined || at < deadline) {
+            deadline = at
+            own = true
+          }
+        }
+        if (deadline !== undefined) return invokeBefore(c, payload, deadline, own)
         // Reading the clock costs as much as a whole plain service call, so the latency of calls that complete
         // synchronously (the handler returned an Exit) is sampled; every other call is timed.
         const sampled = (++calls & syncLatencySampleMask) === 0
         const syncStart = sampled ? performance.now() : 0
-        let effect: Effect.Effect<unknown, unknown>
-        try {
-          effect = c.invoke(call, payload)
-        } catch (defect) {
-          // A handler that throws instead of returning an Effect: a defect, counted like one.
-          effect = Effect.die(defect)
-        }
+        const effect = start0(c, payload)
         if (isExit(effect)) {
           record(c, effect._tag === "Failure", sampled ? (performance.now() - syncStart) * 1000 : undefined)
           return effect
         }
-        const start = sampled ? syncStart : performance.now()
-        const done = (failed: boolean) => record(c, failed, (performance.now() - start) * 1000)
-        // Cheaper than Effect.onExit; the price is that calls interrupted mid-flight are not counted.
-        return Effect.matchCauseEffect(effect, {
-          onFailure: (cause) => {
-            done(true)
-            return Effect.failCause(cause)
-          },
-          onSuccess: (value) => {
-            done(false)
-            return Effect.succeed(value)
-          }
-        })
+        return metered(c, effect, sampled ? syncStart : performance.now())
       }
       const attributes = { component: call.component, method, caller, remote: false }
       const traced = (c: Connection, payload: unknown): Effect.Effect<unknown, unknown> =>
@@ -345,10 +419,17 @@ export const make = Effect.fnUntraced(function*(options: Options) {
         })
       const run = (payload: unknown): Effect.Effect<unknown, unknown> => {
         // As Service Weaver's stubs: a span only if the calling fiber is already traced.
-        if (currentSpanSampled()) {
-          return resolved !== undefined ? traced(resolved, payload) : Effect.flatMap(connect, (c) => traced(c, payload))
-        }
-        return resolved !== undefined ? invoke(resolved, payload) : Effect.flatMap(connect, (c) => invoke(c, payload))
+        const go = currentSpanSampled() ? traced : invoke
+        if (resolved !== undefined) return go(resolved, payload)
+        // The first calls wait for the connection (the component may be starting), under their deadline.
+        let deadline = currentFiber()?.getFiberRef(currentDeadline)
+        if (spec.timeout !== undefined) deadline = Math.min(deadline ?? Infinity, Date.now() + spec.timeout)
+        if (deadline === undefined) return Effect.flatMap(connect, (c) => go(c, payload))
+        const connecting = Effect.timeoutFail(connect, {
+          duration: Math.max(0, deadline - Date.now()),
+          onTimeout: () => timeoutError(call, "deadline exceeded while connecting to the component")
+        })
+        return Effect.locally(Effect.flatMap(connecting, (c) => go(c, payload)), currentDeadline, deadline)
       }
       client[method] = (payload) => new CallEffect(run, payload)
     }

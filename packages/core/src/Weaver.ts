@@ -29,7 +29,7 @@ import * as Address from "./Address.js"
 import type * as Component from "./Component.js"
 import { callSite } from "./Component.js"
 import * as HttpMetrics from "./HttpMetrics.js"
-import { currentComponent } from "./internal/fiberRefs.js"
+import { componentBox, currentComponent } from "./internal/fiberRefs.js"
 import * as Logging from "./Logging.js"
 import * as Registry from "./Registry.js"
 import * as StatusServer from "./StatusServer.js"
@@ -233,7 +233,7 @@ export const runMain = <E>(
     Effect.asVoid,
     Effect.provide(weavelet.clients(mainName)),
     Effect.provideService(Weavelet.Weavelet, weavelet),
-    Effect.locally(currentComponent, info)
+    Effect.locally(currentComponent, componentBox(info))
   ) as Effect.Effect<void, E, Scope.Scope>
 }
 

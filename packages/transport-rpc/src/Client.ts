@@ -7,64 +7,24 @@
  * @since 0.1.0
  */
 import type { Component, Transport } from "@effect-weaver/core"
-import { Address, ComponentError, MethodMetrics, RemoteCallError } from "@effect-weaver/core"
+import {
+  Address,
+  ComponentError,
+  MethodMetrics,
+  RemoteCallError,
+  Transport as CoreTransport
+} from "@effect-weaver/core"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
-import * as FiberRef from "effect/FiberRef"
-import { dual } from "effect/Function"
-import * as GlobalValue from "effect/GlobalValue"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Net from "node:net"
 import { Balancer } from "./Balancer.js"
 import * as Wire from "./Wire.js"
-
-/**
- * The absolute deadline (milliseconds since the epoch) of the calls the
- * fiber makes, or `undefined` for none. Handlers of remote calls run with the
- * caller's deadline, so it propagates down a call chain.
- *
- * @since 0.1.0
- * @category deadlines
- */
-export const currentDeadline: FiberRef.FiberRef<number | undefined> = GlobalValue.globalValue(
-  Symbol.for("@effect-weaver/transport-rpc/currentDeadline"),
-  () => FiberRef.unsafeMake<number | undefined>(undefined)
-)
-
-/**
- * Core's record of the components whose construction the fiber is inside.
- * Core keeps it internal; it is the same FiberRef because core creates it
- * with `GlobalValue` under this key. Sent with calls so that a construction
- * cycle across processes is reported instead of waiting forever.
- *
- * @internal
- */
-export const constructing: FiberRef.FiberRef<ReadonlyArray<string>> = GlobalValue.globalValue(
-  Symbol.for("@effect-weaver/core/constructing"),
-  () => FiberRef.unsafeMake<ReadonlyArray<string>>([])
-)
-
-/**
- * Runs `self` with a deadline `duration` from now for every remote call it
- * makes (an earlier deadline already in force is kept). A call whose deadline
- * expires fails with `RemoteCallError` (reason `Timeout`).
- *
- * @since 0.1.0
- * @category deadlines
- */
-export const withTimeout: {
-  (duration: Duration.DurationInput): <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
-  <A, E, R>(self: Effect.Effect<A, E, R>, duration: Duration.DurationInput): Effect.Effect<A, E, R>
-} = dual(2, <A, E, R>(self: Effect.Effect<A, E, R>, duration: Duration.DurationInput) =>
-  Effect.suspend(() => {
-    const at = Date.now() + Duration.toMillis(duration)
-    return Effect.locallyWith(self, currentDeadline, (current) => current !== undefined && current < at ? current : at)
-  }))
 
 /**
  * Client options.
@@ -81,8 +41,6 @@ export interface Options {
    * fixed set.
    */
   readonly resolve: (component: string) => Stream.Stream<ReadonlyArray<string>>
-  /** A deadline for calls made without one (see {@link withTimeout}). None by default. */
-  readonly timeout?: Duration.DurationInput | undefined
   /** Bounds on retries of retriable methods. */
   readonly retry?: {
     /** Attempts in all, first included (default 10). */
@@ -112,8 +70,8 @@ export interface Client {
 /** What a connection knows of a call in flight on it. */
 interface Pending {
   readonly prepared: Prepared
-  /** A reply frame arrived (its body is `bytes` from `start` to `end`), in a chunk read at `now` (`performance.now()`). */
-  complete(type: number, bytes: Buffer, start: number, end: number, now: number): void
+  /** A reply frame arrived: its body is `bytes` from `start` to `end`. */
+  complete(type: number, bytes: Buffer, start: number, end: number): void
   /** The connection failed. */
   fail(error: RemoteCallError): void
 }
@@ -132,21 +90,9 @@ const knownReasons = new Set<string>(ComponentError.RemoteCallReason.literals)
 const remoteError = (call: Transport.Call, reason: RemoteCallError["reason"], detail: string) =>
   new RemoteCallError({ component: call.component, method: call.method, reason, detail })
 
-/** Records a finished call's method metrics. */
-const record = (prepared: Prepared, failed: boolean, start: number, now = performance.now()): void =>
-  MethodMetrics.record(prepared.series, failed, (now - start) * 1000)
-
-/** A call that failed before it was sent: counted if metered, then failed. */
-const unsent = (
-  prepared: Prepared,
-  start: number,
-  metered: boolean,
-  reason: RemoteCallError["reason"],
-  detail: string
-) => {
-  if (metered) record(prepared, true, start)
-  return Effect.fail(remoteError(prepared.call, reason, detail))
-}
+/** A call that failed before it was sent. */
+const unsent = (prepared: Prepared, reason: RemoteCallError["reason"], detail: string) =>
+  Effect.fail(remoteError(prepared.call, reason, detail))
 
 const describe = (error: unknown): string => error instanceof Error ? error.message : String(error)
 
@@ -219,8 +165,6 @@ class Connection {
   readonly pending = new CallTable()
   /** Calls the last chunk of replies completed; their callers' next calls are batched, not written one by one. */
   resumed = 0
-  /** When the last chunk was read: the end of the latency of the calls it completes (one clock read per chunk). */
-  private readAt = 0
   closed = false
   ready = false
 
@@ -234,7 +178,6 @@ class Connection {
     this.writer.write(Wire.encodeHello(peer.client.hello))
     socket.on("data", (chunk: Buffer) => {
       this.resumed = 0
-      this.readAt = performance.now()
       const error = this.reader.push(chunk)
       if (error !== undefined) this.fail("Protocol", `${peer.address} broke the protocol: ${error.reason}`)
     })
@@ -247,7 +190,7 @@ class Connection {
       const pending = this.pending.take(id)
       if (pending === undefined) return // cancelled or timed out: the reply is dropped
       this.resumed++
-      pending.complete(type, bytes, start, end, this.readAt)
+      pending.complete(type, bytes, start, end)
       if (this.peer.users === 0 && this.pending.size === 0) this.fail("Unreachable", "replica removed")
     } else if (type === Wire.FrameType.Hello) {
       const hello = Wire.decodeHello(bytes.subarray(start, end))
@@ -361,10 +304,6 @@ class Invocation implements Pending {
     readonly route: Route,
     readonly policy: RetryPolicy,
     readonly resume: (effect: Effect.Effect<unknown, unknown>) => void,
-    /** When the caller made the call (`performance.now()`), for its latency. */
-    readonly start: number,
-    /** Whether this invocation records the call's method metrics. */
-    readonly metered: boolean,
     readonly caller: Caller
   ) {
     if (deadline !== undefined) {
@@ -437,9 +376,9 @@ class Invocation implements Pending {
     return 2 + this.prepared.prefix.length + 1
   }
 
-  complete(type: number, bytes: Buffer, start: number, end: number, now: number): void {
+  complete(type: number, bytes: Buffer, start: number, end: number): void {
     this.connection = undefined
-    this.finish(decodeReply(this.prepared, type, bytes, start, end), now)
+    this.finish(decodeReply(this.prepared, type, bytes, start, end))
   }
 
   fail(error: RemoteCallError): void {
@@ -478,7 +417,6 @@ class Invocation implements Pending {
     const c = this.connection
     if (c !== undefined && c.pending.take(this.id) !== undefined) c.writer.write(cancelFrame(this.id))
     this.connection = undefined
-    if (!this.done && this.metered) record(this.prepared, true, this.start)
     this.done = true
     this.clearTimers()
   }
@@ -489,12 +427,11 @@ class Invocation implements Pending {
     if (this.retryTimer !== undefined) clearTimeout(this.retryTimer)
   }
 
-  private finish(exit: Exit.Exit<unknown, unknown>, now?: number): void {
+  private finish(exit: Exit.Exit<unknown, unknown>): void {
     if (this.done) return
     this.done = true
     this.clearTimers()
     if (this.caller.current === this) this.caller.current = undefined
-    if (this.metered) record(this.prepared, exit._tag === "Failure", this.start, now)
     this.resume(exit)
   }
 }
@@ -599,7 +536,6 @@ export const make = Effect.fnUntraced(function*(options: Options) {
   )
   const within = Duration.toMillis(options.retry?.within ?? Duration.seconds(10))
   const policy: RetryPolicy = { attempts: Math.max(1, options.retry?.attempts ?? 10), within }
-  const defaultTimeout = options.timeout === undefined ? undefined : Duration.toMillis(options.timeout)
   const prepared = new WeakMap<Transport.Call, Prepared>()
 
   const prepare = (call: Transport.Call): Prepared => {
@@ -633,17 +569,14 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     const send = (
       call: Transport.Call,
       payload: unknown,
-      metered: boolean,
       resume: (effect: Effect.Effect<unknown, unknown>) => void
     ): void => {
       const fiber = Option.getOrThrow(Fiber.getCurrentFiber())
-      const start = performance.now()
       const p = prepare(call)
-      let deadline = fiber.getFiberRef(currentDeadline)
-      if (deadline === undefined && defaultTimeout !== undefined) deadline = Date.now() + defaultTimeout
+      const deadline = fiber.getFiberRef(CoreTransport.currentDeadline)
       const remaining = deadline === undefined ? undefined : deadline - Date.now()
       if (remaining !== undefined && remaining <= 0) {
-        return resume(unsent(p, start, metered, "Timeout", "deadline exceeded before the call was sent"))
+        return resume(unsent(p, "Timeout", "deadline exceeded before the call was sent"))
       }
       let encoded: unknown
       let key: string | number | undefined
@@ -651,7 +584,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
         encoded = p.codec.encodePayload(payload)
         key = call.spec.routeBy?.(payload)
       } catch (error) {
-        return resume(unsent(p, start, metered, "Decode", `payload: ${describe(error)}`))
+        return resume(unsent(p, "Decode", `payload: ${describe(error)}`))
       }
       const span = fiber.currentSpan
       const trace = span === undefined
@@ -660,24 +593,22 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       const suffix = Wire.encodeHeaderSuffix(
         remaining === undefined ? undefined : remaining * 1000,
         trace,
-        fiber.getFiberRef(constructing)
+        fiber.getFiberRef(CoreTransport.constructing)
       )
       const head = suffix === Wire.noFlags ? p.plainHead : Wire.requestHead(p.prefix, suffix)
-      new Invocation(p, head, encoded, key, deadline, route, policy, resume, start, metered, callerOf(fiber)).send()
+      new Invocation(p, head, encoded, key, deadline, route, policy, resume, callerOf(fiber)).send()
     }
 
     return {
       remote: true,
-      metered: true,
       invoke: (call, payload) => {
         if (options.duplicateRetriable && call.spec.retry) {
-          // The caller made one call: only the second run is counted.
           return Effect.zipRight(
-            Effect.exit(Effect.async<unknown, unknown>((resume) => send(call, payload, false, resume))),
-            Effect.async<unknown, unknown>((resume) => send(call, payload, true, resume))
+            Effect.exit(Effect.async<unknown, unknown>((resume) => send(call, payload, resume))),
+            Effect.async<unknown, unknown>((resume) => send(call, payload, resume))
           )
         }
-        return Effect.async<unknown, unknown>((resume) => send(call, payload, true, resume))
+        return Effect.async<unknown, unknown>((resume) => send(call, payload, resume))
       }
     }
   }

@@ -6,7 +6,7 @@
  *
  * @since 0.1.0
  */
-import { Weavelet } from "@effect-weaver/core"
+import { Transport as CoreTransport, Weavelet } from "@effect-weaver/core"
 import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
@@ -18,7 +18,6 @@ import * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
 import * as Tracer from "effect/Tracer"
 import * as Net from "node:net"
-import { constructing, currentDeadline } from "./Client.js"
 import * as Wire from "./Wire.js"
 
 /**
@@ -220,7 +219,7 @@ export const serve = Effect.fnUntraced(function*(options: Options = {}) {
       let timer: ReturnType<typeof setTimeout> | undefined
       if (header.deadlineMicros !== undefined) {
         const millis = header.deadlineMicros / 1000
-        effect = Effect.locally(effect, currentDeadline, Date.now() + millis)
+        effect = Effect.locally(effect, CoreTransport.currentDeadline, Date.now() + millis)
         timer = setTimeout(() => {
           const fiber = this.inflight.get(id)
           if (fiber === undefined) return
@@ -229,7 +228,9 @@ export const serve = Effect.fnUntraced(function*(options: Options = {}) {
           this.writer.write(Wire.systemError(id, "Timeout", "deadline exceeded while the handler was running"))
         }, Math.max(0, millis))
       }
-      if (header.constructing.length > 0) effect = Effect.locally(effect, constructing, header.constructing)
+      if (header.constructing.length > 0) {
+        effect = Effect.locally(effect, CoreTransport.constructing, header.constructing)
+      }
       if (header.traceId !== undefined && header.spanId !== undefined) {
         const parent = Tracer.externalSpan({ traceId: header.traceId, spanId: header.spanId, sampled: header.sampled })
         effect = header.sampled

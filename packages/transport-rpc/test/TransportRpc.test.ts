@@ -1,5 +1,5 @@
 import { Component, MethodMetrics, RemoteCallError, Transport, Weaver, WeaverConfig } from "@effect-weaver/core"
-import { Client, TransportRpc } from "@effect-weaver/transport-rpc"
+import { TransportRpc } from "@effect-weaver/transport-rpc"
 import { assert, describe, it } from "@effect/vitest"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
@@ -140,20 +140,23 @@ describe("TransportRpc", () => {
       const server = yield* serveReplica(hooks, { deploymentId })
       const echo = yield* clientOf(Echo, { deploymentId, addresses: [server.address] })
       const start = Date.now()
-      const error = yield* remoteError(Client.withTimeout(echo.hang(), "100 millis"))
+      const error = yield* remoteError(Component.withTimeout(echo.hang(), "100 millis"))
       assert.strictEqual(error.reason, "Timeout")
       assert.isAtLeast(Date.now() - start, 90)
       yield* Deferred.await(hooks.interrupted).pipe(Effect.timeout("2 seconds"))
-      assert.isTrue(yield* Client.withTimeout(echo.hasDeadline(), "1 second"))
+      assert.isTrue(yield* Component.withTimeout(echo.hasDeadline(), "1 second"))
       assert.isFalse(yield* echo.hasDeadline())
     }))
 
-  it.scopedLive("a default timeout applies to calls made without a deadline", () =>
+  it.scopedLive("a method's timeout applies to calls made without an earlier deadline", () =>
     Effect.gen(function*() {
-      const server = yield* serveReplica(yield* makeHooks(), { deploymentId })
-      const echo = yield* clientOf(Echo, { deploymentId, addresses: [server.address], timeout: "50 millis" })
-      assert.strictEqual((yield* remoteError(echo.hang())).reason, "Timeout")
-      assert.isTrue(yield* echo.hasDeadline())
+      const hooks = yield* makeHooks()
+      const server = yield* serveReplica(hooks, { deploymentId })
+      const echo = yield* clientOf(Echo, { deploymentId, addresses: [server.address] })
+      const start = Date.now()
+      assert.strictEqual((yield* remoteError(echo.hangBriefly())).reason, "Timeout")
+      assert.isBelow(Date.now() - start, 1000)
+      yield* Deferred.await(hooks.interrupted).pipe(Effect.timeout("2 seconds"))
     }))
 
   it.scopedLive("interrupting the caller cancels the handler on the server", () =>
@@ -273,7 +276,7 @@ describe("TransportRpc", () => {
       assert.deepInclude(served, { count: 3, errors: 0, latencies: 3 })
       assert.isAbove(served.micros, 0)
       assert.deepInclude(yield* delta("fail", Effect.either(echo.fail("no"))), { count: 1, errors: 1, latencies: 1 })
-      const unsent = delta("ping", Effect.either(Client.withTimeout(echo.ping(), "0 millis")))
+      const unsent = delta("ping", Effect.either(Component.withTimeout(echo.ping(), "0 millis")))
       assert.deepInclude(yield* unsent, { count: 1, errors: 1, latencies: 1 })
       const interrupted = Effect.gen(function*() {
         const fiber = yield* Effect.fork(echo.hang())
@@ -358,7 +361,7 @@ describe("TransportRpc", () => {
       assert.strictEqual(error.reason, "Unreachable")
       assert.include(error.detail, "no replica became known within 200 ms")
       assert.isAtLeast(Date.now() - start, 190)
-      const timeout = yield* remoteError(Client.withTimeout(bounded.echo("x"), "50 millis"))
+      const timeout = yield* remoteError(Component.withTimeout(bounded.echo("x"), "50 millis"))
       assert.strictEqual(timeout.reason, "Timeout")
     }))
 

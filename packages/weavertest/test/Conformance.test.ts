@@ -3,6 +3,7 @@
  * can see (clients, errors, metrics recorded in the test's process), so a
  * new runner runs them unchanged by joining `weavertest.allRunners()`.
  */
+import { Component } from "@effect-weaver/core"
 import { weavertest } from "@effect-weaver/weavertest"
 import { assert, describe, it } from "@effect/vitest"
 import { Cause, Effect, Exit, Metric, MetricState } from "effect"
@@ -16,8 +17,10 @@ import {
   Missing,
   NotFound,
   Point,
+  Relay,
   Slow,
-  Upper
+  Upper,
+  Waiter
 } from "./fixtures/components.js"
 
 const configText = `
@@ -25,6 +28,20 @@ const configText = `
 Greeting = "Bonjour"
 Times = 2
 `
+
+/** Colocates the deadline cases' caller and callee, so that under Multi the call between them stays in one process. */
+const colocatedWaiter = `
+[serviceweaver]
+colocate = [["conformance/Relay", "conformance/Waiter"]]
+`
+
+/** Runs `effect` and returns how long it took, in milliseconds. */
+const timed = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.gen(function*() {
+    const start = Date.now()
+    const result = yield* effect
+    return [result, Date.now() - start] as const
+  })
 
 /** The sum of a counter over every series with these labels (whatever the `remote` label). */
 const counterSum = (metric: string, labels: Record<string, string>) =>
@@ -230,6 +247,54 @@ for (const runner of weavertest.allRunners()) {
         yield* Effect.flip(metered.tick(false))
         assert.strictEqual((yield* counterSum("serviceweaver_method_count", labels)) - callsBefore, 6)
         assert.strictEqual((yield* counterSum("serviceweaver_method_error_count", labels)) - errorsBefore, 1)
+      })
+    )
+
+    runner.test(
+      "a call under a 50 ms deadline that takes 300 ms fails at about 50 ms with Timeout",
+      app,
+      Effect.gen(function*() {
+        const waiter = yield* Waiter
+        yield* waiter.wait(1)
+        const [error, millis] = yield* timed(Effect.flip(waiter.wait(300).pipe(Component.withTimeout("50 millis"))))
+        assert.strictEqual(error._tag, "RemoteCallError")
+        assert.strictEqual(error.reason, "Timeout")
+        assert.isAtLeast(millis, 45)
+        assert.isBelow(millis, 250)
+        // The deadline applied to that call only.
+        assert.strictEqual(yield* waiter.wait(1), 1)
+      })
+    )
+
+    runner.with({ config: colocatedWaiter }).test(
+      "a co-located call under a 50 ms deadline that takes 300 ms is interrupted at about 50 ms",
+      app,
+      Effect.gen(function*() {
+        const relay = yield* Relay
+        const { millis, outcome } = yield* relay.waitWithin({ millis: 300, within: 50 })
+        assert.match(outcome, /^Timeout: /)
+        assert.isAtLeast(millis, 45)
+        assert.isBelow(millis, 250)
+        assert.strictEqual((yield* relay.waitWithin({ millis: 1, within: 1000 })).outcome, "done")
+      })
+    )
+
+    runner.test(
+      "a method's timeout bounds its calls; an earlier deadline in force is kept",
+      app,
+      Effect.gen(function*() {
+        const waiter = yield* Waiter
+        // The first call may wait for the component to start, longer than the method's 50 ms allow.
+        yield* waiter.wait(1)
+        const [error, millis] = yield* timed(Effect.flip(waiter.waitBriefly(300)))
+        assert.strictEqual(error.reason, "Timeout")
+        assert.isBelow(millis, 250)
+        assert.strictEqual(yield* waiter.waitBriefly(1), 1)
+        const [earlier, within] = yield* timed(
+          Effect.flip(waiter.waitBriefly(300).pipe(Component.withTimeout("10 millis")))
+        )
+        assert.strictEqual(earlier.reason, "Timeout")
+        assert.isBelow(within, 45)
       })
     )
   })

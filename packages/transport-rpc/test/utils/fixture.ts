@@ -1,5 +1,5 @@
 import { Component, Transport, Weavelet, Weaver, WeaverConfig } from "@effect-weaver/core"
-import { Client, Server, TransportRpc } from "@effect-weaver/transport-rpc"
+import { Server, TransportRpc } from "@effect-weaver/transport-rpc"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
@@ -23,6 +23,7 @@ export class Echo extends Component.Tag("test/Echo")<Echo>()({
   fail: Component.method({ payload: Schema.String, error: Nope }),
   die: Component.method({ payload: Schema.String }),
   hang: Component.method({}),
+  hangBriefly: Component.method({ timeout: "50 millis" }),
   whoami: Component.method({ success: Schema.String }),
   count: Component.method({ success: Schema.Number }),
   countOnce: Component.method({ success: Schema.Number, retry: false }),
@@ -63,6 +64,12 @@ const counted = (hooks: Hooks) =>
     return Effect.as(hooks.onCount(n), n)
   })
 
+const hang = (hooks: Hooks) =>
+  Deferred.succeed(hooks.started, undefined).pipe(
+    Effect.zipRight(Effect.never),
+    Effect.onInterrupt(() => Deferred.succeed(hooks.interrupted, undefined))
+  )
+
 export const echoImpl = (hooks: Hooks) =>
   Component.implement(
     Echo,
@@ -72,15 +79,12 @@ export const echoImpl = (hooks: Hooks) =>
       ping: () => Effect.void,
       fail: (why: string) => Effect.fail(new Nope({ why })),
       die: (why: string) => Effect.die(new Error(why)),
-      hang: () =>
-        Deferred.succeed(hooks.started, undefined).pipe(
-          Effect.zipRight(Effect.never),
-          Effect.onInterrupt(() => Deferred.succeed(hooks.interrupted, undefined))
-        ),
+      hang: () => hang(hooks),
+      hangBriefly: () => hang(hooks),
       whoami: () => Effect.succeed(hooks.replica),
       count: () => counted(hooks),
       countOnce: () => counted(hooks),
-      hasDeadline: () => Effect.map(FiberRef.get(Client.currentDeadline), (d) => d !== undefined),
+      hasDeadline: () => Effect.map(FiberRef.get(Component.currentDeadline), (d) => d !== undefined),
       routed: () => Effect.succeed(hooks.replica),
       traceId: () =>
         Effect.currentParentSpan.pipe(Effect.map((span) => span.traceId), Effect.orElseSucceed(() => "none"))
