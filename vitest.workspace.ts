@@ -7,5 +7,6 @@ export default [
   "packages/cli",
   "examples/hello",
   "examples/greeter",
-  "examples/embed"
+  "examples/embed",
+  "examples/custom-deployer"
 ]

@@ -62,7 +62,7 @@ const start = (internalAddress: string) =>
   })
 
 describe("Envelope: the internal address of a weavelet", () => {
-  it.scoped("a malformed address is refused before any process starts, with an error naming it", () =>
+  it.scopedLive("a malformed address is refused before any process starts, with an error naming it", () =>
     Effect.gen(function*() {
       for (const address of ["localhost", "127.0.0.1:99999", "127.0.0.1:http", "tcp://127.0.0.1:0"]) {
         const error = yield* Effect.flip(start(address))
@@ -72,7 +72,7 @@ describe("Envelope: the internal address of a weavelet", () => {
       }
     }))
 
-  it.scoped("the weavelet binds the address it is given and reports it in Ready", () =>
+  it.scopedLive("the weavelet binds the address it is given and reports it in Ready", () =>
     Effect.gen(function*() {
       const port = yield* freePort
       const { output, ready } = yield* start(`127.0.0.1:${port}`)
@@ -86,7 +86,7 @@ describe("Envelope: the internal address of a weavelet", () => {
       assert.match(bound, /^127\.0\.0\.1:[1-9]\d*$/)
     }), 120_000)
 
-  it.scoped(
+  it.scopedLive(
     "an address the weavelet cannot bind ends it with an error naming the address",
     () =>
       Effect.gen(function*() {
