@@ -8,6 +8,7 @@ import { Component, Transport, Weavelet, Weaver, WeaverConfig } from "@effect-we
 import { Server, TransportRpc } from "@effect-weaver/transport-rpc"
 import { Context, Effect, Schema, type Scope, Stream } from "effect"
 import * as ChildProcess from "node:child_process"
+import * as Net from "node:net"
 
 export class Echo extends Component.Tag("bench/Echo")<Echo>()({
   echo: Component.method({ payload: Schema.String, success: Schema.String })
@@ -39,6 +40,82 @@ export const echoClient = (deploymentId: string, port: number): Effect.Effect<Ec
       extraComponents: [Echo]
     }).pipe(Effect.provideService(Transport.Transport, transport), Effect.orDie)
     return Context.unsafeGet(weavelet.clients("main"), Echo)
+  })
+
+/**
+ * The raw TCP echo the benches compare with: frames `length:u32 id:u32 payload`,
+ * one `write` per `data` event (server) or per tick (client). The server
+ * succeeds with its port on 127.0.0.1.
+ */
+export const rawServer = () =>
+  new Promise<number>((resolve) => {
+    const server = Net.createServer((socket) => {
+      socket.setNoDelay(true)
+      let pending: Buffer | undefined
+      socket.on("data", (chunk: Buffer) => {
+        const buffer = pending === undefined ? chunk : Buffer.concat([pending, chunk])
+        const out: Array<Buffer> = []
+        let offset = 0
+        while (buffer.length - offset >= 4) {
+          const length = buffer.readUInt32LE(offset)
+          if (buffer.length - offset < 4 + length) break
+          out.push(buffer.subarray(offset, offset + 4 + length))
+          offset += 4 + length
+        }
+        pending = offset === buffer.length ? undefined : buffer.subarray(offset)
+        if (out.length > 0) socket.write(out.length === 1 ? out[0]! : Buffer.concat(out))
+      })
+      socket.on("error", () => {})
+    })
+    server.listen(0, "127.0.0.1", () => resolve((server.address() as Net.AddressInfo).port))
+  })
+
+export const rawClient = (port: number) =>
+  new Promise<(payload: Buffer) => Promise<Buffer>>((resolve, reject) => {
+    const socket = Net.connect({ host: "127.0.0.1", port })
+    socket.setNoDelay(true)
+    const waiting = new Map<number, (reply: Buffer) => void>()
+    let nextId = 1
+    let queue: Array<Buffer> = []
+    let scheduled = false
+    const flush = () => {
+      scheduled = false
+      const data = queue.length === 1 ? queue[0]! : Buffer.concat(queue)
+      queue = []
+      socket.write(data)
+    }
+    let pending: Buffer | undefined
+    socket.on("data", (chunk: Buffer) => {
+      const buffer = pending === undefined ? chunk : Buffer.concat([pending, chunk])
+      let offset = 0
+      while (buffer.length - offset >= 4) {
+        const length = buffer.readUInt32LE(offset)
+        if (buffer.length - offset < 4 + length) break
+        const id = buffer.readUInt32LE(offset + 4)
+        const done = waiting.get(id)
+        waiting.delete(id)
+        done?.(buffer.subarray(offset + 8, offset + 4 + length))
+        offset += 4 + length
+      }
+      pending = offset === buffer.length ? undefined : buffer.subarray(offset)
+    })
+    socket.on("error", reject)
+    socket.on("connect", () =>
+      resolve((payload) =>
+        new Promise<Buffer>((done) => {
+          const id = nextId++
+          const frame = Buffer.allocUnsafe(8 + payload.length)
+          frame.writeUInt32LE(4 + payload.length, 0)
+          frame.writeUInt32LE(id, 4)
+          payload.copy(frame, 8)
+          waiting.set(id, done)
+          queue.push(frame)
+          if (!scheduled) {
+            scheduled = true
+            process.nextTick(flush)
+          }
+        })
+      ))
   })
 
 const children = new Set<ChildProcess.ChildProcess>()

@@ -24,14 +24,18 @@ import type * as OtelApi from "@opentelemetry/api"
 import type * as ResourcesModule from "@opentelemetry/resources"
 import type { ReadableSpan, SpanProcessor } from "@opentelemetry/sdk-trace-base"
 import type * as TraceBaseModule from "@opentelemetry/sdk-trace-base"
+import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import type * as Exit from "effect/Exit"
 import * as FiberRef from "effect/FiberRef"
 import { dual } from "effect/Function"
 import * as GlobalValue from "effect/GlobalValue"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
+import * as Tracer from "effect/Tracer"
 
 /**
  * A finished span, in a form that crosses process boundaries (JSON, msgpack)
@@ -161,6 +165,7 @@ export const makeStore = (options?: {
   const traces = new Map<string, Array<Span>>()
   let spanCount = 0
   const evict = () => {
+    if (traces.size <= maxTraces && spanCount <= maxSpans) return
     for (const [traceId, spans] of traces) {
       if (traces.size <= maxTraces && spanCount <= maxSpans) return
       if (traces.size === 1) {
@@ -344,14 +349,23 @@ export const otlpEndpointFromEnv = (env: Record<string, string | undefined> = pr
 // Loaded on use: the SDK costs a few hundred milliseconds of startup that untraced processes need not pay.
 // The tracer alone: @effect/opentelemetry's NodeSdk would also load the metrics and logs SDKs (~100 ms more).
 let sdk:
-  | Promise<[typeof OtelTracerModule, typeof OtelResourceModule, typeof ResourcesModule, typeof TraceBaseModule]>
+  | Promise<
+    [
+      typeof OtelTracerModule,
+      typeof OtelResourceModule,
+      typeof ResourcesModule,
+      typeof TraceBaseModule,
+      typeof OtelApi
+    ]
+  >
   | undefined
 const loadSdk = () =>
   sdk ??= Promise.all([
     import("@effect/opentelemetry/Tracer"),
     import("@effect/opentelemetry/Resource"),
     import("@opentelemetry/resources"),
-    import("@opentelemetry/sdk-trace-base")
+    import("@opentelemetry/sdk-trace-base"),
+    import("@opentelemetry/api")
   ])
 
 /**
@@ -365,6 +379,233 @@ const loadSdk = () =>
 export const preload: Effect.Effect<void> = Effect.sync(() => {
   loadSdk().catch(() => undefined)
 })
+
+const emptyAttributes: ReadonlyMap<string, unknown> = new Map()
+const noLinks: ReadonlyArray<Tracer.SpanLink> = []
+
+/** Random lowercase hex of `bytes` bytes, as OpenTelemetry's id generator makes ids (not for secrets). */
+const randomHex = (bytes: number): string => {
+  let out = ""
+  for (let i = 0; i < bytes; i++) out += hexBytes[(Math.random() * 256) | 0]
+  return out
+}
+const hexBytes = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"))
+
+/**
+ * A span that records nothing and is never exported (`sampled` is false):
+ * what an unsampled request served by `Weaver.serve` runs under, and every
+ * span started inside one. With it, `Effect.annotateCurrentSpan` and
+ * `Effect.currentSpan` find a span (without one, each builds and drops an
+ * `Error` with its stack), while component calls, which trace only inside
+ * sampled spans, stay untraced. Its trace id is its parent's, its ids are
+ * made only when read.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export class NonRecordingSpan implements Tracer.Span {
+  readonly _tag = "Span"
+  readonly sampled = false
+  readonly context: Context.Context<never> = Context.empty()
+  readonly attributes: ReadonlyMap<string, unknown> = emptyAttributes
+  readonly links: ReadonlyArray<Tracer.SpanLink> = noLinks
+  status: Tracer.SpanStatus
+  private ids: { readonly traceId: string; readonly spanId: string } | undefined = undefined
+  constructor(
+    readonly name: string,
+    readonly parent: Option.Option<Tracer.AnySpan>,
+    readonly kind: Tracer.SpanKind,
+    startTime: bigint
+  ) {
+    this.status = { _tag: "Started", startTime }
+  }
+  get traceId(): string {
+    return (this.ids ??= this.makeIds()).traceId
+  }
+  get spanId(): string {
+    return (this.ids ??= this.makeIds()).spanId
+  }
+  private makeIds() {
+    return {
+      traceId: this.parent._tag === "Some" ? this.parent.value.traceId : randomHex(16),
+      spanId: randomHex(8)
+    }
+  }
+  end(endTime: bigint, exit: Exit.Exit<unknown, unknown>): void {
+    if (this.status._tag === "Started") this.status = { _tag: "Ended", startTime: this.status.startTime, endTime, exit }
+  }
+  attribute(_key: string, _value: unknown): void {}
+  event(_name: string, _startTime: bigint, _attributes?: Record<string, unknown>): void {}
+  addLinks(_links: ReadonlyArray<Tracer.SpanLink>): void {}
+}
+
+/**
+ * A sampled span recorded without OpenTelemetry's SDK, straight into the
+ * form the store keeps ({@link Span}): what {@link layer} makes when no
+ * OpenTelemetry exporter or span processor would see the span. Ids are
+ * random, as the SDK makes them.
+ */
+class RecordingSpan implements Tracer.Span {
+  readonly _tag = "Span"
+  readonly sampled = true
+  readonly attributes = new Map<string, unknown>()
+  readonly traceId: string
+  readonly spanId: string
+  status: Tracer.SpanStatus
+  constructor(
+    readonly name: string,
+    readonly parent: Option.Option<Tracer.AnySpan>,
+    readonly context: Context.Context<never>,
+    readonly links: Array<Tracer.SpanLink>,
+    startTime: bigint,
+    readonly kind: Tracer.SpanKind,
+    private readonly onEnd: (span: Span) => void,
+    private readonly origin: Origin
+  ) {
+    this.traceId = parent._tag === "Some" ? parent.value.traceId : randomHex(16)
+    this.spanId = randomHex(8)
+    this.status = { _tag: "Started", startTime }
+  }
+  attribute(key: string, value: unknown): void {
+    this.attributes.set(key, value)
+  }
+  event(_name: string, _startTime: bigint, _attributes?: Record<string, unknown>): void {
+    // The store keeps no events.
+  }
+  addLinks(links: ReadonlyArray<Tracer.SpanLink>): void {
+    this.links.push(...links)
+  }
+  end(endTime: bigint, exit: Exit.Exit<unknown, unknown>): void {
+    if (this.status._tag !== "Started") return
+    const startTime = this.status.startTime
+    this.status = { _tag: "Ended", startTime, endTime, exit }
+    const attributes: Record<string, string | number | boolean> = {}
+    for (const [key, value] of this.attributes) {
+      const converted = attributeValue(value)
+      if (converted !== undefined) attributes[key] = converted
+    }
+    let status: Span["status"] = "ok"
+    let statusMessage: string | undefined
+    if (exit._tag === "Failure") {
+      if (Cause.isInterruptedOnly(exit.cause)) {
+        attributes["status.interrupted"] = true
+      } else {
+        const error = Cause.prettyErrors(exit.cause)[0]
+        if (error !== undefined) {
+          status = "error"
+          statusMessage = error.message
+        }
+      }
+    }
+    const span: Mutable<Span> = {
+      traceId: this.traceId,
+      spanId: this.spanId,
+      name: this.name,
+      kind: this.kind,
+      startMicros: Math.floor(Number(startTime) / 1000),
+      endMicros: Math.floor(Number(endTime) / 1000),
+      status,
+      attributes,
+      app: this.origin.app,
+      replicaId: this.origin.replicaId,
+      pid: process.pid
+    }
+    if (this.parent._tag === "Some") span.parentSpanId = this.parent.value.spanId
+    if (statusMessage !== undefined && statusMessage !== "") span.statusMessage = statusMessage
+    this.onEnd(span)
+  }
+}
+
+const attributeValue = (value: unknown): string | number | boolean | undefined => {
+  switch (typeof value) {
+    case "string":
+    case "number":
+    case "boolean":
+      return value
+    case "bigint":
+      return String(value)
+    case "undefined":
+      return undefined
+    default:
+      if (value === null) return undefined
+      try {
+        return JSON.stringify(value)
+      } catch {
+        return String(value)
+      }
+  }
+}
+
+// Where @opentelemetry/api 1.x keeps its registered globals: a context manager is there once one is registered.
+const otelGlobalKey = Symbol.for("opentelemetry.js.api.1")
+const otelSpanTypeId = Symbol.for("@effect/opentelemetry/Tracer/OtelSpan")
+
+/**
+ * Wraps @effect/opentelemetry's tracer `otel`:
+ *
+ * - a span whose parent is not sampled is a {@link NonRecordingSpan}, as
+ *   OpenTelemetry's parent-based sampling does, without asking the SDK;
+ * - the OpenTelemetry context of a fiber's span (for OpenTelemetry
+ *   instrumentation of the libraries it calls) is installed around each
+ *   run-loop step only when a context manager is registered, which this
+ *   package never does, and is made once per span, not once per step.
+ */
+const makeTracer = (
+  otel: Tracer.Tracer,
+  api: typeof OtelApi,
+  /** Records sampled spans without the SDK, when no OpenTelemetry exporter or processor needs them. */
+  record: { readonly onEnd: (span: Span) => void; readonly origin: Origin } | undefined
+): Tracer.Tracer => {
+  const contexts = new WeakMap<Tracer.AnySpan, OtelApi.Context>()
+  const otelContext = (span: Tracer.AnySpan): OtelApi.Context | undefined => {
+    let context = contexts.get(span)
+    if (context === undefined) {
+      const source = propagated(span)
+      if (source === undefined) return undefined
+      const active = api.context.active()
+      context = otelSpanTypeId in source
+        ? api.trace.setSpan(active, (source as unknown as { readonly span: OtelApi.Span }).span)
+        : api.trace.setSpanContext(active, {
+          traceId: source.traceId,
+          spanId: source.spanId,
+          traceFlags: source.sampled ? 1 : 0,
+          isRemote: source._tag === "ExternalSpan"
+        })
+      contexts.set(span, context)
+    }
+    return context
+  }
+  return Tracer.make({
+    span: (name, parent, context, links, startTime, kind, options) => {
+      if (parent._tag === "Some" && !parent.value.sampled) return new NonRecordingSpan(name, parent, kind, startTime)
+      // With a context manager registered, a root span may have an OpenTelemetry parent: the SDK looks it up.
+      if (
+        record !== undefined && (parent._tag === "Some" || (globalThis as any)[otelGlobalKey]?.context === undefined)
+      ) {
+        return new RecordingSpan(name, parent, context, links.slice(), startTime, kind, record.onEnd, record.origin)
+      }
+      return otel.span(name, parent, context, links, startTime, kind, options)
+    },
+    context: (execution, fiber) => {
+      const span = fiber.currentSpan
+      // Unsampled spans are left out: OpenTelemetry instrumentation would not record under them either.
+      if (span === undefined || !span.sampled || (globalThis as any)[otelGlobalKey]?.context === undefined) {
+        return execution()
+      }
+      const context = otelContext(span)
+      return context === undefined ? execution() : api.context.with(context, execution)
+    }
+  })
+}
+
+/** The span itself or its nearest ancestor without `DisablePropagation`, as @effect/opentelemetry propagates. */
+const propagated = (span: Tracer.AnySpan): Tracer.AnySpan | undefined => {
+  let current: Tracer.AnySpan | undefined = span
+  while (current !== undefined && Context.get(current.context, Tracer.DisablePropagation)) {
+    current = current._tag === "Span" ? Option.getOrUndefined(current.parent) : undefined
+  }
+  return current
+}
 
 /** Spans buffered for `onSpans` beyond this are dropped (oldest first): a slow sink must not grow memory. */
 const maxPending = 10_000
@@ -384,23 +625,24 @@ export const layer = (options: Options): Layer.Layer<TraceStore> =>
     const origin: Origin = { app: options.app, deploymentId: options.deploymentId, replicaId: options.replicaId }
     let pending: Array<Span> = []
     const onSpans = options.onSpans
+    const ended = (converted: Span) => {
+      store.add([converted])
+      if (onSpans !== undefined) {
+        pending.push(converted)
+        if (pending.length > maxPending) pending.splice(0, pending.length - maxPending)
+      }
+    }
     const local: SpanProcessor = {
       onStart: () => {},
-      onEnd: (span) => {
-        const converted = fromReadableSpan(span, origin)
-        store.add([converted])
-        if (onSpans !== undefined) {
-          pending.push(converted)
-          if (pending.length > maxPending) pending.splice(0, pending.length - maxPending)
-        }
-      },
+      onEnd: (span) => ended(fromReadableSpan(span, origin)),
       forceFlush: () => Promise.resolve(),
       shutdown: () => Promise.resolve()
     }
     const processors: Array<SpanProcessor> = [local, ...(options.spanProcessors ?? [])]
     const endpoint = options.otlpEndpoint === false ? undefined : options.otlpEndpoint ?? otlpEndpointFromEnv()
     const modules = yield* Effect.promise(loadSdk)
-    const [OtelTracer, OtelResource, Resources, { AlwaysOnSampler, BasicTracerProvider, BatchSpanProcessor }] = modules
+    const [OtelTracer, OtelResource, Resources, { AlwaysOnSampler, BasicTracerProvider, BatchSpanProcessor }, api] =
+      modules
     if (endpoint !== undefined) {
       const { OTLPTraceExporter } = yield* Effect.promise(() => import("@opentelemetry/exporter-trace-otlp-http"))
       processors.push(new BatchSpanProcessor(new OTLPTraceExporter({ url: endpoint })))
@@ -443,11 +685,12 @@ export const layer = (options: Options): Layer.Layer<TraceStore> =>
           Effect.ignore
         )
     )
-    const tracer = OtelTracer.layer.pipe(
-      Layer.provide(Layer.succeed(OtelResource.Resource, resource)),
-      Layer.provide(Layer.succeed(OtelTracer.OtelTracerProvider, provider))
+    const otel = yield* OtelTracer.make.pipe(
+      Effect.provideService(OtelTracer.OtelTracer, provider.getTracer(options.app))
     )
-    return Layer.merge(Layer.succeed(TraceStore, store), Layer.discard(tracer))
+    // Spans that only the store and onSpans see skip the SDK: it costs several times what the span's work does.
+    const record = processors.length === 1 ? { onEnd: ended, origin } : undefined
+    return Layer.merge(Layer.succeed(TraceStore, store), Layer.setTracer(makeTracer(otel, api, record)))
   }))
 
 /**
@@ -517,7 +760,25 @@ const sampledParent = (headers: Readonly<Record<string, string | undefined>>): b
 }
 
 /**
- * A sampler for one listener: given a request's headers, whether to trace it.
+ * A sampler for one listener: given a request's headers, whether to trace
+ * it. `ended` is told when a request it sampled has ended.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Sampler {
+  (headers: Readonly<Record<string, string | undefined>>): boolean
+  /**
+   * A sampled request has ended. With `"default"` sampling, the next sample
+   * is then at least a fresh random interval away: a sampled request that
+   * lasts longer than the interval does not make the next request sampled
+   * too (with requests one after another, every request would be).
+   */
+  readonly ended: () => void
+}
+
+/**
+ * Makes the {@link Sampler} of one listener.
  *
  * @since 0.1.0
  * @category constructors
@@ -525,11 +786,11 @@ const sampledParent = (headers: Readonly<Record<string, string | undefined>>): b
 export const makeSampler = (
   sampling: Sampling,
   options?: { readonly now?: () => number; readonly random?: () => number }
-): (headers: Readonly<Record<string, string | undefined>>) => boolean => {
+): Sampler => {
   const now = options?.now ?? Date.now
   const random = options?.random ?? Math.random
   let next = 0
-  return (headers) => {
+  const sample = (headers: Readonly<Record<string, string | undefined>>) => {
     if (sampledParent(headers)) return true
     if (sampling === "always") return true
     if (sampling === "never") return false
@@ -539,7 +800,32 @@ export const makeSampler = (
     next = time + random() * 2000
     return true
   }
+  return Object.assign(sample, {
+    ended: () => {
+      if (sampling !== "default") return
+      const after = now() + random() * 2000
+      if (after > next) next = after
+    }
+  })
 }
+
+/**
+ * The span of an unsampled HTTP request: a {@link NonRecordingSpan} named as
+ * the server span would be, in the trace of an incoming `traceparent` if the
+ * request has one.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const unsampledSpan = (headers: Readonly<Record<string, string | undefined>>): NonRecordingSpan => {
+  const traceparent = headers["traceparent"]
+  const match = traceparent === undefined ? null : traceparentPattern.exec(traceparent.trim())
+  const parent: Option.Option<Tracer.AnySpan> = match === null
+    ? Option.none()
+    : Option.some(Tracer.externalSpan({ traceId: match[1]!, spanId: match[2]!, sampled: false }))
+  return new NonRecordingSpan("http.server", parent, "server", BigInt(Date.now()) * 1_000_000n)
+}
+const traceparentPattern = /^[\da-f]{2}-([\da-f]{32})-([\da-f]{16})-[\da-f]{2}$/i
 
 /**
  * The status server path listing traces as JSON {@link TraceSummary}s. Query

@@ -462,11 +462,16 @@ export const serve = <E, R>(
     const { host, port } = Address.split(yield* weavelet.listenerAddress(name), "0.0.0.0")
     const server = yield* NodeHttpServer.make(() => Http.createServer(), { host, port })
     const instrumented = HttpMetrics.instrument(name, httpApp)
-    const app = Effect.flatMap(
-      HttpServerRequest.HttpServerRequest,
-      (request) => request.url === healthzPath ? healthz : instrumented
-    )
     const sample = Tracing.makeSampler((yield* FiberRef.get(Tracing.currentSampling)) ?? Tracing.samplingFromEnv())
+    const ended = Effect.sync(sample.ended)
+    const app: HttpApp.Default<E, R> = Effect.withFiberRuntime((fiber) => {
+      const request = Context.unsafeGet(fiber.currentContext, HttpServerRequest.HttpServerRequest)
+      if (request.url === healthzPath) return healthz
+      const span = fiber.currentSpan
+      // Unsampled: the tracer middleware below made no span. Run under one that records nothing, as cheap as none.
+      if (span === undefined) return Effect.withParentSpan(instrumented, Tracing.unsampledSpan(request.headers))
+      return span.sampled ? Effect.ensuring(instrumented, ended) : instrumented
+    }) as HttpApp.Default<E, R>
     yield* HttpServer.serveEffect()(app).pipe(
       HttpMiddleware.withTracerDisabledWhenEffect((request) => request.url === healthzPath || !sample(request.headers)),
       Effect.provideService(HttpServer.HttpServer, server)

@@ -125,11 +125,8 @@ describe("Tracing", () => {
       assert.strictEqual(http.traceId, traceId)
       assert.strictEqual(http.parentSpanId, parent)
       assert.strictEqual(byName(spans, "tracing/Reverser.reverse").parentSpanId, http.spanId)
-      // The user span in the handler is a root span of its own in unsampled requests.
-      assert.deepStrictEqual(store.traces().filter((t) => t.traceId !== traceId).map((t) => t.name), [
-        "reverse.inner",
-        "reverse.inner"
-      ])
+      // Unsampled requests record nothing, not even the user span in the handler: it is not sampled either.
+      assert.deepStrictEqual(store.traces().map((t) => t.traceId), [traceId])
     }).pipe(Tracing.withSampling("never"), Effect.scoped, Effect.provide(layer), Effect.provide(TransportLocal.layer))
   })
 
@@ -244,6 +241,22 @@ describe("Tracing.makeSampler", () => {
     assert.isTrue(sample({}))
     assert.isFalse(Tracing.makeSampler("never")({}))
     assert.isTrue(Tracing.makeSampler("always")({}))
+  })
+
+  it("a sampled request longer than the interval does not make the next one sampled", () => {
+    let now = 0
+    const sample = Tracing.makeSampler("default", { now: () => now, random: () => 0.5 })
+    assert.isTrue(sample({}))
+    now = 3000 // the sampled request ends, past the next sample time (1000); the next request starts
+    sample.ended()
+    assert.isFalse(sample({}))
+    now = 3999
+    assert.isFalse(sample({}))
+    now = 4000
+    assert.isTrue(sample({}))
+  })
+
+  it("reads its settings from the environment", () => {
     assert.strictEqual(Tracing.samplingFromEnv({ WEAVER_TRACE_SAMPLE: "0.25" }), 0.25)
     assert.strictEqual(Tracing.samplingFromEnv({ WEAVER_TRACE_SAMPLE: "always" }), "always")
     assert.strictEqual(Tracing.samplingFromEnv({}), "default")
