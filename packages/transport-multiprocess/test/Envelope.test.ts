@@ -5,7 +5,7 @@
  */
 import { Control, Envelope } from "@effect-weaver/transport-multiprocess"
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Stream } from "effect"
+import { Deferred, Effect, Either, Stream } from "effect"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Os from "node:os"
@@ -62,6 +62,27 @@ const start = (internalAddress: string) =>
   })
 
 describe("Envelope: the internal address of a weavelet", () => {
+  it("a bootstrap without one (an older deployer's) binds 127.0.0.1:0; a malformed one is refused, naming it", () => {
+    const bootstrap = {
+      app: "hello",
+      deploymentId: "d",
+      replicaId: "r",
+      group: "main",
+      components: ["main"],
+      runMain: true,
+      controlSocket: "/tmp/c.sock",
+      config: { file: "weaver.toml", dir: "/tmp" }
+    }
+    const decode = (value: object) => Control.decodeBootstrap(Buffer.from(JSON.stringify(value)).toString("base64"))
+    const decoded = decode(bootstrap)
+    assert.isTrue(Either.isRight(decoded))
+    assert.strictEqual(Either.getOrThrow(decoded).internalAddress, "127.0.0.1:0")
+    const refused = decode({ ...bootstrap, internalAddress: "10.0.0.1" })
+    assert.isTrue(Either.isLeft(refused))
+    assert.include(Either.merge(refused), "internalAddress")
+    assert.include(Either.merge(refused), `expected "host:port" with a port from 0 to 65535, got "10.0.0.1"`)
+  })
+
   it.scopedLive("a malformed address is refused before any process starts, with an error naming it", () =>
     Effect.gen(function*() {
       for (const address of ["localhost", "127.0.0.1:99999", "127.0.0.1:http", "tcp://127.0.0.1:0"]) {
