@@ -32,7 +32,7 @@ import type { ComponentInfo } from "./internal/fiberRefs.js"
 import * as MethodMetrics from "./MethodMetrics.js"
 import { Transport } from "./Transport.js"
 import type { Call, Connection } from "./Transport.js"
-import type { WeaverConfig } from "./WeaverConfig.js"
+import * as WeaverConfig from "./WeaverConfig.js"
 
 /**
  * Handlers of a constructed component, by method name.
@@ -52,7 +52,7 @@ export class Weavelet extends Context.Tag("@effect-weaver/core/Weavelet")<Weavel
   readonly app: string
   readonly deploymentId: string
   readonly replicaId: string
-  readonly config: WeaverConfig
+  readonly config: WeaverConfig.WeaverConfig
   /** Every component of the application, by name. */
   readonly components: ReadonlyMap<string, Component.Any>
   /** Whether this process hosts (may construct) the component. */
@@ -94,7 +94,7 @@ export interface Options {
   readonly app: string
   readonly deploymentId: string
   readonly replicaId: string
-  readonly config: WeaverConfig
+  readonly config: WeaverConfig.WeaverConfig
   readonly implementations: ReadonlyArray<Component.Implementation>
   /** Decoded config sections, by component (see `WeaverConfig.validate`). */
   readonly componentConfigs: ReadonlyMap<string, unknown>
@@ -105,7 +105,35 @@ export interface Options {
   /** Components that are called but not implemented in this app (e.g. faked). */
   readonly extraComponents?: ReadonlyArray<Component.Any> | undefined
   readonly listeners?: ListenerOptions | undefined
+  /** Bounds on retries of retriable methods (see {@link RetryPolicy}). */
+  readonly retry?: Partial<RetryPolicy> | undefined
 }
+
+/**
+ * How the call pipeline retries a retriable method (any method not marked
+ * `retry: false`) after its transport failed to reach a replica (a
+ * `RemoteCallError` with reason `Unreachable` for that very call): with
+ * jittered exponential backoff from 10 ms, on whichever replica the transport
+ * picks next, never past the call's deadline. Service Weaver retried forever;
+ * these bounds are what it lacked.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RetryPolicy {
+  /** Attempts in all, the first included (default 10). */
+  readonly attempts: number
+  /** Milliseconds from the start of the call after which no new attempt starts (default 10 seconds). */
+  readonly within: number
+}
+
+/**
+ * The default {@link RetryPolicy}.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaultRetryPolicy: RetryPolicy = { attempts: 10, within: 10_000 }
 
 const noop = Effect.void
 
@@ -245,6 +273,12 @@ export const make = Effect.fnUntraced(function*(options: Options) {
   for (const impl of options.implementations) components.set(impl.component.componentName, impl.component)
   for (const component of options.extraComponents ?? []) components.set(component.componentName, component)
   const fakes = options.fakes ?? new Map<string, AnyHandlers>()
+  const retryPolicy: RetryPolicy = {
+    attempts: Math.max(1, options.retry?.attempts ?? defaultRetryPolicy.attempts),
+    within: options.retry?.within ?? defaultRetryPolicy.within
+  }
+  const callTimeout = options.config.serviceweaver.call_timeout
+  const defaultTimeout = callTimeout === undefined ? undefined : WeaverConfig.goDurationMillis(callTimeout)
   const hosts = (name: string) => implementations.has(name) && (options.hosted?.has(name) ?? true)
   const constructed = new Map<string, Effect.Effect<AnyHandlers>>()
   const state = new Map<string, "constructing" | "ready">()
@@ -344,6 +378,18 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     })
     for (const [method, spec] of Object.entries(component.methods)) {
       const call = { component: component.componentName, method, spec, caller }
+      /**
+       * The deadline of a call made now: the earlier of the one in force and the method's `timeout`; with
+       * neither, `call_timeout`'s default. `own` when it is not the one in force.
+       */
+      const deadlineOf = (): { deadline: number | undefined; own: boolean } => {
+        const inForce = currentFiber()?.getFiberRef(currentDeadline)
+        const timeout = spec.timeout ?? (inForce === undefined ? defaultTimeout : undefined)
+        if (timeout === undefined) return { deadline: inForce, own: false }
+        const at = Date.now() + timeout
+        return inForce !== undefined && inForce <= at ? { deadline: inForce, own: false } : { deadline: at, own: true }
+      }
+      const timed = spec.timeout !== undefined || defaultTimeout !== undefined
       const start0 = (c: Connection, payload: unknown): Effect.Effect<unknown, unknown> => {
         try {
           return c.invoke(call, payload)
@@ -351,6 +397,38 @@ export const make = Effect.fnUntraced(function*(options: Options) {
           // A handler that throws instead of returning an Effect: a defect, counted like one.
           return Effect.die(defect)
         }
+      }
+      /**
+       * The transport could not reach a replica for this very call (a handler's own RemoteCallError, from a
+       * call it made, names another call and is the handler's answer).
+       */
+      const unreachable = (error: unknown): error is RemoteCallError =>
+        error instanceof RemoteCallError && error.reason === "Unreachable" && error.method === method &&
+        error.component === call.component
+      const retrying = (
+        c: Connection,
+        payload: unknown,
+        effect: Effect.Effect<unknown, unknown>,
+        attempt: number,
+        began: number
+      ): Effect.Effect<unknown, unknown> =>
+        Effect.catchIf(effect, unreachable, (error) => {
+          const delay = 10 * 1.3 ** attempt * (1 - 0.4 * Math.random())
+          const at = Date.now() + delay
+          const deadline = currentFiber()?.getFiberRef(currentDeadline)
+          if (
+            attempt + 1 >= retryPolicy.attempts || at - began > retryPolicy.within ||
+            (deadline !== undefined && at >= deadline)
+          ) return Effect.fail(error)
+          return Effect.zipRight(
+            Effect.sleep(delay),
+            Effect.suspend(() => retrying(c, payload, start0(c, payload), attempt + 1, began))
+          )
+        })
+      /** One call through the transport: retried where the method allows it and the transport failed. */
+      const attempt = (c: Connection, payload: unknown): Effect.Effect<unknown, unknown> => {
+        const effect = start0(c, payload)
+        return spec.retry && c.remote && !isExit(effect) ? retrying(c, payload, effect, 0, Date.now()) : effect
       }
       let series: MethodMetrics.Series | undefined
       let calls = 0
@@ -372,7 +450,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
           record(c, true, 0)
           return Effect.fail(timeoutError(call, "deadline exceeded before the call was made"))
         }
-        let effect = start0(c, payload)
+        let effect = attempt(c, payload)
         if (isExit(effect)) {
           record(c, effect._tag === "Failure", (performance.now() - start) * 1000)
           return effect
@@ -389,21 +467,18 @@ export const make = Effect.fnUntraced(function*(options: Options) {
         return metered(c, effect, start)
       }
       const invoke = (c: Connection, payload: unknown): Effect.Effect<unknown, unknown> => {
-        let deadline = currentFiber()?.getFiberRef(currentDeadline)
-        let own = false
-        if (spec.timeout !== undefined) {
-          const at = Date.now() + spec.timeout
-          if (deadline === undefined || at < deadline) {
-            deadline = at
-            own = true
-          }
+        if (timed) {
+          const { deadline, own } = deadlineOf()
+          if (deadline !== undefined) return invokeBefore(c, payload, deadline, own)
+        } else {
+          const deadline = currentFiber()?.getFiberRef(currentDeadline)
+          if (deadline !== undefined) return invokeBefore(c, payload, deadline, false)
         }
-        if (deadline !== undefined) return invokeBefore(c, payload, deadline, own)
         // Reading the clock costs as much as a whole plain service call, so the latency of calls that complete
         // synchronously (the handler returned an Exit) is sampled; every other call is timed.
         const sampled = (++calls & syncLatencySampleMask) === 0
         const syncStart = sampled ? performance.now() : 0
-        const effect = start0(c, payload)
+        const effect = attempt(c, payload)
         if (isExit(effect)) {
           record(c, effect._tag === "Failure", sampled ? (performance.now() - syncStart) * 1000 : undefined)
           return effect
@@ -422,8 +497,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
         const go = currentSpanSampled() ? traced : invoke
         if (resolved !== undefined) return go(resolved, payload)
         // The first calls wait for the connection (the component may be starting), under their deadline.
-        let deadline = currentFiber()?.getFiberRef(currentDeadline)
-        if (spec.timeout !== undefined) deadline = Math.min(deadline ?? Infinity, Date.now() + spec.timeout)
+        const { deadline } = deadlineOf()
         if (deadline === undefined) return Effect.flatMap(connect, (c) => go(c, payload))
         const connecting = Effect.timeoutFail(connect, {
           duration: Math.max(0, deadline - Date.now()),

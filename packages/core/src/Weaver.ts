@@ -182,6 +182,7 @@ export interface WeaveletOptions {
   readonly extraComponents?: ReadonlyArray<Component.Any> | undefined
   readonly hosted?: ReadonlySet<string> | undefined
   readonly listeners?: Weavelet.ListenerOptions | undefined
+  readonly retry?: Partial<Weavelet.RetryPolicy> | undefined
 }
 
 /**
@@ -205,6 +206,7 @@ export const makeWeavelet = (
       implementations: app.implementations,
       componentConfigs,
       fakes: options.fakes,
+      retry: options.retry,
       extraComponents: options.extraComponents,
       hosted: options.hosted,
       listeners: options.listeners ?? {

@@ -68,6 +68,23 @@ const GoDuration = Schema.String.pipe(
   })
 )
 
+const goUnits: Record<string, number> = { ns: 1e-6, us: 1e-3, "µs": 1e-3, ms: 1, s: 1e3, m: 60e3, h: 3600e3 }
+
+/**
+ * The milliseconds of a Go duration string as the config accepts them
+ * (`"1h30m"`, `"250ms"`).
+ *
+ * @since 0.1.0
+ * @category parsing
+ */
+export const goDurationMillis = (text: string): number => {
+  let millis = 0
+  for (const [, amount, unit] of text.matchAll(/(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/g)) {
+    millis += Number(amount) * goUnits[unit!]!
+  }
+  return millis
+}
+
 /**
  * The `[serviceweaver]` section.
  *
@@ -80,7 +97,13 @@ export const ServiceWeaverSection = Schema.Struct({
   args: Schema.optionalWith(Schema.Array(Schema.String), { default: () => [] }),
   env: Schema.optionalWith(Schema.Array(EnvEntry), { default: () => [] }),
   colocate: Schema.optionalWith(Schema.Array(Schema.Array(Schema.String)), { default: () => [] }),
-  rollout: Schema.optional(GoDuration)
+  rollout: Schema.optional(GoDuration),
+  /**
+   * A deadline for every component call made without an earlier one, e.g.
+   * `"5s"` (beyond Service Weaver). A method's `timeout` and
+   * `Component.withTimeout` override it. None by default.
+   */
+  call_timeout: Schema.optional(GoDuration)
 })
 
 /**

@@ -171,6 +171,17 @@ describe("WeaverConfig", () => {
     })
   })
 
+  it("a bad call_timeout names the key; a good one is read in milliseconds", () => {
+    assert.strictEqual(
+      errorOf(`[serviceweaver]\ncall_timeout = 5\n`).split("\n")[0],
+      `weaver.toml: [serviceweaver] key "call_timeout": Expected string, actual 5`
+    )
+    assert.strictEqual(WeaverConfig.goDurationMillis("1m30s"), 90_000)
+    assert.strictEqual(WeaverConfig.goDurationMillis("250ms"), 250)
+    assert.strictEqual(WeaverConfig.goDurationMillis("1.5s"), 1500)
+    assert.strictEqual(WeaverConfig.goDurationMillis("500us"), 0.5)
+  })
+
   it("malformed TOML names line and column", () => {
     const message = errorOf(`[serviceweaver]\nname = "hello"\nbinary = \n`)
     assert.match(message, /^weaver\.toml:3:\d+: malformed TOML: .+/)

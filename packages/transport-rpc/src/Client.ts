@@ -1,8 +1,9 @@
 /**
  * The client side of the RPC transport: one connection per replica address,
  * with one reader (the socket's `data` handler, resuming calls by id) and one
- * batched writer, a balancer per component, deadlines, cancellation,
- * reconnection with backoff and bounded retries.
+ * batched writer, a balancer per component, deadlines carried on the wire,
+ * cancellation and reconnection with backoff. Retries are the call
+ * pipeline's, in core.
  *
  * @since 0.1.0
  */
@@ -41,13 +42,12 @@ export interface Options {
    * fixed set.
    */
   readonly resolve: (component: string) => Stream.Stream<ReadonlyArray<string>>
-  /** Bounds on retries of retriable methods. */
-  readonly retry?: {
-    /** Attempts in all, first included (default 10). */
-    readonly attempts?: number | undefined
-    /** Time, from the first failed attempt, after which no new attempt starts (default 10 seconds). */
-    readonly within?: Duration.DurationInput | undefined
-  } | undefined
+  /**
+   * How long a call made while its component has no known replica waits for
+   * one (default 10 seconds). Retries after transport failures are the call
+   * pipeline's (see `Weavelet.RetryPolicy`), not the client's.
+   */
+  readonly replicaWait?: Duration.DurationInput | undefined
   readonly maxFrameBytes?: number | undefined
   /**
    * Runs every retriable call twice and discards the first result, as
@@ -264,12 +264,6 @@ const decodeReply = (
   return Exit.fail(remoteError(call, reason, system.detail))
 }
 
-/** Retry bounds, resolved. */
-interface RetryPolicy {
-  readonly attempts: number
-  readonly within: number
-}
-
 /** A component's balancer, and the calls waiting for it to know a replica. */
 interface Route {
   readonly balancer: Balancer<Peer>
@@ -277,20 +271,17 @@ interface Route {
 }
 
 /**
- * One invocation: sends the request, retries it on another replica after
- * transport failures (retriable methods only, within bounds), enforces the
- * deadline, and resumes the calling fiber exactly once.
+ * One invocation: sends the request to a replica (waiting for one to be
+ * known if there is none), enforces the deadline, and resumes the calling
+ * fiber exactly once.
  */
 class Invocation implements Pending {
-  private attempt = 0
-  /** When the first attempt failed (retry time is counted from there). */
-  private failedAt = 0
   /** When the call began waiting for a replica to become known. */
   private waitingSince = 0
   private connection: Connection | undefined = undefined
   private id = 0
   private deadlineTimer: ReturnType<typeof setTimeout> | undefined = undefined
-  private retryTimer: ReturnType<typeof setTimeout> | undefined = undefined
+  private waitTimer: ReturnType<typeof setTimeout> | undefined = undefined
   private done = false
 
   constructor(
@@ -302,7 +293,8 @@ class Invocation implements Pending {
     readonly key: string | number | undefined,
     readonly deadline: number | undefined,
     readonly route: Route,
-    readonly policy: RetryPolicy,
+    /** How long to wait for a replica to become known, in milliseconds. */
+    readonly replicaWait: number,
     readonly resume: (effect: Effect.Effect<unknown, unknown>) => void,
     readonly caller: Caller
   ) {
@@ -353,21 +345,21 @@ class Invocation implements Pending {
   private awaitReplica(): void {
     const now = Date.now()
     if (this.waitingSince === 0) this.waitingSince = now
-    const giveUpAt = this.waitingSince + this.policy.within
+    const giveUpAt = this.waitingSince + this.replicaWait
     if (now >= giveUpAt) {
-      const detail = `no replica became known within ${this.policy.within} ms (replicas: none known)`
+      const detail = `no replica became known within ${this.replicaWait} ms (replicas: none known)`
       return this.finish(Exit.fail(remoteError(this.prepared.call, "Unreachable", detail)))
     }
     this.route.waiting.add(this)
     // The deadline timer, if earlier, ends the wait first.
-    this.retryTimer = setTimeout(() => this.wake(), giveUpAt - now)
+    this.waitTimer = setTimeout(() => this.wake(), giveUpAt - now)
   }
 
   /** The replica set changed (or the wait is over): try again. */
   wake(): void {
     this.route.waiting.delete(this)
-    if (this.retryTimer !== undefined) clearTimeout(this.retryTimer)
-    this.retryTimer = undefined
+    if (this.waitTimer !== undefined) clearTimeout(this.waitTimer)
+    this.waitTimer = undefined
     if (!this.done) this.send()
   }
 
@@ -383,25 +375,7 @@ class Invocation implements Pending {
 
   fail(error: RemoteCallError): void {
     this.connection = undefined
-    if (this.done) return
-    const now = Date.now()
-    if (this.failedAt === 0) this.failedAt = now
-    const delay = 10 * 1.3 ** this.attempt * (1 - 0.4 * Math.random())
-    if (
-      this.prepared.call.spec.retry && error.reason === "Unreachable" &&
-      this.attempt + 1 < this.policy.attempts && now + delay - this.failedAt <= this.policy.within &&
-      (this.deadline === undefined || now + delay < this.deadline)
-    ) {
-      this.attempt++
-      this.retryTimer = setTimeout(() => this.retry(), delay)
-      return
-    }
     this.finish(Exit.fail(error))
-  }
-
-  private retry(): void {
-    this.retryTimer = undefined
-    if (!this.done) this.send()
   }
 
   private expire(): void {
@@ -424,7 +398,7 @@ class Invocation implements Pending {
   private clearTimers(): void {
     if (this.waitingSince !== 0) this.route.waiting.delete(this)
     if (this.deadlineTimer !== undefined) clearTimeout(this.deadlineTimer)
-    if (this.retryTimer !== undefined) clearTimeout(this.retryTimer)
+    if (this.waitTimer !== undefined) clearTimeout(this.waitTimer)
   }
 
   private finish(exit: Exit.Exit<unknown, unknown>): void {
@@ -534,8 +508,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       for (const p of peers.values()) p.close()
     })
   )
-  const within = Duration.toMillis(options.retry?.within ?? Duration.seconds(10))
-  const policy: RetryPolicy = { attempts: Math.max(1, options.retry?.attempts ?? 10), within }
+  const replicaWait = Duration.toMillis(options.replicaWait ?? Duration.seconds(10))
   const prepared = new WeakMap<Transport.Call, Prepared>()
 
   const prepare = (call: Transport.Call): Prepared => {
@@ -596,7 +569,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
         fiber.getFiberRef(CoreTransport.constructing)
       )
       const head = suffix === Wire.noFlags ? p.plainHead : Wire.requestHead(p.prefix, suffix)
-      new Invocation(p, head, encoded, key, deadline, route, policy, resume, callerOf(fiber)).send()
+      new Invocation(p, head, encoded, key, deadline, route, replicaWait, resume, callerOf(fiber)).send()
     }
 
     return {
@@ -632,7 +605,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
         ),
         Effect.forkIn(scope)
       )
-      yield* Deferred.await(first).pipe(Effect.timeout(Duration.millis(within)), Effect.ignore)
+      yield* Deferred.await(first).pipe(Effect.timeout(Duration.millis(replicaWait)), Effect.ignore)
       return connection(route)
     })
 

@@ -127,7 +127,7 @@ describe("TransportRpc", () => {
       const scope = yield* Scope.make()
       const server = yield* serveReplica(yield* makeHooks(), { deploymentId }).pipe(Scope.extend(scope))
       yield* Scope.close(scope, Effect.void as any)
-      const echo = yield* clientOf(Echo, { deploymentId, addresses: [server.address], retry: { within: "300 millis" } })
+      const echo = yield* clientOf(Echo, { deploymentId, addresses: [server.address], retry: { within: 300 } })
       const start = Date.now()
       const error = yield* remoteError(echo.echo("x"))
       assert.strictEqual(error.reason, "Unreachable")
@@ -354,7 +354,7 @@ describe("TransportRpc", () => {
       const bounded = yield* clientOf(Echo, {
         deploymentId,
         addresses: Stream.make<[ReadonlyArray<string>]>([]),
-        retry: { within: "200 millis" }
+        replicaWait: "200 millis"
       })
       const start = Date.now()
       const error = yield* remoteError(bounded.echo("x"))

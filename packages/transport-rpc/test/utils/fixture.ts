@@ -115,6 +115,7 @@ export const clientOf = <T extends Component.Any & Context.Tag<any, any>>(
   options: Omit<TransportRpc.Options, "resolve"> & {
     readonly deploymentId: string
     readonly addresses: ReadonlyArray<string> | Stream.Stream<ReadonlyArray<string>>
+    readonly retry?: Partial<Weavelet.RetryPolicy>
   }
 ): Effect.Effect<Context.Tag.Service<T>, never, Scope.Scope> =>
   Effect.gen(function*() {
@@ -126,6 +127,7 @@ export const clientOf = <T extends Component.Any & Context.Tag<any, any>>(
     const weavelet = yield* Weaver.makeWeavelet(Weaver.app({ components: [] }), {
       config: WeaverConfig.empty(),
       deploymentId: options.deploymentId,
+      retry: options.retry,
       extraComponents: [tag]
     }).pipe(Effect.provideService(Transport.Transport, transport), Effect.orDie)
     return Context.unsafeGet(weavelet.clients("main"), tag)
