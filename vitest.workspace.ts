@@ -1,4 +1,5 @@
 export default [
+  "packages/runtime",
   "packages/core",
   "packages/transport-local",
   "packages/transport-rpc",

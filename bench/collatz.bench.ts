@@ -118,13 +118,18 @@ const agent = new Http.Agent({ keepAlive: true, maxSockets: 1 })
 
 const get = (address: string, path: string, headers: Http.OutgoingHttpHeaders) =>
   new Promise<string>((resolve, reject) => {
-    const [host, port] = [address.slice(0, address.lastIndexOf(":")), Number(address.slice(address.lastIndexOf(":") + 1))]
+    const [host, port] = [
+      address.slice(0, address.lastIndexOf(":")),
+      Number(address.slice(address.lastIndexOf(":") + 1))
+    ]
     const request = Http.request({ host, port, path, agent, headers }, (response) => {
       let body = ""
       response.setEncoding("utf8")
       response.on("data", (chunk: string) => (body += chunk))
-      response.on("end", () =>
-        response.statusCode === 200 ? resolve(body) : reject(new Error(`${path}: ${response.statusCode} ${body}`)))
+      response.on(
+        "end",
+        () => response.statusCode === 200 ? resolve(body) : reject(new Error(`${path}: ${response.statusCode} ${body}`))
+      )
     })
     request.on("error", reject)
     request.end()
@@ -178,7 +183,12 @@ listeners.collatz = { address = "127.0.0.1:0" }
   )
   const env = { ...process.env, XDG_DATA_HOME: Path.join(dir, "data"), NODE_OPTIONS: "--import tsx" }
   delete env.WEAVER_TRACE_SAMPLE
-  const child = ChildProcess.spawn(process.execPath, [Path.join(root, "packages/cli/bin/weaver.js"), "single", "deploy", config], {
+  const child = ChildProcess.spawn(process.execPath, [
+    Path.join(root, "packages/cli/bin/weaver.js"),
+    "single",
+    "deploy",
+    config
+  ], {
     cwd: root,
     env,
     stdio: ["ignore", "pipe", "pipe"]
@@ -211,7 +221,9 @@ const stop = async (child: ChildProcess.ChildProcess) => {
 
 const main = async () => {
   process.on("exit", killChildren)
-  for (const file of [Path.join(root, "packages/cli/dist/weaver.mjs"), Path.join(root, "packages/core/dist/index.js")]) {
+  for (
+    const file of [Path.join(root, "packages/cli/dist/weaver.mjs"), Path.join(root, "packages/core/dist/index.js")]
+  ) {
     if (!Fs.existsSync(file)) throw new Error(`${file} is missing: run "npm run build" (npm run bench does)`)
   }
   const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "weaver-collatz-bench-"))
@@ -264,12 +276,12 @@ const main = async () => {
         `|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`,
         ...rows.slice(1).map(line),
         "",
-        `component call vs Context.Tag call (median of per-round ratios): ${callRatio.toFixed(2)}× (target ≤ ${CALL_TARGET}×) ${
-          callPass ? "PASS" : "FAIL"
-        }`,
-        `traced call vs untraced call (median of per-round ratios): ${tracedRatio.toFixed(2)}× (target ≤ ${TRACED_TARGET}×) ${
-          tracedPass ? "PASS" : "FAIL"
-        }`,
+        `component call vs Context.Tag call (median of per-round ratios): ${
+          callRatio.toFixed(2)
+        }× (target ≤ ${CALL_TARGET}×) ${callPass ? "PASS" : "FAIL"}`,
+        `traced call vs untraced call (median of per-round ratios): ${
+          tracedRatio.toFixed(2)
+        }× (target ≤ ${TRACED_TARGET}×) ${tracedPass ? "PASS" : "FAIL"}`,
         `(load average ${Os.loadavg().map((n) => n.toFixed(1)).join(" ")} on ${Os.cpus().length} cores)`,
         ""
       ].join("\n")

@@ -4,7 +4,8 @@
  * bench script (`<script> server ...`, announcing `PORT <n>` on stdout) and
  * killed by pid.
  */
-import { Component, Transport, Weavelet, Weaver, WeaverConfig } from "@effect-weaver/core"
+import { Component, Transport, Weaver, WeaverConfig } from "@effect-weaver/core"
+import { App, Weavelet } from "@effect-weaver/runtime"
 import { Server, TransportRpc } from "@effect-weaver/transport-rpc"
 import { Context, Effect, Schema, type Scope, Stream } from "effect"
 import * as ChildProcess from "node:child_process"
@@ -19,7 +20,7 @@ const EchoImpl = Component.implement(Echo, Effect.succeed({ echo: (s: string) =>
 export const serveEcho = (deploymentId: string): Effect.Effect<number, never, Scope.Scope> =>
   Effect.gen(function*() {
     const transport = yield* TransportRpc.make({ resolve: () => Stream.empty })
-    const weavelet = yield* Weaver.makeWeavelet(Weaver.app({ components: [EchoImpl] }), {
+    const weavelet = yield* App.makeWeavelet(Weaver.app({ components: [EchoImpl] }), {
       config: WeaverConfig.empty(),
       deploymentId
     }).pipe(Effect.provideService(Transport.Transport, transport), Effect.orDie)
@@ -34,7 +35,7 @@ export const serveEcho = (deploymentId: string): Effect.Effect<number, never, Sc
 export const echoClient = (deploymentId: string, port: number): Effect.Effect<Echo["Type"], never, Scope.Scope> =>
   Effect.gen(function*() {
     const transport = yield* TransportRpc.make({ deploymentId, resolve: () => Stream.make([`127.0.0.1:${port}`]) })
-    const weavelet = yield* Weaver.makeWeavelet(Weaver.app({ components: [] }), {
+    const weavelet = yield* App.makeWeavelet(Weaver.app({ components: [] }), {
       config: WeaverConfig.empty(),
       deploymentId,
       extraComponents: [Echo]

@@ -8,6 +8,7 @@
  * (component attribution set on the fiber, latency timed on every call).
  */
 import { Component, Weaver, WeaverConfig } from "@effect-weaver/core"
+import { App } from "@effect-weaver/runtime"
 import * as TransportLocal from "@effect-weaver/transport-local"
 import { Context, Effect, Schema } from "effect"
 
@@ -110,7 +111,7 @@ const compare = (
 }
 
 const program = Effect.gen(function*() {
-  const weavelet = yield* Weaver.makeWeavelet(app, { config: WeaverConfig.empty() })
+  const weavelet = yield* App.makeWeavelet(app, { config: WeaverConfig.empty() })
   const clients = weavelet.clients("main")
   const target = yield* compare("Effect.succeed handler", 200_000, succeedEcho, EchoComponent, clients)
   const gen = yield* compare("Effect.gen handler", 50_000, genEcho, GenEchoComponent, clients)

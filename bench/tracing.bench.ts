@@ -14,7 +14,7 @@
  * `npm run build && node --import tsx bench/tracing.bench.ts [seconds per round]`
  * The script starts its own servers (`tracing.bench.ts server on|off`) and kills them by pid.
  */
-import { Tracing } from "@effect-weaver/core"
+import { Tracing } from "@effect-weaver/runtime"
 import { Effect } from "effect"
 import { fileURLToPath } from "node:url"
 import { echoClient, exitWithParent, killChildren, serveEcho, startServer } from "./echo.js"

@@ -4,7 +4,7 @@
  *
  * It runs an application on this machine as one process per colocation
  * group: no replication, no restarts, no listener proxies. It is written
- * only against the public deployer API of `@effect-weaver/transport-multiprocess`:
+ * only against the public deployer API of `@effect-weaver/runtime`:
  *
  * - `Envelope.make` starts the application's binary as a weavelet (its
  *   bootstrap in the environment variable `WEAVER_WEAVELET`) and serves the
@@ -28,8 +28,7 @@
  *
  * docs/DEPLOYERS.md describes the protocol in full.
  */
-import { Logging, Weaver, WeaverConfig } from "@effect-weaver/core"
-import { Control, Envelope } from "@effect-weaver/transport-multiprocess"
+import { App, Control, Envelope, Logging, WeaverConfig } from "@effect-weaver/runtime"
 import { Data, Effect, Scope, Stream, SubscriptionRef } from "effect"
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
@@ -95,7 +94,7 @@ export const deploy = Effect.fnUntraced(function*(configFile: string) {
   const groups = new Map<string, Group>()
   const groupOf = (component: string): Group => {
     const components = config.serviceweaver.colocate.find((entry) => entry.includes(component)) ?? [component]
-    const name = components.includes(Weaver.mainName) ? Weaver.mainName : components[0]!
+    const name = components.includes(App.mainName) ? App.mainName : components[0]!
     let group = groups.get(name)
     if (group === undefined) {
       group = {
@@ -146,7 +145,7 @@ export const deploy = Effect.fnUntraced(function*(configFile: string) {
           replicaId,
           group: group.name,
           components: group.components,
-          runMain: group.components.includes(Weaver.mainName),
+          runMain: group.components.includes(App.mainName),
           // Where the weavelet serves its components: any free port on loopback, as all runs on this machine.
           internalAddress: "127.0.0.1:0",
           config: { file: Path.resolve(configFile), dir: config.dir },
@@ -178,7 +177,7 @@ export const deploy = Effect.fnUntraced(function*(configFile: string) {
     })
 
   // Service Weaver's main: start the main group; it activates the components main calls.
-  yield* start(groupOf(Weaver.mainName)).pipe(Effect.mapError((error) => new DeployerError({ reason: error.message })))
+  yield* start(groupOf(App.mainName)).pipe(Effect.mapError((error) => new DeployerError({ reason: error.message })))
   yield* say(Logging.banner(app, deploymentId))
   return { app, deploymentId }
 })

@@ -3,7 +3,7 @@
  * binary, dist/hello.mjs) as one process per colocation group, answers on the
  * hello listener it prints, and stops every process when it is stopped.
  */
-import { Registry } from "@effect-weaver/core"
+import { Registry } from "@effect-weaver/runtime"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Schedule } from "effect"
 import * as ChildProcess from "node:child_process"

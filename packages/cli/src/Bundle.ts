@@ -5,9 +5,10 @@
  * Node 20 loads an ES module graph file by file, and an app on Effect is
  * about 1,200 files: importing them takes about a second in every process a
  * deployer starts. One bundled file loads in a fraction of that, which is
- * what lets `weaver multi deploy` answer its first request quickly. A bundle
- * also carries the runtimes `Weaver.run` picks from (the local transport and
- * the weavelet), and a source map that leads back through the compiled
+ * what lets `weaver multi deploy` answer its first request quickly. The
+ * runtimes `Weaver.run` picks from (single process, weavelet) are imported
+ * by `@effect-weaver/core` itself, so the bundle carries them. A bundle has a
+ * source map that leads back through the compiled
  * JavaScript to the application's TypeScript sources, so stack traces and
  * log lines name its `.ts` files. The map leaves out the code from
  * `node_modules`, whose frames show bundle positions: Node decodes a whole
@@ -54,18 +55,6 @@ export class BundleError extends Data.TaggedError("BundleError")<{
 export const alwaysExternal: ReadonlyArray<string> = ["@datadog/pprof", "msgpackr-extract", "esbuild", "fsevents"]
 
 /**
- * The modules that register the runtimes of `Weaver.run`, put ahead of the
- * entry in every bundle of an application.
- *
- * @since 0.1.0
- * @category constants
- */
-export const runtimes: ReadonlyArray<string> = [
-  "@effect-weaver/transport-local",
-  "@effect-weaver/transport-multiprocess/Weavelet"
-]
-
-/**
  * CommonJS packages that Effect's Node platform imports when it loads but an
  * application seldom uses: undici (its HTTP client) and ws (WebSockets). They
  * are a third of a bundle and would be parsed and run at every start, so a
@@ -107,9 +96,7 @@ const banner = `import { createRequire as __weaverCreateRequire } from "node:mod
 const require = __weaverCreateRequire(import.meta.url);`
 
 /**
- * Bundles `entry` into the ES module `out` (with `out.map`). Unless
- * `runtimes` is false, the modules of {@link runtimes} are bundled ahead of
- * the entry, resolved from this package's own dependencies.
+ * Bundles `entry` into the ES module `out` (with `out.map`).
  *
  * @since 0.1.0
  * @category constructors
@@ -118,7 +105,6 @@ export const make = Effect.fnUntraced(function*(options: {
   readonly entry: string
   readonly out?: string | undefined
   readonly external?: ReadonlyArray<string> | undefined
-  readonly runtimes?: boolean | undefined
   readonly bundleOnUse?: boolean | undefined
 }) {
   const entry = Path.resolve(options.entry)
@@ -127,22 +113,12 @@ export const make = Effect.fnUntraced(function*(options: {
     return yield* new BundleError({ reason: `the entry ${entry} does not exist; build it first (npm run build)` })
   }
   if (out === entry) return yield* new BundleError({ reason: `the bundle would overwrite its entry ${entry}` })
-  const require = createRequire(import.meta.url)
-  const prelude = options.runtimes === false ? [] : yield* Effect.forEach(runtimes, (name) =>
-    Effect.try({
-      try: () => require.resolve(name),
-      catch: () => new BundleError({ reason: `cannot find ${name}, which an application bundle includes` })
-    }))
   // Loaded here, not with the CLI: every other command would pay for it at start-up.
   const esbuild = yield* Effect.promise(() => import("esbuild"))
   const result = yield* Effect.tryPromise({
     try: () =>
       esbuild.build({
-        stdin: {
-          contents: [...prelude, entry].map((file) => `import ${JSON.stringify(file)}`).join("\n"),
-          resolveDir: Path.dirname(entry),
-          sourcefile: "weaver-bundle-entry.js"
-        },
+        entryPoints: [entry],
         bundle: true,
         platform: "node",
         format: "esm",

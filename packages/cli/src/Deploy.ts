@@ -4,7 +4,7 @@
  *
  * @since 0.1.0
  */
-import * as WeaverConfig from "@effect-weaver/core/WeaverConfig"
+import * as WeaverConfig from "@effect-weaver/runtime/WeaverConfig"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as ChildProcess from "node:child_process"

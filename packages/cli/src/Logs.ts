@@ -5,8 +5,8 @@
  *
  * @since 0.1.0
  */
-import * as Logging from "@effect-weaver/core/Logging"
-import * as LogFile from "@effect-weaver/transport-multiprocess/LogFile"
+import * as LogFile from "@effect-weaver/runtime/LogFile"
+import * as Logging from "@effect-weaver/runtime/Logging"
 import * as LogQuery from "@effect-weaver/transport-multiprocess/LogQuery"
 import * as Chunk from "effect/Chunk"
 import * as Console from "effect/Console"

@@ -5,9 +5,9 @@
  *
  * @since 0.1.0
  */
-import * as Prometheus from "@effect-weaver/core/Prometheus"
-import * as Registry from "@effect-weaver/core/Registry"
-import * as StatusServer from "@effect-weaver/core/StatusServer"
+import * as Prometheus from "@effect-weaver/runtime/Prometheus"
+import * as Registry from "@effect-weaver/runtime/Registry"
+import * as StatusServer from "@effect-weaver/runtime/StatusServer"
 import * as Console from "effect/Console"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"

@@ -6,8 +6,8 @@
  *
  * @since 0.1.0
  */
-import * as Profiling from "@effect-weaver/core/Profiling"
-import * as Registry from "@effect-weaver/core/Registry"
+import * as Profiling from "@effect-weaver/runtime/Profiling"
+import * as Registry from "@effect-weaver/runtime/Registry"
 import * as Console from "effect/Console"
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"

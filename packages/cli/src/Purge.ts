@@ -4,8 +4,8 @@
  *
  * @since 0.1.0
  */
-import * as Registry from "@effect-weaver/core/Registry"
-import * as LogFile from "@effect-weaver/transport-multiprocess/LogFile"
+import * as LogFile from "@effect-weaver/runtime/LogFile"
+import * as Registry from "@effect-weaver/runtime/Registry"
 import * as Prompt from "@effect/cli/Prompt"
 import type * as Terminal from "@effect/platform/Terminal"
 import * as Console from "effect/Console"

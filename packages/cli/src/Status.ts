@@ -4,8 +4,8 @@
  *
  * @since 0.1.0
  */
-import * as Logging from "@effect-weaver/core/Logging"
-import * as Registry from "@effect-weaver/core/Registry"
+import * as Logging from "@effect-weaver/runtime/Logging"
+import * as Registry from "@effect-weaver/runtime/Registry"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import { table } from "table"

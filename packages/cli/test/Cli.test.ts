@@ -1,4 +1,4 @@
-import { Registry } from "@effect-weaver/core"
+import { Registry } from "@effect-weaver/runtime"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as ChildProcess from "node:child_process"

@@ -1,5 +1,6 @@
-import type { Registry } from "@effect-weaver/core"
-import { Metrics, Prometheus, StatusServer } from "@effect-weaver/core"
+import { Metrics } from "@effect-weaver/core"
+import type { Registry } from "@effect-weaver/runtime"
+import { Prometheus, StatusServer } from "@effect-weaver/runtime"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Fs from "node:fs/promises"

@@ -2,7 +2,7 @@
  * `weaver multi metrics` and `weaver multi profile` against a hello deployed
  * with `weaver multi deploy` (2 replicas of main and of hello/Reverser).
  */
-import { Profiling } from "@effect-weaver/core"
+import { Profiling } from "@effect-weaver/runtime"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"

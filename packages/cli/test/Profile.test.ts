@@ -1,4 +1,4 @@
-import { Profiling } from "@effect-weaver/core"
+import { Profiling } from "@effect-weaver/runtime"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Fs from "node:fs/promises"

@@ -4,6 +4,18 @@
  *
  * @since 0.1.0
  */
+import * as Address from "@effect-weaver/runtime/Address"
+import * as AppModel from "@effect-weaver/runtime/App"
+import type * as Component from "@effect-weaver/runtime/Component"
+import { callSite } from "@effect-weaver/runtime/Component"
+import * as HttpMetrics from "@effect-weaver/runtime/HttpMetrics"
+import * as Logging from "@effect-weaver/runtime/Logging"
+import * as Runtime from "@effect-weaver/runtime/Runtime"
+import * as Tracing from "@effect-weaver/runtime/Tracing"
+import { Transport } from "@effect-weaver/runtime/Transport"
+import * as Weavelet from "@effect-weaver/runtime/Weavelet"
+import * as WeaverConfig from "@effect-weaver/runtime/WeaverConfig"
+import * as TransportLocal from "@effect-weaver/transport-local/TransportLocal"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import type * as HttpApp from "@effect/platform/HttpApp"
 import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
@@ -16,7 +28,6 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as FiberRef from "effect/FiberRef"
-import { globalValue } from "effect/GlobalValue"
 import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Option from "effect/Option"
@@ -24,19 +35,6 @@ import type * as Scope from "effect/Scope"
 import * as Crypto from "node:crypto"
 import * as Http from "node:http"
 import * as Net from "node:net"
-import * as Path from "node:path"
-import * as Address from "./Address.js"
-import type * as Component from "./Component.js"
-import { callSite } from "./Component.js"
-import * as HttpMetrics from "./HttpMetrics.js"
-import { componentBox, currentComponent } from "./internal/fiberRefs.js"
-import * as Logging from "./Logging.js"
-import * as Registry from "./Registry.js"
-import * as StatusServer from "./StatusServer.js"
-import * as Tracing from "./Tracing.js"
-import { Transport } from "./Transport.js"
-import * as Weavelet from "./Weavelet.js"
-import * as WeaverConfig from "./WeaverConfig.js"
 
 /**
  * The name of the main component, in logs, metrics and status tables.
@@ -44,7 +42,7 @@ import * as WeaverConfig from "./WeaverConfig.js"
  * @since 0.1.0
  * @category constants
  */
-export const mainName = "main"
+export const mainName = AppModel.mainName
 
 /**
  * The health check every served listener answers with `OK`.
@@ -52,21 +50,24 @@ export const mainName = "main"
  * @since 0.1.0
  * @category constants
  */
-export const healthzPath = "/debug/weaver/healthz"
+export const healthzPath = AppModel.healthzPath
 
 /**
- * The main component: the Effect a deployment runs, with clients of every
- * component available as requirements.
+ * The main component (see {@link main}).
  *
  * @since 0.1.0
  * @category models
  */
-export interface Main<E = unknown, R = unknown> {
-  readonly _tag: "Main"
-  readonly effect: Effect.Effect<unknown, E, R | Scope.Scope>
-  readonly listeners: ReadonlyArray<string>
-  readonly source: string
-}
+export type Main<E = unknown, R = unknown> = AppModel.Main<E, R>
+
+/**
+ * An application (see {@link app}). `R` is what no implementation provides:
+ * `Weaver.run` needs it to be `never`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type App<R = never, E = unknown> = AppModel.App<R, E>
 
 /**
  * Declares the main component. `listeners` names the listeners it serves
@@ -85,29 +86,6 @@ export const main = <E, R>(
   listeners: options?.listeners ?? [],
   source: callSite()
 })
-
-/**
- * An application: an optional main component plus the implementations of
- * its components. `R` is what no implementation provides: `Weaver.run`
- * needs it to be `never`.
- *
- * @since 0.1.0
- * @category models
- */
-export interface App<R = never, E = unknown> {
-  readonly _tag: "App"
-  readonly main: Main<E, any> | undefined
-  readonly implementations: ReadonlyArray<Component.Implementation>
-  readonly listeners: ReadonlySet<string>
-  /**
-   * The file (path or URL) whose code called {@link app}, when known: how a
-   * deployer that only has the app value (the weavertest Multi runner) loads
-   * the same app in another process.
-   */
-  readonly module?: string | undefined
-  /** @internal */
-  readonly _R?: (_: never) => R
-}
 
 type ImplR<I> = I extends Component.Implementation<any, infer R> ? R : never
 type ImplSelf<I> = I extends Component.Implementation<infer T, any> ? Component.Identifier<T> : never
@@ -157,143 +135,41 @@ const callerFile = (): string | undefined => {
 }
 
 /**
- * The components and listeners an application declares, for checking
- * config against it.
- *
- * @since 0.1.0
- * @category runtime
+ * The transport for an application embedded in a program: the `Transport` in
+ * context if there is one, otherwise the local transport.
  */
-export const shape = (app: App<any, any>): WeaverConfig.AppShape => ({
-  components: new Map(app.implementations.map((impl) => [impl.component.componentName, impl.config])),
-  listeners: app.listeners
-})
-
-/**
- * Options for {@link makeWeavelet}.
- *
- * @since 0.1.0
- * @category models
- */
-export interface WeaveletOptions {
-  readonly config: WeaverConfig.WeaverConfig
-  readonly deploymentId?: string | undefined
-  readonly replicaId?: string | undefined
-  readonly fakes?: ReadonlyMap<string, Weavelet.AnyHandlers> | undefined
-  readonly extraComponents?: ReadonlyArray<Component.Any> | undefined
-  readonly hosted?: ReadonlySet<string> | undefined
-  readonly listeners?: Weavelet.ListenerOptions | undefined
-  readonly retry?: Partial<Weavelet.RetryPolicy> | undefined
-}
-
-/**
- * Checks the config against the application and builds the weavelet that
- * hosts it, over whatever `Transport` is provided.
- *
- * @since 0.1.0
- * @category runtime
- */
-export const makeWeavelet = (
-  app: App<any, any>,
-  options: WeaveletOptions
-): Effect.Effect<Weavelet.Weavelet["Type"], WeaverConfig.WeaverConfigError, Transport | Scope.Scope> =>
-  Effect.gen(function*() {
-    const componentConfigs = yield* WeaverConfig.validate(options.config, shape(app))
-    return yield* Weavelet.make({
-      app: appName(options.config),
-      deploymentId: options.deploymentId ?? Crypto.randomUUID(),
-      replicaId: options.replicaId ?? Crypto.randomUUID(),
-      config: options.config,
-      implementations: app.implementations,
-      componentConfigs,
-      fakes: options.fakes,
-      retry: options.retry,
-      extraComponents: options.extraComponents,
-      hosted: options.hosted,
-      listeners: options.listeners ?? {
-        declared: app.listeners,
-        address: (name) => options.config.single.listeners[name]?.address ?? "localhost:0"
-      }
-    })
-  })
-
-const appName = (config: WeaverConfig.WeaverConfig) =>
-  config.serviceweaver.name ?? Path.basename(process.argv[1] ?? "app").replace(/\.[cm]?[jt]s$/, "")
-
-/**
- * Runs the main component with clients of every component in its context.
- *
- * @since 0.1.0
- * @category runtime
- */
-export const runMain = <E>(
-  app: App<any, E>,
-  weavelet: Weavelet.Weavelet["Type"]
-): Effect.Effect<void, E, Scope.Scope> => {
-  if (app.main === undefined) return Effect.dieMessage("Weaver.run: the application has no main component")
-  const info = { name: mainName, source: app.main.source }
-  return app.main.effect.pipe(
-    Effect.asVoid,
-    Effect.provide(weavelet.clients(mainName)),
-    Effect.provideService(Weavelet.Weavelet, weavelet),
-    Effect.locally(currentComponent, componentBox(info))
-  ) as Effect.Effect<void, E, Scope.Scope>
-}
-
-/**
- * The transport for a process that was not launched by a deployer: the
- * `Transport` in context if there is one, otherwise the local transport.
- */
-const defaultTransport: Effect.Effect<Layer.Layer<Transport>> = Effect.flatMap(
+const defaultTransport: Effect.Effect<Layer.Layer<Transport>> = Effect.map(
   Effect.serviceOption(Transport),
   Option.match({
-    onSome: (transport) => Effect.succeed(Layer.succeed(Transport, transport)),
-    onNone: () =>
-      runtimes.local !== undefined
-        ? Effect.succeed(runtimes.local)
-        // Core cannot depend on a transport package (they depend on core), so it is resolved at run time.
-        : Effect.promise(() => import(transportLocal) as Promise<{ readonly layer: Layer.Layer<Transport> }>).pipe(
-          Effect.map((module) => module.layer)
-        )
+    onSome: (transport) => Layer.succeed(Transport, transport),
+    onNone: () => TransportLocal.layer
   })
 )
-const transportLocal = "@effect-weaver/transport-local"
 
 /**
- * What {@link run} hands a process to: the local transport, and the weavelet
- * runtime for a process a deployer started.
- *
- * @since 0.1.0
- * @category running
+ * The runtime a process gets from how it was launched: a weavelet of the
+ * deployment when a deployer started it, the single-process runtime over the
+ * local transport otherwise. The weavelet runtime is imported only in a
+ * weavelet (a literal import that bundlers follow), so that a single process
+ * never loads the wire protocol.
  */
-export interface Runtimes {
-  readonly local?: Layer.Layer<Transport> | undefined
-  readonly weavelet?: (<E>(app: App<never, E>) => Effect.Effect<void, unknown>) | undefined
-}
-
-const runtimes: { -readonly [K in keyof Runtimes]: Runtimes[K] } = globalValue(
-  Symbol.for("@effect-weaver/core/Weaver/runtimes"),
-  () => ({})
+const launchedRuntime: Effect.Effect<Layer.Layer<Runtime.Runtime>> = Effect.suspend(() =>
+  Runtime.launchedByDeployer()
+    ? Effect.promise(() => import("@effect-weaver/transport-multiprocess/Weavelet")).pipe(
+      Effect.map((module) => module.layer)
+    )
+    : Effect.succeed(Runtime.layerSingle(TransportLocal.layer))
 )
-
-/**
- * Registers runtimes for {@link run}; the transport packages call it when
- * they are loaded. `run` imports a runtime nobody registered by its package
- * name, which a bundler cannot follow: registration is how a bundled binary
- * (`weaver bundle`) finds the runtimes inside the bundle.
- *
- * @since 0.1.0
- * @category running
- */
-export const registerRuntimes = (registered: Runtimes): void => {
-  Object.assign(runtimes, registered)
-}
 
 /**
  * Runs an application in this process, as Service Weaver's `weaver.Run`
- * does: the config comes from the file named by `SERVICEWEAVER_CONFIG` (if
- * set), every component is hosted here and constructed on first use, the
- * deployment appears in `weaver single status`, and the main component runs
- * until it ends or the process is interrupted.
+ * does, on the runtime the process was launched with (see
+ * `@effect-weaver/runtime/Runtime`): by hand, the config comes from the file
+ * named by `SERVICEWEAVER_CONFIG` (if set), every component is hosted here
+ * and constructed on first use, the deployment appears in
+ * `weaver single status`, and the main component runs until it ends or the
+ * process is interrupted; started by a deployer, the process hosts what the
+ * deployer assigns it. A `Runtime` already in context is used instead.
  *
  * @example
  * ```ts
@@ -304,89 +180,17 @@ export const registerRuntimes = (registered: Runtimes): void => {
  * @category running
  */
 export const run = <E>(app: App<never, E>): Effect.Effect<void, E | WeaverConfig.WeaverConfigError> =>
-  process.env[weaveletEnv] !== undefined ? runWeavelet(app) : runSingle(app)
-
-/**
- * The environment variable through which a deployer hands a process its
- * weavelet bootstrap: with it, {@link run} hosts only what the deployer
- * assigns (see `@effect-weaver/transport-multiprocess`).
- *
- * @since 0.1.0
- * @category constants
- */
-export const weaveletEnv = "WEAVER_WEAVELET"
-
-// Core cannot depend on transport packages (they depend on core), so the weavelet runtime is resolved at run time.
-const multiprocessWeavelet = "@effect-weaver/transport-multiprocess/Weavelet"
-
-const runWeavelet = <E>(app: App<never, E>): Effect.Effect<void, E | WeaverConfig.WeaverConfigError> => {
-  type Run = (app: App<never, E>) => Effect.Effect<void, E | WeaverConfig.WeaverConfigError>
-  const registered = runtimes.weavelet as Run | undefined
-  return registered !== undefined
-    ? registered(app)
-    : Effect.promise(() => import(multiprocessWeavelet) as Promise<{ readonly run: Run }>).pipe(
-      Effect.flatMap((module) => module.run(app))
-    )
-}
-
-const runSingle = <E>(app: App<never, E>): Effect.Effect<void, E | WeaverConfig.WeaverConfigError> =>
-  Effect.gen(function*() {
-    yield* Tracing.preload
-    const configFile = process.env.SERVICEWEAVER_CONFIG
-    const config = configFile ? yield* WeaverConfig.load(configFile) : WeaverConfig.empty()
-    for (const entry of config.serviceweaver.env) {
-      const eq = entry.indexOf("=")
-      process.env[entry.slice(0, eq)] = entry.slice(eq + 1)
-    }
-    const deploymentId = Crypto.randomUUID()
-    const replicaId = Crypto.randomUUID()
-    const name = appName(config)
-    const components = [mainName, ...app.implementations.map((impl) => impl.component.componentName)]
-    const traces = Tracing.makeStore()
-    const statusAddress = yield* startStatusServer({ app: name, deploymentId, replicaId, traces })
-    const update = yield* Registry.register({
-      app: name,
-      deploymentId,
-      tool: "single",
-      pid: process.pid,
-      startedAt: Date.now(),
-      configFile: configFile ? Path.resolve(configFile) : undefined,
-      components: components.map((component) => ({ name: component, pids: [process.pid] })),
-      listeners: [],
-      statusAddress
+  Effect.flatMap(
+    Effect.serviceOption(Runtime.Runtime),
+    Option.match({
+      onSome: (runtime) => runtime.run(app),
+      onNone: () =>
+        Effect.flatMap(
+          launchedRuntime,
+          (layer) => Effect.flatMap(Runtime.Runtime, (runtime) => runtime.run(app)).pipe(Effect.provide(layer))
+        )
     })
-    const transport = yield* defaultTransport
-    const origin = { app: name, deploymentId, replicaId }
-    yield* Effect.gen(function*() {
-      const weavelet = yield* makeWeavelet(app, {
-        config,
-        deploymentId,
-        replicaId,
-        listeners: {
-          declared: app.listeners,
-          address: (listener) => config.single.listeners[listener]?.address ?? "localhost:0",
-          onListening: (listener, address) =>
-            Effect.zipRight(
-              Effect.sync(() => process.stdout.write(`${listener} listener available on ${address}\n`)),
-              update((d) => ({ ...d, listeners: [...d.listeners, { name: listener, address }] }))
-            )
-        }
-      })
-      process.stdout.write(`${Logging.banner(name, deploymentId)}\n`)
-      yield* runMain(app, weavelet)
-    }).pipe(
-      Effect.provide(
-        Layer.mergeAll(transport, Logging.layerPretty(origin), Tracing.layer({ ...origin, store: traces }))
-      )
-    )
-  }).pipe(Effect.scoped)
-
-/** The status server, if it can bind: without one the app still runs, only `weaver single metrics` misses it. */
-const startStatusServer = (options: StatusServer.Options): Effect.Effect<string | undefined, never, Scope.Scope> =>
-  StatusServer.make(options).pipe(
-    Effect.map((server) => server.address),
-    Effect.catchAll((error) => Effect.as(Effect.logWarning("status server not started", error), undefined))
-  )
+  ) as Effect.Effect<void, E | WeaverConfig.WeaverConfigError>
 
 /**
  * A listener bound by the deployment: a `net.Server` already listening on
@@ -543,8 +347,8 @@ export const embed = async (
     const transport = yield* defaultTransport
     const deploymentId = Crypto.randomUUID()
     const replicaId = Crypto.randomUUID()
-    const logger = Logging.layerPretty({ app: appName(config), deploymentId, replicaId })
-    return Layer.scoped(Weavelet.Weavelet, makeWeavelet(app, { config, deploymentId, replicaId })).pipe(
+    const logger = Logging.layerPretty({ app: AppModel.name(config), deploymentId, replicaId })
+    return Layer.scoped(Weavelet.Weavelet, AppModel.makeWeavelet(app, { config, deploymentId, replicaId })).pipe(
       Layer.provide(transport),
       Layer.provideMerge(logger)
     )

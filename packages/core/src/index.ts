@@ -1,77 +1,29 @@
 /**
+ * What application code imports. The runtime these build on is
+ * `@effect-weaver/runtime`, for deployer and transport authors.
+ *
  * @since 0.1.0
  */
-export * as Address from "./Address.js"
 
 /**
  * @since 0.1.0
  */
-export * as Component from "./Component.js"
+export * as Component from "@effect-weaver/runtime/Component"
 
 /**
  * @since 0.1.0
  */
-export * as ComponentError from "./ComponentError.js"
+export * as ComponentError from "@effect-weaver/runtime/ComponentError"
 
 /**
  * @since 0.1.0
  */
-export * as HttpMetrics from "./HttpMetrics.js"
+export * as Metrics from "@effect-weaver/runtime/Metrics"
 
 /**
  * @since 0.1.0
  */
-export * as Logging from "./Logging.js"
-
-/**
- * @since 0.1.0
- */
-export * as MethodMetrics from "./MethodMetrics.js"
-
-/**
- * @since 0.1.0
- */
-export * as Metrics from "./Metrics.js"
-
-/**
- * @since 0.1.0
- */
-export * as Profiling from "./Profiling.js"
-
-/**
- * @since 0.1.0
- */
-export * as Perfetto from "./Perfetto.js"
-
-/**
- * @since 0.1.0
- */
-export * as Prometheus from "./Prometheus.js"
-
-/**
- * @since 0.1.0
- */
-export * as Registry from "./Registry.js"
-
-/**
- * @since 0.1.0
- */
-export * as StatusServer from "./StatusServer.js"
-
-/**
- * @since 0.1.0
- */
-export * as Tracing from "./Tracing.js"
-
-/**
- * @since 0.1.0
- */
-export * as Transport from "./Transport.js"
-
-/**
- * @since 0.1.0
- */
-export * as Weavelet from "./Weavelet.js"
+export * as Transport from "@effect-weaver/runtime/Transport"
 
 /**
  * @since 0.1.0
@@ -81,7 +33,7 @@ export * as Weaver from "./Weaver.js"
 /**
  * @since 0.1.0
  */
-export * as WeaverConfig from "./WeaverConfig.js"
+export * as WeaverConfig from "@effect-weaver/runtime/WeaverConfig"
 
 /**
  * Transport failures of a component call; see `ComponentError.RemoteCallError`.
@@ -89,4 +41,4 @@ export * as WeaverConfig from "./WeaverConfig.js"
  *
  * @since 0.1.0
  */
-export { RemoteCallError } from "./ComponentError.js"
+export { RemoteCallError } from "@effect-weaver/runtime/ComponentError"

@@ -1,4 +1,5 @@
 import { Component, Weaver, WeaverConfig } from "@effect-weaver/core"
+import { App } from "@effect-weaver/runtime"
 import * as TransportLocal from "@effect-weaver/transport-local"
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { assert, describe, it } from "@effect/vitest"
@@ -48,7 +49,7 @@ const app = Weaver.app({ main: Main, components: [ReverserImpl] })
 const start = (app: Weaver.App<any, any>, config = WeaverConfig.empty()) =>
   Effect.gen(function*() {
     const listening = yield* Deferred.make<{ readonly name: string; readonly address: string }>()
-    const weavelet = yield* Weaver.makeWeavelet(app, {
+    const weavelet = yield* App.makeWeavelet(app, {
       config,
       listeners: {
         declared: app.listeners,
@@ -56,7 +57,7 @@ const start = (app: Weaver.App<any, any>, config = WeaverConfig.empty()) =>
         onListening: (name, address) => Deferred.succeed(listening, { name, address })
       }
     })
-    const fiber = yield* Effect.forkScoped(Weaver.runMain(app, weavelet))
+    const fiber = yield* Effect.forkScoped(App.runMain(app, weavelet))
     const first = yield* Effect.raceFirst(
       Deferred.await(listening),
       Effect.zipRight(Fiber.await(fiber), Effect.dieMessage("main ended before listening"))
@@ -96,8 +97,8 @@ describe("Weaver", () => {
     const Sneaky = Weaver.main(Weaver.serve("sneaky", HttpRouter.empty), { listeners: ["hello"] })
     const sneaky = Weaver.app({ main: Sneaky, components: [] })
     return Effect.gen(function*() {
-      const weavelet = yield* Weaver.makeWeavelet(sneaky, { config: WeaverConfig.empty() })
-      const exit = yield* Effect.exit(Weaver.runMain(sneaky, weavelet))
+      const weavelet = yield* App.makeWeavelet(sneaky, { config: WeaverConfig.empty() })
+      const exit = yield* Effect.exit(App.runMain(sneaky, weavelet))
       assert.isTrue(Exit.isFailure(exit))
       if (Exit.isSuccess(exit)) return
       const [defect] = Cause.defects(exit.cause)
@@ -112,8 +113,8 @@ describe("Weaver", () => {
   it.live("runMain of an app without main is a defect", () =>
     Effect.gen(function*() {
       const noMain = Weaver.app({ components: [ReverserImpl] })
-      const weavelet = yield* Weaver.makeWeavelet(noMain, { config: WeaverConfig.empty() })
-      const exit = yield* Effect.exit(Weaver.runMain(noMain, weavelet))
+      const weavelet = yield* App.makeWeavelet(noMain, { config: WeaverConfig.empty() })
+      const exit = yield* Effect.exit(App.runMain(noMain, weavelet))
       assert.isTrue(Exit.isFailure(exit) && Cause.isDie(exit.cause))
     }).pipe(Effect.scoped, Effect.provide(TransportLocal.layer)))
 

@@ -5,7 +5,7 @@
  *
  * @since 0.1.0
  */
-import { Transport, Weavelet, Weaver } from "@effect-weaver/core"
+import { Transport, Weavelet } from "@effect-weaver/runtime"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 
@@ -35,6 +35,3 @@ export const make: Transport.Transport["Type"] = {
  * @category layers
  */
 export const layer: Layer.Layer<Transport.Transport> = Layer.succeed(Transport.Transport, make)
-
-// So that `Weaver.run` finds this transport inside a bundle, where it cannot import it by name.
-Weaver.registerRuntimes({ local: layer })

@@ -23,8 +23,11 @@
  *
  * @since 0.1.0
  */
-import { Logging, Registry, Tracing, Weavelet as CoreWeavelet, WeaverConfig } from "@effect-weaver/core"
-import type { Profiling, Prometheus, Transport, Weaver } from "@effect-weaver/core"
+import { Logging, Registry, Tracing, Weavelet as CoreWeavelet, WeaverConfig } from "@effect-weaver/runtime"
+import type { App, Profiling, Prometheus, Transport } from "@effect-weaver/runtime"
+import * as Control from "@effect-weaver/runtime/Control"
+import * as Envelope from "@effect-weaver/runtime/Envelope"
+import * as LogFile from "@effect-weaver/runtime/LogFile"
 import * as Server from "@effect-weaver/transport-rpc/Server"
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
@@ -41,9 +44,6 @@ import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import * as Url from "node:url"
-import * as Control from "./Control.js"
-import * as Envelope from "./Envelope.js"
-import * as LogFile from "./LogFile.js"
 import * as Proxy from "./Proxy.js"
 import * as Status from "./Status.js"
 import * as TransportMultiprocess from "./TransportMultiprocess.js"
@@ -685,7 +685,7 @@ const testPermits = Effect.unsafeMakeSemaphore(2)
  * @category testing
  */
 export const makeTest = (options: {
-  readonly app: Weaver.App<any, any>
+  readonly app: App.App<any, any>
   readonly config: WeaverConfig.WeaverConfig
   readonly configText: string | undefined
   readonly deploymentId: string

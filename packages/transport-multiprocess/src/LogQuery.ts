@@ -36,7 +36,7 @@
  *
  * @since 0.1.0
  */
-import * as Logging from "@effect-weaver/core/Logging"
+import * as Logging from "@effect-weaver/runtime/Logging"
 import { type ASTNode, parse as celParse } from "@marcbachmann/cel-js"
 import * as Data from "effect/Data"
 import type * as Effect from "effect/Effect"

@@ -9,7 +9,7 @@
  *
  * @since 0.1.0
  */
-import { Address } from "@effect-weaver/core"
+import { Address } from "@effect-weaver/runtime"
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"

@@ -14,8 +14,8 @@
  *
  * @since 0.1.0
  */
-import type { Tracing } from "@effect-weaver/core"
-import { Profiling, Prometheus, StatusServer } from "@effect-weaver/core"
+import type { Tracing } from "@effect-weaver/runtime"
+import { Profiling, Prometheus, StatusServer } from "@effect-weaver/runtime"
 import type { ServeError } from "@effect/platform/HttpServerError"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"

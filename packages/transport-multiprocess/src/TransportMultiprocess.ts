@@ -7,7 +7,7 @@
  *
  * @since 0.1.0
  */
-import { Transport, Weavelet } from "@effect-weaver/core"
+import { Transport, Weavelet } from "@effect-weaver/runtime"
 import * as TransportRpc from "@effect-weaver/transport-rpc/TransportRpc"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"

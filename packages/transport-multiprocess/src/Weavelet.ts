@@ -17,15 +17,18 @@
  */
 import {
   Address,
+  App,
   Component,
   Logging,
   Profiling,
   Prometheus,
+  Runtime,
   Tracing,
   Weavelet as CoreWeavelet,
-  Weaver,
   WeaverConfig
-} from "@effect-weaver/core"
+} from "@effect-weaver/runtime"
+import * as Control from "@effect-weaver/runtime/Control"
+import * as LogFile from "@effect-weaver/runtime/LogFile"
 import * as Server from "@effect-weaver/transport-rpc/Server"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as NodeSocket from "@effect/platform-node/NodeSocket"
@@ -42,8 +45,6 @@ import * as HashSet from "effect/HashSet"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as Schedule from "effect/Schedule"
-import * as Control from "./Control.js"
-import * as LogFile from "./LogFile.js"
 import * as TransportMultiprocess from "./TransportMultiprocess.js"
 
 /**
@@ -162,7 +163,7 @@ const serveControl = (path: string) =>
  * @category running
  */
 export const run = <E>(
-  app: Weaver.App<any, E>,
+  app: App.App<any, E>,
   options?: { readonly extraComponents?: ReadonlyArray<Component.Any> | undefined }
 ): Effect.Effect<void, E | WeaverConfig.WeaverConfigError | WeaveletError> =>
   Effect.gen(function*() {
@@ -212,7 +213,7 @@ export const run = <E>(
     const implemented = new Set(app.implementations.map((impl) => impl.component.componentName))
     const extraComponents = (options?.extraComponents ?? []).filter((c) => !implemented.has(c.componentName))
     yield* Effect.gen(function*() {
-      const weavelet = yield* Weaver.makeWeavelet(app, {
+      const weavelet = yield* App.makeWeavelet(app, {
         config,
         deploymentId: boot.deploymentId,
         replicaId: boot.replicaId,
@@ -242,7 +243,7 @@ export const run = <E>(
         )
       )
       yield* client.Ready({ address: server.address, pid: process.pid }).pipe(Effect.orDie)
-      if (boot.runMain) yield* Weaver.runMain(app, weavelet)
+      if (boot.runMain) yield* App.runMain(app, weavelet)
       return yield* Effect.never
     }).pipe(
       Effect.provide(transport),
@@ -253,12 +254,22 @@ export const run = <E>(
     )
   }).pipe(Effect.scoped)
 
-const isApp = (u: unknown): u is Weaver.App<any, any> =>
+const isApp = (u: unknown): u is App.App<any, any> =>
   typeof u === "object" && u !== null && (u as { _tag?: unknown })._tag === "App" &&
   Array.isArray((u as { implementations?: unknown }).implementations)
 
-// So that `Weaver.run` finds this runtime inside a bundle, where it cannot import it by name.
-Weaver.registerRuntimes({ weavelet: run })
+/**
+ * The runtime of a process a deployer launched: runs the application as the
+ * weavelet its bootstrap describes (see {@link run}). `Weaver.run` provides
+ * it when the bootstrap is in the environment.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer: Layer.Layer<Runtime.Runtime> = Layer.succeed(Runtime.Runtime, {
+  name: "weavelet",
+  run: (app) => run(app)
+})
 
 /**
  * The entry point of weavelets whose application is named by module (the
@@ -281,7 +292,7 @@ export const runModule: Effect.Effect<void, unknown> = Effect.gen(function*() {
   const wanted = [...appModule.components].sort().join(",")
   const app = Object.values(module).find((value) =>
     isApp(value) && value.implementations.map((impl) => impl.component.componentName).sort().join(",") === wanted
-  ) as Weaver.App<any, any> | undefined
+  ) as App.App<any, any> | undefined
   if (app === undefined) {
     return yield* new WeaveletError({
       reason: `${appModule.url} exports no Weaver.app with the components ${wanted || "(none)"}`

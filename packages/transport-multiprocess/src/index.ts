@@ -1,30 +1,9 @@
 /**
- * The control plane between envelopes and weavelets.
- *
- * @since 0.1.0
- */
-export * as Control from "./Control.js"
-
-/**
  * The multi deployer.
  *
  * @since 0.1.0
  */
 export * as Deployer from "./Deployer.js"
-
-/**
- * The deployer's side of one weavelet process.
- *
- * @since 0.1.0
- */
-export * as Envelope from "./Envelope.js"
-
-/**
- * Log files of deployments.
- *
- * @since 0.1.0
- */
-export * as LogFile from "./LogFile.js"
 
 /**
  * The query language of `weaver multi logs`.

@@ -3,7 +3,7 @@
  * replicas in their own processes, the listener proxy, the registry,
  * supervision, and cleanup when the deployer dies.
  */
-import { Registry } from "@effect-weaver/core"
+import { Registry } from "@effect-weaver/runtime"
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"

@@ -3,7 +3,7 @@
  * envelope, bound by the weavelet (examples/hello's Reverser group, from
  * source) and reported back in `Ready`.
  */
-import { Control, Envelope } from "@effect-weaver/transport-multiprocess"
+import { Control, Envelope } from "@effect-weaver/runtime"
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect, Either, Stream } from "effect"
 import * as Fs from "node:fs"

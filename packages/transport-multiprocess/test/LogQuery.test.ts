@@ -1,4 +1,4 @@
-import type { Logging } from "@effect-weaver/core"
+import type { Logging } from "@effect-weaver/runtime"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"

@@ -4,7 +4,7 @@
  * address in the registry. Deploys test/fixtures/greeter (main + a Greeter
  * group counting greetings by language).
  */
-import { Profiling, Prometheus, StatusServer } from "@effect-weaver/core"
+import { Profiling, Prometheus, StatusServer } from "@effect-weaver/runtime"
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"

@@ -3,7 +3,8 @@
  * replica process runs the Reverser (server span and a user span) and sends
  * its finished spans to the deployer's trace store over the control socket.
  */
-import { Tracing, Weaver, WeaverConfig } from "@effect-weaver/core"
+import { Weaver, WeaverConfig } from "@effect-weaver/core"
+import { App, Tracing } from "@effect-weaver/runtime"
 import * as Deployer from "@effect-weaver/transport-multiprocess/Deployer"
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Layer } from "effect"
@@ -22,7 +23,7 @@ describe("Tracing under multiprocess", () => {
         fakes: new Map()
       })
       const transport = yield* Layer.build(deployment.transport)
-      const weavelet = yield* Weaver.makeWeavelet(app, {
+      const weavelet = yield* App.makeWeavelet(app, {
         config,
         deploymentId: deployment.deployer.deploymentId,
         hosted: new Set<string>()

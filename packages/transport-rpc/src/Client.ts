@@ -7,14 +7,14 @@
  *
  * @since 0.1.0
  */
-import type { Component, Transport } from "@effect-weaver/core"
+import type { Component, Transport } from "@effect-weaver/runtime"
 import {
   Address,
   ComponentError,
   MethodMetrics,
   RemoteCallError,
   Transport as CoreTransport
-} from "@effect-weaver/core"
+} from "@effect-weaver/runtime"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"

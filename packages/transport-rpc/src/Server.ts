@@ -6,7 +6,7 @@
  *
  * @since 0.1.0
  */
-import { Transport as CoreTransport, Weavelet } from "@effect-weaver/core"
+import { Transport as CoreTransport, Weavelet } from "@effect-weaver/runtime"
 import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"

@@ -11,7 +11,7 @@
  *
  * @since 0.1.0
  */
-import { Transport, Weavelet } from "@effect-weaver/core"
+import { Transport, Weavelet } from "@effect-weaver/runtime"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Scope from "effect/Scope"

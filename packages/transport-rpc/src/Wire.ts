@@ -9,7 +9,7 @@
  *
  * @since 0.1.0
  */
-import type { Component } from "@effect-weaver/core"
+import type { Component } from "@effect-weaver/runtime"
 import * as Data from "effect/Data"
 import * as Schema from "effect/Schema"
 import { addExtension, Packr } from "msgpackr"

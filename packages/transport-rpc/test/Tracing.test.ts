@@ -1,4 +1,5 @@
-import { Component, Tracing, Transport, Weaver, WeaverConfig } from "@effect-weaver/core"
+import { Component, Transport, Weaver, WeaverConfig } from "@effect-weaver/core"
+import { App, Tracing } from "@effect-weaver/runtime"
 import { TransportRpc } from "@effect-weaver/transport-rpc"
 import { HttpRouter, HttpServerResponse } from "@effect/platform"
 import { assert, describe, it } from "@effect/vitest"
@@ -40,7 +41,7 @@ const rpc = Layer.scoped(Transport.Transport, TransportRpc.makeTest({ duplicateR
 
 const start = Effect.gen(function*() {
   const listening = yield* Deferred.make<string>()
-  const weavelet = yield* Weaver.makeWeavelet(app, {
+  const weavelet = yield* App.makeWeavelet(app, {
     config: WeaverConfig.empty(),
     listeners: {
       declared: app.listeners,
@@ -48,7 +49,7 @@ const start = Effect.gen(function*() {
       onListening: (_, address) => Deferred.succeed(listening, address)
     }
   })
-  yield* Effect.forkScoped(Weaver.runMain(app, weavelet))
+  yield* Effect.forkScoped(App.runMain(app, weavelet))
   const address = yield* Deferred.await(listening).pipe(Effect.timeout("5 seconds"))
   return { address, weavelet }
 })

@@ -1,4 +1,5 @@
-import { Component, MethodMetrics, RemoteCallError, Transport, Weaver, WeaverConfig } from "@effect-weaver/core"
+import { Component, RemoteCallError, Transport, Weaver, WeaverConfig } from "@effect-weaver/core"
+import { App, MethodMetrics } from "@effect-weaver/runtime"
 import { TransportRpc } from "@effect-weaver/transport-rpc"
 import { assert, describe, it } from "@effect/vitest"
 import * as Context from "effect/Context"
@@ -290,7 +291,7 @@ describe("TransportRpc", () => {
     Effect.gen(function*() {
       const hooks = yield* makeHooks()
       const transport = yield* TransportRpc.makeTest()
-      const weavelet = yield* Weaver.makeWeavelet(Weaver.app({ components: [echoImpl(hooks)] }), {
+      const weavelet = yield* App.makeWeavelet(Weaver.app({ components: [echoImpl(hooks)] }), {
         config: WeaverConfig.empty()
       }).pipe(Effect.provideService(Transport.Transport, transport))
       const echo = Context.unsafeGet(weavelet.clients("main"), Echo)

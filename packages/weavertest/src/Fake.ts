@@ -4,7 +4,8 @@
  *
  * @since 0.1.0
  */
-import type { Component, Weavelet } from "@effect-weaver/core"
+import type { Component } from "@effect-weaver/core"
+import type { Weavelet } from "@effect-weaver/runtime"
 
 /**
  * @since 0.1.0

@@ -4,9 +4,10 @@
  *
  * @since 0.1.0
  */
-import { Logging, Weavelet, Weaver, WeaverConfig } from "@effect-weaver/core"
+import { Weaver, WeaverConfig } from "@effect-weaver/core"
 import type { Component } from "@effect-weaver/core"
 import type { Transport } from "@effect-weaver/core"
+import { App, Logging, Weavelet } from "@effect-weaver/runtime"
 import * as TransportLocal from "@effect-weaver/transport-local/TransportLocal"
 import * as Deployer from "@effect-weaver/transport-multiprocess/Deployer"
 import * as TransportRpc from "@effect-weaver/transport-rpc/TransportRpc"
@@ -253,7 +254,7 @@ const runApp = (
         deployment?.transport ?? definition.transport ?? TransportLocal.layer,
         yield* Effect.scope
       )
-      const weavelet = yield* Weaver.makeWeavelet(app, {
+      const weavelet = yield* App.makeWeavelet(app, {
         config,
         deploymentId,
         replicaId,

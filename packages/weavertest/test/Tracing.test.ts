@@ -3,7 +3,7 @@
  * (test → Caller.shout → Upper.upper) is one trace, with client/server spans
  * over the socket under RPC and internal spans under Local.
  */
-import { Tracing } from "@effect-weaver/core"
+import { Tracing } from "@effect-weaver/runtime"
 import { Runner } from "@effect-weaver/weavertest"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"

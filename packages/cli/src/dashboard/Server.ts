@@ -14,9 +14,9 @@
  *
  * @since 0.1.0
  */
-import * as Prometheus from "@effect-weaver/core/Prometheus"
-import * as Registry from "@effect-weaver/core/Registry"
-import * as Tracing from "@effect-weaver/core/Tracing"
+import * as Prometheus from "@effect-weaver/runtime/Prometheus"
+import * as Registry from "@effect-weaver/runtime/Registry"
+import * as Tracing from "@effect-weaver/runtime/Tracing"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as HttpRouter from "@effect/platform/HttpRouter"
 import * as HttpServer from "@effect/platform/HttpServer"

@@ -5,7 +5,7 @@
  *
  * @since 0.1.0
  */
-import type * as Prometheus from "@effect-weaver/core/Prometheus"
+import type * as Prometheus from "@effect-weaver/runtime/Prometheus"
 
 /**
  * One row of the methods table, summed over callers and replicas.

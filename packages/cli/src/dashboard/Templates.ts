@@ -6,8 +6,8 @@
  *
  * @since 0.1.0
  */
-import type * as Registry from "@effect-weaver/core/Registry"
-import type * as Tracing from "@effect-weaver/core/Tracing"
+import type * as Registry from "@effect-weaver/runtime/Registry"
+import type * as Tracing from "@effect-weaver/runtime/Tracing"
 import * as Status from "../Status.js"
 import { type Html, html, json, raw } from "./Html.js"
 import type * as Stats from "./Stats.js"

@@ -1,4 +1,4 @@
-import { Registry } from "@effect-weaver/core"
+import { Registry } from "@effect-weaver/runtime"
 import { assert } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"

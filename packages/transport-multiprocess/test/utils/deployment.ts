@@ -3,7 +3,7 @@
  * (test/fixtures/deploy.ts through tsx), with its registry and log files in
  * a private temporary directory, and reads its registry entry.
  */
-import { Registry } from "@effect-weaver/core"
+import { Registry } from "@effect-weaver/runtime"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Schedule from "effect/Schedule"

@@ -1,4 +1,5 @@
-import { Component, Transport, Weavelet, Weaver, WeaverConfig } from "@effect-weaver/core"
+import { Component, Transport, Weaver, WeaverConfig } from "@effect-weaver/core"
+import { App, Weavelet } from "@effect-weaver/runtime"
 import { Server, TransportRpc } from "@effect-weaver/transport-rpc"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
@@ -98,7 +99,7 @@ export const serveReplica = (
 ): Effect.Effect<Server.Server, never, Scope.Scope> =>
   Effect.gen(function*() {
     const transport = yield* TransportRpc.make({ resolve: () => Stream.empty })
-    const weavelet = yield* Weaver.makeWeavelet(Weaver.app({ components: [echoImpl(hooks)] }), {
+    const weavelet = yield* App.makeWeavelet(Weaver.app({ components: [echoImpl(hooks)] }), {
       config: WeaverConfig.empty(),
       deploymentId: options.deploymentId,
       replicaId: hooks.replica
@@ -124,7 +125,7 @@ export const clientOf = <T extends Component.Any & Context.Tag<any, any>>(
       ...options,
       resolve: () => isArray(addresses) ? Stream.make(addresses) : addresses
     })
-    const weavelet = yield* Weaver.makeWeavelet(Weaver.app({ components: [] }), {
+    const weavelet = yield* App.makeWeavelet(Weaver.app({ components: [] }), {
       config: WeaverConfig.empty(),
       deploymentId: options.deploymentId,
       retry: options.retry,

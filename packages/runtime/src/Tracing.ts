@@ -139,7 +139,7 @@ export interface Store {
  * @since 0.1.0
  * @category tags
  */
-export class TraceStore extends Context.Tag("@effect-weaver/core/Tracing/TraceStore")<TraceStore, Store>() {}
+export class TraceStore extends Context.Tag("@effect-weaver/runtime/Tracing/TraceStore")<TraceStore, Store>() {}
 
 /**
  * Default bounds of a store.

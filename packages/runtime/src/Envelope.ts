@@ -7,9 +7,6 @@
  *
  * @since 0.1.0
  */
-import type { Logging, Tracing } from "@effect-weaver/core"
-import * as Profiling from "@effect-weaver/core/Profiling"
-import type * as Prometheus from "@effect-weaver/core/Prometheus"
 import * as NodeSocket from "@effect/platform-node/NodeSocket"
 import * as NodeSocketServer from "@effect/platform-node/NodeSocketServer"
 import * as RpcClient from "@effect/rpc/RpcClient"
@@ -30,6 +27,10 @@ import * as Fs from "node:fs"
 import * as Path from "node:path"
 import * as Control from "./Control.js"
 import * as LogFile from "./LogFile.js"
+import type * as Logging from "./Logging.js"
+import * as Profiling from "./Profiling.js"
+import type * as Prometheus from "./Prometheus.js"
+import type * as Tracing from "./Tracing.js"
 
 /**
  * A weavelet process could not be started.

@@ -1,4 +1,4 @@
-import { Logging } from "@effect-weaver/core"
+import { Logging } from "@effect-weaver/runtime"
 import { assert, describe, it } from "@effect/vitest"
 
 // 3 November, 08:55:15.650149 local time: pretty prints local time, so build the instant from local fields.

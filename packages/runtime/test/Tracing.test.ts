@@ -1,4 +1,5 @@
-import { Component, Perfetto, StatusServer, Tracing, Weaver, WeaverConfig } from "@effect-weaver/core"
+import { Component, Weaver, WeaverConfig } from "@effect-weaver/core"
+import { App, Perfetto, StatusServer, Tracing } from "@effect-weaver/runtime"
 import * as TransportLocal from "@effect-weaver/transport-local"
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { assert, describe, it } from "@effect/vitest"
@@ -59,7 +60,7 @@ const traced = () => {
 /** Runs main with the local transport and waits for the listener address. */
 const start = Effect.gen(function*() {
   const listening = yield* Deferred.make<string>()
-  const weavelet = yield* Weaver.makeWeavelet(app, {
+  const weavelet = yield* App.makeWeavelet(app, {
     config: WeaverConfig.empty(),
     listeners: {
       declared: app.listeners,
@@ -67,7 +68,7 @@ const start = Effect.gen(function*() {
       onListening: (_, address) => Deferred.succeed(listening, address)
     }
   })
-  const fiber = yield* Effect.forkScoped(Weaver.runMain(app, weavelet))
+  const fiber = yield* Effect.forkScoped(App.runMain(app, weavelet))
   const address = yield* Deferred.await(listening).pipe(Effect.timeout("5 seconds"))
   return { address, fiber, weavelet }
 })

@@ -1,4 +1,5 @@
-import { HttpMetrics, Prometheus, Weavelet, Weaver } from "@effect-weaver/core"
+import { Weaver } from "@effect-weaver/core"
+import { HttpMetrics, Prometheus, Weavelet } from "@effect-weaver/runtime"
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect } from "effect"

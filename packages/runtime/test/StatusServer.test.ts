@@ -1,4 +1,5 @@
-import { Metrics, Prometheus, Registry, StatusServer, Weaver } from "@effect-weaver/core"
+import { Metrics, Weaver } from "@effect-weaver/core"
+import { Prometheus, Registry, StatusServer } from "@effect-weaver/runtime"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Schema } from "effect"
 import * as Fs from "node:fs/promises"

@@ -26,12 +26,13 @@
  *
  * @since 0.1.0
  */
-import { Tracing } from "@effect-weaver/core"
-import * as Prometheus from "@effect-weaver/core/Prometheus"
 import * as Rpc from "@effect/rpc/Rpc"
 import * as RpcGroup from "@effect/rpc/RpcGroup"
 import * as Either from "effect/Either"
 import * as Schema from "effect/Schema"
+import * as Prometheus from "./Prometheus.js"
+import { weaveletEnv } from "./Runtime.js"
+import * as Tracing from "./Tracing.js"
 
 /**
  * The environment variable that carries a weavelet's {@link Bootstrap}
@@ -40,7 +41,7 @@ import * as Schema from "effect/Schema"
  * @since 0.1.0
  * @category constants
  */
-export const bootstrapEnv = "WEAVER_WEAVELET"
+export const bootstrapEnv = weaveletEnv
 
 /**
  * The marker that starts a stderr line carrying a log entry (JSON) from a

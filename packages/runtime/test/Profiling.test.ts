@@ -1,4 +1,4 @@
-import { Profiling, StatusServer } from "@effect-weaver/core"
+import { Profiling, StatusServer } from "@effect-weaver/runtime"
 import { assert, describe, it } from "@effect/vitest"
 import { Duration, Effect, Exit, Fiber } from "effect"
 import * as Zlib from "node:zlib"

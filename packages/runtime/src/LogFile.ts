@@ -8,7 +8,6 @@
  *
  * @since 0.1.0
  */
-import * as Logging from "@effect-weaver/core/Logging"
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -25,6 +24,7 @@ import * as Fs from "node:fs/promises"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import * as Readline from "node:readline"
+import * as Logging from "./Logging.js"
 
 /**
  * The deployers that keep log files.

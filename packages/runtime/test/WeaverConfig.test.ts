@@ -1,4 +1,5 @@
 import { Component, Weaver, WeaverConfig } from "@effect-weaver/core"
+import { App } from "@effect-weaver/runtime"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Either, Schema } from "effect"
 import * as Fs from "node:fs"
@@ -23,7 +24,7 @@ const CacheImpl = Component.implement(Cache, Effect.succeed({ get: (key: string)
 const PlainImpl = Component.implement(Plain, Effect.succeed({ ping: () => Effect.void }))
 
 const app = Weaver.app({ components: [GreeterImpl, CacheImpl, PlainImpl] })
-const shape = Weaver.shape(app)
+const shape = App.shape(app)
 
 const FILE = "weaver.toml"
 const parse = (toml: string) => WeaverConfig.parse(toml, FILE)

@@ -1,4 +1,5 @@
-import { Metrics, Prometheus } from "@effect-weaver/core"
+import { Metrics } from "@effect-weaver/core"
+import { Prometheus } from "@effect-weaver/runtime"
 import { assert, describe, it } from "@effect/vitest"
 import { Cause, Effect, Exit, Schema } from "effect"
 

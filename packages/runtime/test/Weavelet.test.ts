@@ -1,4 +1,5 @@
-import { Component, Logging, MethodMetrics, Weaver } from "@effect-weaver/core"
+import { Component, Weaver } from "@effect-weaver/core"
+import { Logging, MethodMetrics } from "@effect-weaver/runtime"
 import { assert, describe, it } from "@effect/vitest"
 import { Cause, Effect, Exit, Logger, Metric, Schema } from "effect"
 import { runLocal } from "./utils/local.js"

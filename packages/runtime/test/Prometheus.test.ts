@@ -1,4 +1,5 @@
-import { Component, Metrics, Prometheus, Weaver } from "@effect-weaver/core"
+import { Component, Metrics, Weaver } from "@effect-weaver/core"
+import { Prometheus } from "@effect-weaver/runtime"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Metric, Schema } from "effect"
 import { runLocal } from "./utils/local.js"

@@ -1,4 +1,4 @@
-import type { Logging } from "@effect-weaver/core"
+import type { Logging } from "@effect-weaver/runtime"
 import { assert, describe, it } from "@effect/vitest"
 import * as Chunk from "effect/Chunk"
 import * as Deferred from "effect/Deferred"

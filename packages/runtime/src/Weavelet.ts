@@ -48,7 +48,7 @@ export type AnyHandlers = { readonly [method: string]: (payload: unknown) => Eff
  * @since 0.1.0
  * @category runtime
  */
-export class Weavelet extends Context.Tag("@effect-weaver/core/Weavelet")<Weavelet, {
+export class Weavelet extends Context.Tag("@effect-weaver/runtime/Weavelet")<Weavelet, {
   readonly app: string
   readonly deploymentId: string
   readonly replicaId: string

@@ -81,7 +81,7 @@ export interface Connection {
  * @since 0.1.0
  * @category runtime
  */
-export class Transport extends Context.Tag("@effect-weaver/core/Transport")<Transport, {
+export class Transport extends Context.Tag("@effect-weaver/runtime/Transport")<Transport, {
   /** A short name for logs and test names, e.g. `"local"` or `"rpc"`. */
   readonly name: string
   readonly connect: (component: Component.Any) => Effect.Effect<Connection, never, Weavelet>

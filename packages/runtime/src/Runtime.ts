@@ -1,0 +1,131 @@
+/**
+ * How a process runs an application: the runtime its launcher chose. A
+ * process started by hand runs the single-process runtime; a process a
+ * deployer started (its bootstrap in {@link weaveletEnv}) runs as a weavelet
+ * of that deployment. Each is a Layer for the one {@link Runtime} tag, which
+ * `Weaver.run` provides from how the process was launched.
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type * as Scope from "effect/Scope"
+import * as Crypto from "node:crypto"
+import * as Path from "node:path"
+import * as App from "./App.js"
+import * as Logging from "./Logging.js"
+import * as Registry from "./Registry.js"
+import * as StatusServer from "./StatusServer.js"
+import * as Tracing from "./Tracing.js"
+import type { Transport } from "./Transport.js"
+import * as WeaverConfig from "./WeaverConfig.js"
+
+/**
+ * The runtime of this process.
+ *
+ * @since 0.1.0
+ * @category runtime
+ */
+export class Runtime extends Context.Tag("@effect-weaver/runtime/Runtime")<Runtime, {
+  /** `"single"`, `"weavelet"`, or a runtime of your own. */
+  readonly name: string
+  /**
+   * Runs the application's main until it ends or the process is interrupted.
+   * Fails with the main's error, or with what kept the runtime from starting
+   * (a config error, a deployer that cannot be reached).
+   */
+  readonly run: <E>(app: App.App<never, E>) => Effect.Effect<void, unknown>
+}>() {}
+
+/**
+ * The environment variable through which a deployer hands a process its
+ * weavelet bootstrap (`Control.Bootstrap`): with it, the process runs as a
+ * weavelet and hosts only what the deployer assigns it.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const weaveletEnv = "WEAVER_WEAVELET"
+
+/**
+ * Whether a deployer launched this process (its bootstrap is in
+ * {@link weaveletEnv}).
+ *
+ * @since 0.1.0
+ * @category runtime
+ */
+export const launchedByDeployer = (): boolean => process.env[weaveletEnv] !== undefined
+
+/**
+ * The single-process runtime, as Service Weaver's `weaver.Run` without a
+ * deployer: the config comes from the file named by `SERVICEWEAVER_CONFIG`
+ * (if set), every component is hosted here over `transport` and constructed
+ * on first use, and the deployment appears in `weaver single status`.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerSingle = (transport: Layer.Layer<Transport>): Layer.Layer<Runtime> =>
+  Layer.succeed(Runtime, { name: "single", run: (app) => runSingle(app, transport) })
+
+const runSingle = <E>(
+  app: App.App<never, E>,
+  transport: Layer.Layer<Transport>
+): Effect.Effect<void, E | WeaverConfig.WeaverConfigError> =>
+  Effect.gen(function*() {
+    yield* Tracing.preload
+    const configFile = process.env.SERVICEWEAVER_CONFIG
+    const config = configFile ? yield* WeaverConfig.load(configFile) : WeaverConfig.empty()
+    for (const entry of config.serviceweaver.env) {
+      const eq = entry.indexOf("=")
+      process.env[entry.slice(0, eq)] = entry.slice(eq + 1)
+    }
+    const deploymentId = Crypto.randomUUID()
+    const replicaId = Crypto.randomUUID()
+    const name = App.name(config)
+    const components = [App.mainName, ...app.implementations.map((impl) => impl.component.componentName)]
+    const traces = Tracing.makeStore()
+    const statusAddress = yield* startStatusServer({ app: name, deploymentId, replicaId, traces })
+    const update = yield* Registry.register({
+      app: name,
+      deploymentId,
+      tool: "single",
+      pid: process.pid,
+      startedAt: Date.now(),
+      configFile: configFile ? Path.resolve(configFile) : undefined,
+      components: components.map((component) => ({ name: component, pids: [process.pid] })),
+      listeners: [],
+      statusAddress
+    })
+    const origin = { app: name, deploymentId, replicaId }
+    yield* Effect.gen(function*() {
+      const weavelet = yield* App.makeWeavelet(app, {
+        config,
+        deploymentId,
+        replicaId,
+        listeners: {
+          declared: app.listeners,
+          address: (listener) => config.single.listeners[listener]?.address ?? "localhost:0",
+          onListening: (listener, address) =>
+            Effect.zipRight(
+              Effect.sync(() => process.stdout.write(`${listener} listener available on ${address}\n`)),
+              update((d) => ({ ...d, listeners: [...d.listeners, { name: listener, address }] }))
+            )
+        }
+      })
+      process.stdout.write(`${Logging.banner(name, deploymentId)}\n`)
+      yield* App.runMain(app, weavelet)
+    }).pipe(
+      Effect.provide(
+        Layer.mergeAll(transport, Logging.layerPretty(origin), Tracing.layer({ ...origin, store: traces }))
+      )
+    )
+  }).pipe(Effect.scoped)
+
+/** The status server, if it can bind: without one the app still runs, only `weaver single metrics` misses it. */
+const startStatusServer = (options: StatusServer.Options): Effect.Effect<string | undefined, never, Scope.Scope> =>
+  StatusServer.make(options).pipe(
+    Effect.map((server) => server.address),
+    Effect.catchAll((error) => Effect.as(Effect.logWarning("status server not started", error), undefined))
+  )
