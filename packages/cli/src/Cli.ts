@@ -5,7 +5,7 @@
  *
  * @since 0.1.0
  */
-import * as Deployer from "@effect-weaver/transport-multiprocess/Deployer"
+import * as Deployer from "@effect-weaver/deployer-multi/Deployer"
 import * as Args from "@effect/cli/Args"
 import type * as CliApp from "@effect/cli/CliApp"
 import * as Command from "@effect/cli/Command"

@@ -5,9 +5,9 @@
  *
  * @since 0.1.0
  */
+import * as LogQuery from "@effect-weaver/deployer-multi/LogQuery"
 import * as LogFile from "@effect-weaver/runtime/LogFile"
 import * as Logging from "@effect-weaver/runtime/Logging"
-import * as LogQuery from "@effect-weaver/transport-multiprocess/LogQuery"
 import * as Chunk from "effect/Chunk"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"

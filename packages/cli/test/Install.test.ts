@@ -34,8 +34,7 @@ interface PackageJson {
 }
 
 const readJson = <A>(file: string): A => JSON.parse(Fs.readFileSync(file, "utf8")) as A
-const manifest = (name: string) =>
-  readJson<PackageJson>(Path.join(root, "packages", name, "package.json"))
+const manifest = (name: string) => readJson<PackageJson>(Path.join(root, "packages", name, "package.json"))
 const rootManifest = readJson<PackageJson>(Path.join(root, "package.json"))
 const version = manifest("core").version
 

@@ -1,40 +1,18 @@
 /**
- * The multi deployer.
+ * A deployed weavelet's runtime: the process a deployer launches.
  *
  * @since 0.1.0
  */
-export * as Deployer from "./Deployer.js"
 
 /**
- * The query language of `weaver multi logs`.
- *
- * @since 0.1.0
- */
-export * as LogQuery from "./LogQuery.js"
-
-/**
- * The listener proxy.
- *
- * @since 0.1.0
- */
-export * as Proxy from "./Proxy.js"
-
-/**
- * The status server of a multiprocess deployment.
- *
- * @since 0.1.0
- */
-export * as Status from "./Status.js"
-
-/**
- * The transport of a process in a multiprocess deployment.
+ * The transport of a process in a deployment.
  *
  * @since 0.1.0
  */
 export * as TransportMultiprocess from "./TransportMultiprocess.js"
 
 /**
- * The weavelet side of a multiprocess deployment.
+ * The weavelet side of a deployment.
  *
  * @since 0.1.0
  */

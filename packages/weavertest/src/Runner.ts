@@ -9,7 +9,6 @@ import type { Component } from "@effect-weaver/core"
 import type { Transport } from "@effect-weaver/core"
 import { App, Logging, Weavelet } from "@effect-weaver/runtime"
 import * as TransportLocal from "@effect-weaver/transport-local/TransportLocal"
-import * as Deployer from "@effect-weaver/transport-multiprocess/Deployer"
 import * as TransportRpc from "@effect-weaver/transport-rpc/TransportRpc"
 import { it } from "@effect/vitest"
 import * as Arbitrary from "effect/Arbitrary"
@@ -25,6 +24,7 @@ import type * as Scope from "effect/Scope"
 import * as Crypto from "node:crypto"
 import type * as Fake from "./Fake.js"
 import * as AppBundle from "./internal/appBundle.js"
+import * as MultiDeployment from "./MultiDeployment.js"
 
 /**
  * What a runner is made of: a name (the prefix of its test names) and the
@@ -349,7 +349,7 @@ export const multi: Runner = makeRunner({
     Effect.gen(function*() {
       // The replicas run a bundle of the app module, which may be TypeScript (see internal/appBundle.ts).
       const child = setup.app.module === undefined ? undefined : yield* AppBundle.make(setup.app.module)
-      const deployment = yield* Deployer.makeTest({
+      const deployment = yield* MultiDeployment.make({
         ...setup,
         child,
         verbose: process.env.WEAVERTEST_VERBOSE !== undefined

@@ -14,3 +14,10 @@ export * as Runner from "./Runner.js"
  * @since 0.1.0
  */
 export * as weavertest from "./weavertest.js"
+
+/**
+ * The deployment behind the Multi runner.
+ *
+ * @since 0.1.0
+ */
+export * as MultiDeployment from "./MultiDeployment.js"

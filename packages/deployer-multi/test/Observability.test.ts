@@ -13,13 +13,13 @@ import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Path from "node:path"
 import * as Status from "../src/Status.js"
-import { deploy, entry, firstAnswer, get, proxyAddress, root, waitUntil } from "./utils/deployment.js"
+import { deploy, entry, firstAnswer, get, proxyAddress, replicaPids, root, waitUntil } from "./utils/deployment.js"
 import type { Deployment } from "./utils/deployment.js"
 
 const greeterToml = `
 [serviceweaver]
 name = "greeter"
-binary = "${Path.join(root, "packages/transport-multiprocess/test/fixtures/greeter/main.ts")}"
+binary = "${Path.join(root, "packages/deployer-multi/test/fixtures/greeter/main.ts")}"
 
 [multi]
 listeners.greeter = { address = "127.0.0.1:0" }
@@ -114,6 +114,8 @@ describe.sequential("the status server of weaver multi deploy", () => {
     "a CPU profile under load merges one replica of each group, scaled by its 2 replicas and labelled by group",
     () =>
       Effect.gen(function*() {
+        // The profile is scaled by the replicas that are ready: wait for both of each group (main's and Greeter's).
+        yield* waitUntil("2 replicas of each group", deployment, () => replicaPids(deployment).length >= 4 || undefined)
         let done = false
         const load = yield* Effect.fork(
           Effect.forEach(

@@ -23,18 +23,16 @@
  *
  * @since 0.1.0
  */
-import { Logging, Registry, Tracing, Weavelet as CoreWeavelet, WeaverConfig } from "@effect-weaver/runtime"
-import type { App, Profiling, Prometheus, Transport } from "@effect-weaver/runtime"
+import { Logging, Registry, Tracing, WeaverConfig } from "@effect-weaver/runtime"
+import type { Profiling, Prometheus } from "@effect-weaver/runtime"
 import * as Control from "@effect-weaver/runtime/Control"
 import * as Envelope from "@effect-weaver/runtime/Envelope"
 import * as LogFile from "@effect-weaver/runtime/LogFile"
-import * as Server from "@effect-weaver/transport-rpc/Server"
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as FiberRef from "effect/FiberRef"
 import * as HashSet from "effect/HashSet"
-import type * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
@@ -43,10 +41,8 @@ import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import * as Url from "node:url"
 import * as Proxy from "./Proxy.js"
 import * as Status from "./Status.js"
-import * as TransportMultiprocess from "./TransportMultiprocess.js"
 
 /**
  * The deployment could not start.
@@ -653,110 +649,3 @@ export const deploy = (configFile: string): Effect.Effect<never, DeployError | W
     process.stdout.write(`${Logging.banner(app, deploymentId)}\n`)
     return yield* Effect.never
   }).pipe(Effect.scoped)
-
-/**
- * What the `weavertest` Multi runner needs to run a test body against a
- * multiprocess deployment.
- *
- * @since 0.1.0
- * @category models
- */
-export interface TestDeployment {
-  readonly deployer: Deployer
-  /** The transport of the test process, which plays the main group. */
-  readonly transport: Layer.Layer<Transport.Transport>
-  /** Serves the fakes of the test process to the replicas; call once its weavelet exists. */
-  readonly started: (weavelet: CoreWeavelet.Weavelet["Type"]) => Effect.Effect<void, never, Scope.Scope>
-}
-
-// Multi tests start processes; a few deployments at a time keep a small machine responsive.
-const testPermits = Effect.unsafeMakeSemaphore(2)
-
-/**
- * Deploys `app` for a test: the test process hosts the main group (the test
- * body and the fakes), every other component runs in its own group (or its
- * `colocate` group) of `[multi] replicas` processes (2 by default), started
- * on first use. The replicas import the app from the module that called
- * `Weaver.app` (`app.module`), so the app must be defined in a module of its
- * own, not in the test file. At most two test deployments run at once in a
- * process; the others wait.
- *
- * @since 0.1.0
- * @category testing
- */
-export const makeTest = (options: {
-  readonly app: App.App<any, any>
-  readonly config: WeaverConfig.WeaverConfig
-  readonly configText: string | undefined
-  readonly deploymentId: string
-  readonly fakes: ReadonlyMap<string, CoreWeavelet.AnyHandlers>
-  readonly verbose?: boolean | undefined
-  /**
-   * How a replica loads the app: the `node` arguments that start it and the
-   * URL of the module it imports the app from (the weavertest Multi runner
-   * gives a bundle of the app and the weavelet). By default a replica imports
-   * `app.module` itself, through tsx and with this repository's source
-   * condition, which only works where tsx is installed.
-   */
-  readonly child?: { readonly args: ReadonlyArray<string>; readonly moduleUrl: string } | undefined
-}): Effect.Effect<TestDeployment, DeployError, Scope.Scope> =>
-  Effect.gen(function*() {
-    const module = options.app.module
-    if (module === undefined) {
-      return yield* new DeployError({
-        reason: "the Multi runner loads the app in other processes, but cannot tell which module defines it: " +
-          "define it with Weaver.app in a module of its own"
-      })
-    }
-    yield* Effect.acquireRelease(testPermits.take(1), () => testPermits.release(1))
-    const url = options.child?.moduleUrl ?? (module.startsWith("file:") ? module : Url.pathToFileURL(module).href)
-    const deployer = yield* make({
-      app: options.config.serviceweaver.name ?? "weavertest",
-      deploymentId: options.deploymentId,
-      config: options.config,
-      configSource: { file: options.config.file, dir: options.config.dir, text: options.configText ?? "" },
-      launch: {
-        command: process.execPath,
-        args: options.child?.args ?? [
-          "--conditions=@effect-weaver/source",
-          "--import",
-          "tsx",
-          "--input-type=module",
-          "--eval",
-          `import("@effect-weaver/transport-multiprocess/Weavelet").then((m) => m.main())`
-        ],
-        env: { ...process.env },
-        cwd: process.cwd()
-      },
-      appModule: { url, components: options.app.implementations.map((impl) => impl.component.componentName) },
-      mainInProcess: true,
-      external: [...options.fakes.keys()],
-      register: false,
-      logFiles: false,
-      output: options.verbose ? undefined : () => undefined
-    })
-    const transport = TransportMultiprocess.layer({
-      deploymentId: deployer.deploymentId,
-      activate: deployer.activate,
-      routing: deployer.routing
-    })
-    const started = (weavelet: CoreWeavelet.Weavelet["Type"]) =>
-      Effect.gen(function*() {
-        const fakes = options.fakes
-        // The fakes are the main group's components: replicas that call them reach this process.
-        const serving: CoreWeavelet.Weavelet["Type"] = {
-          ...weavelet,
-          hosts: (name) => fakes.has(name),
-          handlers: (name) => {
-            const fake = fakes.get(name)
-            return fake !== undefined ? Effect.succeed(fake) : weavelet.handlers(name)
-          }
-        }
-        const server = yield* Server.serve({ host: "127.0.0.1", port: 0 }).pipe(
-          Effect.provideService(CoreWeavelet.Weavelet, serving),
-          Effect.orDie
-        )
-        yield* deployer.addExternalReplica(mainGroup, server.address)
-      })
-    return { deployer, transport, started }
-  })

@@ -5,7 +5,7 @@
  */
 import { Weaver, WeaverConfig } from "@effect-weaver/core"
 import { App, Tracing } from "@effect-weaver/runtime"
-import * as Deployer from "@effect-weaver/transport-multiprocess/Deployer"
+import { MultiDeployment } from "@effect-weaver/weavertest"
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Layer } from "effect"
 import { app, TracedReverser } from "./fixtures/tracing.js"
@@ -15,7 +15,7 @@ describe("Tracing under multiprocess", () => {
     const local = Tracing.makeStore()
     return Effect.gen(function*() {
       const config = WeaverConfig.empty()
-      const deployment = yield* Deployer.makeTest({
+      const deployment = yield* MultiDeployment.make({
         app,
         config,
         configText: undefined,
