@@ -8,7 +8,8 @@
  * with `Weaver.serve` are sampled (about one trace per second per listener,
  * or as `WEAVER_TRACE_SAMPLE` says, and always when the request carries a
  * sampled `traceparent`); component calls create spans only when the calling
- * fiber already has one; `Effect.withSpan` in application code just works.
+ * fiber already has a sampled one; `Effect.withSpan` in application code just
+ * works, and records nothing inside an unsampled request.
  *
  * | Setting | Effect |
  * |---|---|
