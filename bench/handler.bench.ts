@@ -56,10 +56,14 @@ const app = Weaver.app({
             const params = yield* HttpServerRequest.ParsedSearchParams
             const n = Number(params.n ?? 1)
             let bytes = 0
-            yield* Effect.forEach(Array.from({ length: n }, (_, i) => `${PAYLOAD.slice(0, 12)}${1000 + (i % 9000)}`), (s) =>
-              Effect.map(echo.echo(s), (reply) => {
-                bytes += reply.length
-              }), { concurrency: IN_FLIGHT, discard: true })
+            yield* Effect.forEach(
+              Array.from({ length: n }, (_, i) => `${PAYLOAD.slice(0, 12)}${1000 + (i % 9000)}`),
+              (s) =>
+                Effect.map(echo.echo(s), (reply) => {
+                  bytes += reply.length
+                }),
+              { concurrency: IN_FLIGHT, discard: true }
+            )
             return HttpServerResponse.text(String(bytes))
           })
         ))
@@ -175,7 +179,9 @@ const median = (xs: ReadonlyArray<number>) => [...xs].sort((a, b) => a - b)[Math
 
 const main = async () => {
   process.on("exit", killChildren)
-  for (const file of [Path.join(root, "packages/cli/dist/weaver.mjs"), Path.join(root, "packages/core/dist/index.js")]) {
+  for (
+    const file of [Path.join(root, "packages/cli/dist/weaver.mjs"), Path.join(root, "packages/core/dist/index.js")]
+  ) {
     if (!Fs.existsSync(file)) throw new Error(`${file} is missing: run "npm run build" (npm run bench does)`)
   }
   const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "weaver-handler-bench-"))

@@ -67,9 +67,9 @@ const program = Effect.gen(function*() {
         return sum === expected ? Effect.succeed((elapsed * 1e3) / CALLS) : Effect.dieMessage(`wrong sum ${sum}`)
       })
     })
-  const untraced = time(requests((request) =>
-    Effect.suspend(() => Effect.withParentSpan(request, Tracing.unsampledSpan({})))
-  ))
+  const untraced = time(
+    requests((request) => Effect.suspend(() => Effect.withParentSpan(request, Tracing.unsampledSpan({}))))
+  )
   const traced = time(requests((request) => Effect.withSpan(request, "request", { captureStackTrace: false })))
 
   const before = store.size().spans
@@ -110,7 +110,9 @@ process.stdout.write(
     `| untraced (unsampled request's span)   | ${fmt(median(untracedNs)).padStart(20)} | ${
       untracedNs.map(fmt).join(" ")
     } |`,
-    `| traced (a span per call, stored)      | ${fmt(median(tracedNs)).padStart(20)} | ${tracedNs.map(fmt).join(" ")} |`,
+    `| traced (a span per call, stored)      | ${fmt(median(tracedNs)).padStart(20)} | ${
+      tracedNs.map(fmt).join(" ")
+    } |`,
     "",
     `traced call vs untraced call (median of per-round ratios): ${ratio.toFixed(2)}× (target ≤ ${TARGET}×) ${
       pass ? "PASS" : "FAIL"

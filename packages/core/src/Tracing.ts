@@ -483,7 +483,7 @@ class RecordingSpan implements Tracer.Span {
   }
   get attributes(): ReadonlyMap<string, unknown> {
     const all = new Map<string, unknown>(this.fixed === undefined ? [] : Object.entries(this.fixed))
-    if (this.added !== undefined) for (const [key, value] of this.added) all.set(key, value)
+    if (this.added !== undefined) { for (const [key, value] of this.added) all.set(key, value) }
     return all
   }
   attribute(key: string, value: unknown): void {
@@ -642,7 +642,7 @@ const makeTracer = (
       return new RecordingSpan(name, Option.some(parent), Context.empty(), [], startTime, kind, record, attributes)
     }
     const span = otel.span(name, Option.some(parent), Context.empty(), [], startTime, kind, undefined)
-    if (attributes !== undefined) for (const key in attributes) span.attribute(key, attributes[key])
+    if (attributes !== undefined) { for (const key in attributes) span.attribute(key, attributes[key]) }
     return span
   }
   const tracer = Tracer.make({
@@ -908,7 +908,7 @@ export const withChildSpan = <A, E, R>(
     } else {
       const start = clock.unsafeCurrentTimeNanos()
       span = tracer.span(name, Option.fromNullable(parent), Context.empty(), [], start, options.kind, undefined)
-      if (attributes !== undefined) for (const key in attributes) span.attribute(key, attributes[key])
+      if (attributes !== undefined) { for (const key in attributes) span.attribute(key, attributes[key]) }
     }
     const annotations = fiber.getFiberRef(FiberRef.currentTracerSpanAnnotations)
     if (HashMap.size(annotations) > 0) HashMap.forEach(annotations, (value, key) => span.attribute(key, value))
