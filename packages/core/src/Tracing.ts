@@ -30,8 +30,9 @@ import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import type * as Exit from "effect/Exit"
+import * as Exit from "effect/Exit"
 import * as FiberRef from "effect/FiberRef"
+import type * as FiberRefs from "effect/FiberRefs"
 import { dual } from "effect/Function"
 import * as GlobalValue from "effect/GlobalValue"
 import * as HashMap from "effect/HashMap"
@@ -883,9 +884,10 @@ export const makeSampler = (
  * Runs `self` in a new span, child of the fiber's current span: what
  * `Effect.withSpan` does, in fewer steps, for the component call path. The
  * span becomes the fiber's current span by one write of its context (not
- * `Effect.provideService`'s scoped region) and ends when `self` exits,
- * interrupted or not. Span annotations set with `Effect.annotateSpans` are
- * added; span links and stack traces are not.
+ * `Effect.provideService`'s scoped region) and ends when `self` exits; if
+ * the fiber is interrupted meanwhile, when the fiber ends. Span annotations
+ * set with `Effect.annotateSpans` are added; span links and stack traces are
+ * not. Component stubs call it when the calling fiber's span is sampled.
  *
  * @since 0.1.0
  * @category combinators
@@ -912,16 +914,43 @@ export const withChildSpan = <A, E, R>(
     }
     const annotations = fiber.getFiberRef(FiberRef.currentTracerSpanAnnotations)
     if (HashMap.size(annotations) > 0) HashMap.forEach(annotations, (value, key) => span.attribute(key, value))
-    const runtime = fiber as unknown as { setFiberRef<X>(ref: FiberRef.FiberRef<X>, value: X): void }
+    // The fiber runtime's own fields and setters (public types omit them): one write of the context, undone on exit.
+    const runtime = fiber as unknown as FiberInternals
     const before = fiber.currentContext
-    // The fiber runtime's own setter (public types omit it): one write, undone on exit.
+    const refsBefore = runtime._fiberRefs
     runtime.setFiberRef(FiberRef.currentContext, Context.add(before, Tracer.ParentSpan, span))
-    return Effect.onExit(self, (exit) => {
-      runtime.setFiberRef(FiberRef.currentContext, before)
-      span.end(clock.unsafeCurrentTimeNanos(), exit)
-      return Effect.void
+    const refsWithSpan = runtime._fiberRefs
+    const restore = () => {
+      // Nothing else changed the fiber's refs meanwhile (the usual case): put the old ones back as they were,
+      // without the copy and comparison a write makes.
+      if (runtime._fiberRefs === refsWithSpan) runtime.setFiberRefs(refsBefore)
+      else runtime.setFiberRef(FiberRef.currentContext, before)
+    }
+    // An interrupted fiber skips the handlers below (they cost less than Effect.onExit's uninterruptible region,
+    // a good part of a traced call): the span then ends with the fiber.
+    const interrupted = (exit: Exit.Exit<unknown, unknown>) => span.end(clock.unsafeCurrentTimeNanos(), exit)
+    fiber.addObserver(interrupted)
+    return Effect.matchCauseEffect(self, {
+      onFailure: (cause) => {
+        fiber.removeObserver(interrupted)
+        restore()
+        span.end(clock.unsafeCurrentTimeNanos(), Exit.failCause(cause))
+        return Effect.failCause(cause)
+      },
+      onSuccess: (value) => {
+        fiber.removeObserver(interrupted)
+        restore()
+        span.end(clock.unsafeCurrentTimeNanos(), Exit.succeed(value))
+        return Effect.succeed(value)
+      }
     })
   })
+
+interface FiberInternals {
+  readonly _fiberRefs: FiberRefs.FiberRefs
+  setFiberRef<X>(ref: FiberRef.FiberRef<X>, value: X): void
+  setFiberRefs(refs: FiberRefs.FiberRefs): void
+}
 
 /**
  * The span of an unsampled HTTP request: a {@link NonRecordingSpan} named as
