@@ -273,7 +273,7 @@ beforeAll(async () => {
   packs = Path.join(dir, "packs")
   app = Path.join(dir, "app")
   Fs.mkdirSync(packs)
-  for (const name of packages) {
+  await Promise.all(packages.map(async (name) => {
     const { stdout } = await exec("npm", ["pack", "--json", "--pack-destination", packs], {
       cwd: Path.join(root, "packages", name),
       timeout: 120_000
@@ -284,7 +284,7 @@ beforeAll(async () => {
       readonly files: ReadonlyArray<{ readonly path: string }>
     }>
     packed.set(result!.name, { filename: result!.filename, files: result!.files.map((file) => file.path) })
-  }
+  }))
   const tarball = (name: string) => `file:../packs/${packed.get(name)!.filename}`
   Fs.mkdirSync(app)
   for (const [file, text] of Object.entries(files)) {

@@ -245,7 +245,10 @@ const healthz = HttpServerResponse.text("OK")
  * counted in the `serviceweaver_http_*` metrics labelled with the listener's
  * name (see `HttpMetrics.instrument`); health checks are not. Requests are
  * traced (an `http.server` span, parented on an incoming `traceparent`) when
- * sampled: see `Tracing.Sampling`.
+ * sampled: see `Tracing.Sampling`. Unsampled requests run under a span that
+ * records nothing (`Tracing.NonRecordingSpan`), and so does every span
+ * started inside them: `Effect.annotateCurrentSpan` in a handler is cheap,
+ * and only sampled requests are traced.
  *
  * @example
  * ```ts

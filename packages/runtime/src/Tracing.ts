@@ -8,7 +8,8 @@
  * with `Weaver.serve` are sampled (about one trace per second per listener,
  * or as `WEAVER_TRACE_SAMPLE` says, and always when the request carries a
  * sampled `traceparent`); component calls create spans only when the calling
- * fiber already has one; `Effect.withSpan` in application code just works.
+ * fiber already has a sampled one; `Effect.withSpan` in application code just
+ * works, and records nothing inside an unsampled request.
  *
  * | Setting | Effect |
  * |---|---|
@@ -25,13 +26,16 @@ import type * as ResourcesModule from "@opentelemetry/resources"
 import type { ReadableSpan, SpanProcessor } from "@opentelemetry/sdk-trace-base"
 import type * as TraceBaseModule from "@opentelemetry/sdk-trace-base"
 import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import type * as Exit from "effect/Exit"
+import * as Exit from "effect/Exit"
 import * as FiberRef from "effect/FiberRef"
+import type * as FiberRefs from "effect/FiberRefs"
 import { dual } from "effect/Function"
 import * as GlobalValue from "effect/GlobalValue"
+import * as HashMap from "effect/HashMap"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
@@ -161,22 +165,30 @@ export const makeStore = (options?: {
 }): Store => {
   const maxTraces = Math.max(1, options?.maxTraces ?? defaultStoreBounds.maxTraces)
   const maxSpans = Math.max(1, options?.maxSpans ?? defaultStoreBounds.maxSpans)
-  // Map iteration order is insertion order: the first key is the oldest trace.
-  const traces = new Map<string, Array<Span>>()
+  // Map iteration order is insertion order: the first key is the oldest trace. A trace's spans are those of its
+  // array from `start` on: dropping the oldest spans of a trace larger than the store, one per span added, moves
+  // `start`, and the array is compacted once half of it is dropped.
+  const traces = new Map<string, { readonly spans: Array<Span>; start: number }>()
   let spanCount = 0
+  const live = (list: { readonly spans: Array<Span>; readonly start: number }) =>
+    list.start === 0 ? list.spans : list.spans.slice(list.start)
   const evict = () => {
     if (traces.size <= maxTraces && spanCount <= maxSpans) return
-    for (const [traceId, spans] of traces) {
+    for (const [traceId, list] of traces) {
       if (traces.size <= maxTraces && spanCount <= maxSpans) return
       if (traces.size === 1) {
         // One trace larger than the store: keep its newest spans.
         const drop = spanCount - maxSpans
-        spans.splice(0, drop)
+        list.start += drop
         spanCount -= drop
+        if (list.start * 2 > list.spans.length) {
+          list.spans.splice(0, list.start)
+          list.start = 0
+        }
         return
       }
       traces.delete(traceId)
-      spanCount -= spans.length
+      spanCount -= list.spans.length - list.start
     }
   }
   const summarize = (traceId: string, spans: ReadonlyArray<Span>): TraceSummary => {
@@ -212,10 +224,10 @@ export const makeStore = (options?: {
       for (const span of spans) {
         let list = traces.get(span.traceId)
         if (list === undefined) {
-          list = []
+          list = { spans: [], start: 0 }
           traces.set(span.traceId, list)
         }
-        list.push(span)
+        list.spans.push(span)
         spanCount++
       }
       evict()
@@ -225,8 +237,8 @@ export const makeStore = (options?: {
       const low = query?.latencyLowMicros ?? 0
       const high = query?.latencyHighMicros ?? Infinity
       const out: Array<TraceSummary> = []
-      for (const [traceId, spans] of traces) {
-        const summary = summarize(traceId, spans)
+      for (const [traceId, list] of traces) {
+        const summary = summarize(traceId, live(list))
         if (summary.durationMicros < low || summary.durationMicros >= high) continue
         if (query?.errorsOnly && !summary.error) continue
         out.push(summary)
@@ -234,7 +246,10 @@ export const makeStore = (options?: {
       out.sort((a, b) => b.startMicros - a.startMicros)
       return out.slice(0, limit)
     },
-    trace: (traceId) => [...(traces.get(traceId) ?? [])].sort((a, b) => a.startMicros - b.startMicros),
+    trace: (traceId) => {
+      const list = traces.get(traceId)
+      return list === undefined ? [] : [...live(list)].sort((a, b) => a.startMicros - b.startMicros)
+    },
     size: () => ({ traces: traces.size, spans: spanCount })
   }
 }
@@ -448,10 +463,11 @@ export class NonRecordingSpan implements Tracer.Span {
 class RecordingSpan implements Tracer.Span {
   readonly _tag = "Span"
   readonly sampled = true
-  readonly attributes = new Map<string, unknown>()
   readonly traceId: string
   readonly spanId: string
   status: Tracer.SpanStatus
+  /** Attributes set after the start; those given at the start are `fixed`, shared and never written. */
+  private added: Map<string, unknown> | undefined = undefined
   constructor(
     readonly name: string,
     readonly parent: Option.Option<Tracer.AnySpan>,
@@ -459,15 +475,20 @@ class RecordingSpan implements Tracer.Span {
     readonly links: Array<Tracer.SpanLink>,
     startTime: bigint,
     readonly kind: Tracer.SpanKind,
-    private readonly onEnd: (span: Span) => void,
-    private readonly origin: Origin
+    private readonly sink: Sink,
+    private readonly fixed: Readonly<Record<string, unknown>> | undefined
   ) {
     this.traceId = parent._tag === "Some" ? parent.value.traceId : randomHex(16)
-    this.spanId = randomHex(8)
+    this.spanId = nextSpanId()
     this.status = { _tag: "Started", startTime }
   }
+  get attributes(): ReadonlyMap<string, unknown> {
+    const all = new Map<string, unknown>(this.fixed === undefined ? [] : Object.entries(this.fixed))
+    if (this.added !== undefined) { for (const [key, value] of this.added) all.set(key, value) }
+    return all
+  }
   attribute(key: string, value: unknown): void {
-    this.attributes.set(key, value)
+    ;(this.added ??= new Map()).set(key, value)
   }
   event(_name: string, _startTime: bigint, _attributes?: Record<string, unknown>): void {
     // The store keeps no events.
@@ -480,9 +501,18 @@ class RecordingSpan implements Tracer.Span {
     const startTime = this.status.startTime
     this.status = { _tag: "Ended", startTime, endTime, exit }
     const attributes: Record<string, string | number | boolean> = {}
-    for (const [key, value] of this.attributes) {
-      const converted = attributeValue(value)
-      if (converted !== undefined) attributes[key] = converted
+    const fixed = this.fixed
+    if (fixed !== undefined) {
+      for (const key in fixed) {
+        const converted = attributeValue(fixed[key])
+        if (converted !== undefined) attributes[key] = converted
+      }
+    }
+    if (this.added !== undefined) {
+      for (const [key, value] of this.added) {
+        const converted = attributeValue(value)
+        if (converted !== undefined) attributes[key] = converted
+      }
     }
     let status: Span["status"] = "ok"
     let statusMessage: string | undefined
@@ -506,15 +536,41 @@ class RecordingSpan implements Tracer.Span {
       endMicros: Math.floor(Number(endTime) / 1000),
       status,
       attributes,
-      app: this.origin.app,
-      replicaId: this.origin.replicaId,
+      app: this.sink.origin.app,
+      replicaId: this.sink.origin.replicaId,
       pid: process.pid
     }
     if (this.parent._tag === "Some") span.parentSpanId = this.parent.value.spanId
     if (statusMessage !== undefined && statusMessage !== "") span.statusMessage = statusMessage
-    this.onEnd(span)
+    this.sink.onEnd(span)
   }
 }
+
+interface Sink {
+  readonly onEnd: (span: Span) => void
+  readonly origin: Origin
+}
+
+// Span ids as a random per-process prefix and a counter: unique within a trace as random ids are, cheaper to make.
+const spanIdPrefix = randomHex(4)
+let spanCounter = Math.floor(Math.random() * 0x1_0000_0000)
+const nextSpanId = (): string => {
+  spanCounter = (spanCounter + 1) % 0x1_0000_0000
+  return spanIdPrefix + (spanCounter + 0x1_0000_0000).toString(16).slice(1)
+}
+
+/**
+ * Where {@link withChildSpan} finds a tracer's shortcut for starting a span
+ * with its attributes: the tracer of {@link layer} has one.
+ */
+const childSpanKey = Symbol.for("@effect-weaver/core/Tracing/childSpan")
+type ChildSpan = (
+  name: string,
+  parent: Tracer.AnySpan,
+  startTime: bigint,
+  kind: Tracer.SpanKind,
+  attributes: Readonly<Record<string, unknown>> | undefined
+) => Tracer.Span
 
 const attributeValue = (value: unknown): string | number | boolean | undefined => {
   switch (typeof value) {
@@ -545,7 +601,10 @@ const otelSpanTypeId = Symbol.for("@effect/opentelemetry/Tracer/OtelSpan")
  *
  * - a span whose parent is not sampled is a {@link NonRecordingSpan}, as
  *   OpenTelemetry's parent-based sampling does, without asking the SDK;
- * - the OpenTelemetry context of a fiber's span (for OpenTelemetry
+ * - a sampled span is a `RecordingSpan` when only the store and `onSpans`
+ *   would see it (`record`) and no OpenTelemetry context manager is
+ *   registered: the SDK's span costs several times the call it traces;
+ * - the OpenTelemetry context of a fiber's sampled span (for OpenTelemetry
  *   instrumentation of the libraries it calls) is installed around each
  *   run-loop step only when a context manager is registered, which this
  *   package never does, and is made once per span, not once per step.
@@ -554,7 +613,7 @@ const makeTracer = (
   otel: Tracer.Tracer,
   api: typeof OtelApi,
   /** Records sampled spans without the SDK, when no OpenTelemetry exporter or processor needs them. */
-  record: { readonly onEnd: (span: Span) => void; readonly origin: Origin } | undefined
+  record: Sink | undefined
 ): Tracer.Tracer => {
   const contexts = new WeakMap<Tracer.AnySpan, OtelApi.Context>()
   const otelContext = (span: Tracer.AnySpan): OtelApi.Context | undefined => {
@@ -575,27 +634,39 @@ const makeTracer = (
     }
     return context
   }
-  return Tracer.make({
+  // Whether an OpenTelemetry context manager is registered, as of the last span started: read per span, not per step.
+  let managed = (globalThis as any)[otelGlobalKey]?.context !== undefined
+  const childSpan: ChildSpan = (name, parent, startTime, kind, attributes) => {
+    managed = (globalThis as any)[otelGlobalKey]?.context !== undefined
+    if (!parent.sampled) return new NonRecordingSpan(name, Option.some(parent), kind, startTime)
+    if (record !== undefined && !managed) {
+      return new RecordingSpan(name, Option.some(parent), Context.empty(), [], startTime, kind, record, attributes)
+    }
+    const span = otel.span(name, Option.some(parent), Context.empty(), [], startTime, kind, undefined)
+    if (attributes !== undefined) { for (const key in attributes) span.attribute(key, attributes[key]) }
+    return span
+  }
+  const tracer = Tracer.make({
     span: (name, parent, context, links, startTime, kind, options) => {
+      managed = (globalThis as any)[otelGlobalKey]?.context !== undefined
       if (parent._tag === "Some" && !parent.value.sampled) return new NonRecordingSpan(name, parent, kind, startTime)
-      // With a context manager registered, a root span may have an OpenTelemetry parent: the SDK looks it up.
-      if (
-        record !== undefined && (parent._tag === "Some" || (globalThis as any)[otelGlobalKey]?.context === undefined)
-      ) {
-        return new RecordingSpan(name, parent, context, links.slice(), startTime, kind, record.onEnd, record.origin)
+      // With a context manager registered, OpenTelemetry instrumentation may look the span up (and a root span may
+      // have an OpenTelemetry parent): the SDK makes it.
+      if (record !== undefined && !managed) {
+        return new RecordingSpan(name, parent, context, links.slice(), startTime, kind, record, undefined)
       }
       return otel.span(name, parent, context, links, startTime, kind, options)
     },
     context: (execution, fiber) => {
+      if (!managed) return execution()
       const span = fiber.currentSpan
       // Unsampled spans are left out: OpenTelemetry instrumentation would not record under them either.
-      if (span === undefined || !span.sampled || (globalThis as any)[otelGlobalKey]?.context === undefined) {
-        return execution()
-      }
+      if (span === undefined || !span.sampled || span instanceof RecordingSpan) return execution()
       const context = otelContext(span)
       return context === undefined ? execution() : api.context.with(context, execution)
     }
   })
+  return Object.assign(tracer, { [childSpanKey]: childSpan })
 }
 
 /** The span itself or its nearest ancestor without `DisablePropagation`, as @effect/opentelemetry propagates. */
@@ -807,6 +878,78 @@ export const makeSampler = (
       if (after > next) next = after
     }
   })
+}
+
+/**
+ * Runs `self` in a new span, child of the fiber's current span: what
+ * `Effect.withSpan` does, in fewer steps, for the component call path. The
+ * span becomes the fiber's current span by one write of its context (not
+ * `Effect.provideService`'s scoped region) and ends when `self` exits; if
+ * the fiber is interrupted meanwhile, when the fiber ends. Span annotations
+ * set with `Effect.annotateSpans` are added; span links and stack traces are
+ * not. Component stubs call it when the calling fiber's span is sampled.
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const withChildSpan = <A, E, R>(
+  self: Effect.Effect<A, E, R>,
+  name: string,
+  options: { readonly kind: Tracer.SpanKind; readonly attributes?: Readonly<Record<string, unknown>> | undefined }
+): Effect.Effect<A, E, R> =>
+  Effect.withFiberRuntime((fiber) => {
+    if (!fiber.getFiberRef(FiberRef.currentTracerEnabled)) return self
+    const parent = fiber.currentSpan
+    const clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
+    const tracer = fiber.currentTracer
+    const shortcut = (tracer as { readonly [childSpanKey]?: ChildSpan })[childSpanKey]
+    const attributes = options.attributes
+    let span: Tracer.Span
+    if (shortcut !== undefined && parent !== undefined) {
+      span = shortcut(name, parent, clock.unsafeCurrentTimeNanos(), options.kind, attributes)
+    } else {
+      const start = clock.unsafeCurrentTimeNanos()
+      span = tracer.span(name, Option.fromNullable(parent), Context.empty(), [], start, options.kind, undefined)
+      if (attributes !== undefined) { for (const key in attributes) span.attribute(key, attributes[key]) }
+    }
+    const annotations = fiber.getFiberRef(FiberRef.currentTracerSpanAnnotations)
+    if (HashMap.size(annotations) > 0) HashMap.forEach(annotations, (value, key) => span.attribute(key, value))
+    // The fiber runtime's own fields and setters (public types omit them): one write of the context, undone on exit.
+    const runtime = fiber as unknown as FiberInternals
+    const before = fiber.currentContext
+    const refsBefore = runtime._fiberRefs
+    runtime.setFiberRef(FiberRef.currentContext, Context.add(before, Tracer.ParentSpan, span))
+    const refsWithSpan = runtime._fiberRefs
+    const restore = () => {
+      // Nothing else changed the fiber's refs meanwhile (the usual case): put the old ones back as they were,
+      // without the copy and comparison a write makes.
+      if (runtime._fiberRefs === refsWithSpan) runtime.setFiberRefs(refsBefore)
+      else runtime.setFiberRef(FiberRef.currentContext, before)
+    }
+    // An interrupted fiber skips the handlers below (they cost less than Effect.onExit's uninterruptible region,
+    // a good part of a traced call): the span then ends with the fiber.
+    const interrupted = (exit: Exit.Exit<unknown, unknown>) => span.end(clock.unsafeCurrentTimeNanos(), exit)
+    fiber.addObserver(interrupted)
+    return Effect.matchCauseEffect(self, {
+      onFailure: (cause) => {
+        fiber.removeObserver(interrupted)
+        restore()
+        span.end(clock.unsafeCurrentTimeNanos(), Exit.failCause(cause))
+        return Effect.failCause(cause)
+      },
+      onSuccess: (value) => {
+        fiber.removeObserver(interrupted)
+        restore()
+        span.end(clock.unsafeCurrentTimeNanos(), Exit.succeed(value))
+        return Effect.succeed(value)
+      }
+    })
+  })
+
+interface FiberInternals {
+  readonly _fiberRefs: FiberRefs.FiberRefs
+  setFiberRef<X>(ref: FiberRef.FiberRef<X>, value: X): void
+  setFiberRefs(refs: FiberRefs.FiberRefs): void
 }
 
 /**

@@ -154,6 +154,38 @@ describe("Tracing", () => {
     }).pipe(Effect.scoped, Effect.provide(layer), Effect.provide(TransportLocal.layer))
   })
 
+  it.live("withChildSpan makes a current child span with its attributes, ended even when interrupted", () => {
+    const store = Tracing.makeStore()
+    return Effect.gen(function*() {
+      const child = Tracing.withChildSpan(
+        Effect.zipRight(Effect.annotateCurrentSpan("inner", 1), Effect.withSpan(Effect.void, "grandchild")),
+        "child",
+        { kind: "client", attributes: { component: "c" } }
+      )
+      yield* child.pipe(Effect.withSpan("root"))
+      const stuck = Tracing.withChildSpan(Effect.never, "stuck", { kind: "internal" })
+      yield* Effect.timeout(stuck, "10 millis").pipe(Effect.ignore, Effect.withSpan("root2"))
+      const spans = yield* waitForSpans(store, 5)
+      const root = byName(spans, "root")
+      const made = byName(spans, "child")
+      assert.strictEqual(made.parentSpanId, root.spanId)
+      assert.strictEqual(made.traceId, root.traceId)
+      assert.strictEqual(made.kind, "client")
+      assert.deepStrictEqual(made.attributes, { component: "c", inner: 1 })
+      assert.strictEqual(byName(spans, "grandchild").parentSpanId, made.spanId)
+      assert.strictEqual(byName(spans, "stuck").parentSpanId, byName(spans, "root2").spanId)
+      // Outside the child again: the root is current.
+      yield* Effect.withSpan(
+        Effect.flatMap(Effect.currentSpan, (span) =>
+          Tracing.withChildSpan(Effect.void, "c", { kind: "internal" }).pipe(
+            Effect.zipRight(Effect.currentSpan),
+            Effect.map((after) => assert.strictEqual(after, span))
+          )),
+        "root3"
+      )
+    }).pipe(Effect.provide(Tracing.layer({ ...origin, store, otlpEndpoint: false })))
+  })
+
   it.live("onSpans receives finished spans in batches, the last one when the layer closes", () =>
     Effect.gen(function*() {
       const batches: Array<ReadonlyArray<Tracing.Span>> = []

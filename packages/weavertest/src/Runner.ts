@@ -336,8 +336,9 @@ export const rpc: Runner = makeRunner({ name: "RPC", transport: TransportRpc.lay
  * (or its `colocate` group) of 2 replicas, started on first use, while the
  * test process hosts the test body and the fakes. The replicas import the
  * application from the module that called `Weaver.app`, so the app must be
- * defined in a module of its own (not in the test file). Tests get 120
- * seconds unless they say otherwise.
+ * defined in a module of its own (not in the test file); they run a bundle
+ * of that module built with esbuild, so a TypeScript app needs no loader.
+ * Tests get 120 seconds unless they say otherwise.
  *
  * @since 0.1.0
  * @category testing

@@ -84,7 +84,8 @@ export const make = (module: string): Effect.Effect<AppBundle, AppBundleError> =
     try: async () => {
       const file = module.startsWith("file:") ? Url.fileURLToPath(module) : module
       const cached = await bundles.get(file)?.catch(() => undefined)
-      if (cached !== undefined && !changed(cached)) return cached.bundle
+      // Reused unless the app changed or the file is gone (removed as too old by another process).
+      if (cached !== undefined && !changed(cached) && touch(cached.bundle.args[0]!)) return cached.bundle
       const building = build(file)
       bundles.set(file, building)
       // A failed build is not kept: the next test tries again (the file may have been fixed).
@@ -175,21 +176,29 @@ const cacheDir = (dir: string): string => {
   }
 }
 
-const maxAge = 24 * 60 * 60 * 1000
+// Every use marks a bundle as recent, so only bundles of earlier versions of the app get this old.
+const maxAge = 60 * 60 * 1000
+
+const touch = (file: string): boolean => {
+  const now = new Date()
+  try {
+    Fs.utimesSync(file, now, now)
+    return true
+  } catch {
+    return false
+  }
+}
 
 /**
  * Writes a bundle under its content's hash, so that test processes (vitest
  * runs one per test file, and they may be killed without running exit
  * handlers) share one file per version of the app instead of leaving one
- * each; a bundle no process has written or used for a day is removed.
+ * each; a bundle no process has written or used for an hour is removed.
  */
 const write = (dir: string, contents: Uint8Array): string => {
   const hash = Crypto.createHash("sha256").update(contents).digest("hex").slice(0, 16)
   const out = Path.join(dir, `app-${hash}.mjs`)
-  if (Fs.existsSync(out)) {
-    const now = new Date()
-    Fs.utimesSync(out, now, now)
-  } else {
+  if (!touch(out)) {
     // Renamed into place, so that a concurrent test process never runs a half-written file.
     const temporary = `${out}.${process.pid}.tmp`
     Fs.writeFileSync(temporary, contents)
