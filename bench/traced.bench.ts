@@ -13,7 +13,8 @@
  *
  * `npm run build && node --import tsx bench/traced.bench.ts`
  */
-import { Component, Tracing, Weaver, WeaverConfig } from "@effect-weaver/core"
+import { Component, Weaver, WeaverConfig } from "@effect-weaver/core"
+import { App, Tracing } from "@effect-weaver/runtime"
 import * as TransportLocal from "@effect-weaver/transport-local"
 import { type Context, Effect, Layer, Schema } from "effect"
 
@@ -36,7 +37,7 @@ const EchoImpl = Component.implement(
 const median = (xs: ReadonlyArray<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
 
 const program = Effect.gen(function*() {
-  const weavelet = yield* Weaver.makeWeavelet(Weaver.app({ components: [EchoImpl] }), { config: WeaverConfig.empty() })
+  const weavelet = yield* App.makeWeavelet(Weaver.app({ components: [EchoImpl] }), { config: WeaverConfig.empty() })
   const store = yield* Tracing.TraceStore
   // One request: CALLS_PER_REQUEST calls in its span.
   const request = (first: number) =>
