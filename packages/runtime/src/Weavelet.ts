@@ -30,6 +30,7 @@ import {
 import { componentBox, constructing, currentComponent, currentDeadline } from "./internal/fiberRefs.js"
 import type { ComponentInfo } from "./internal/fiberRefs.js"
 import * as MethodMetrics from "./MethodMetrics.js"
+import * as Tracing from "./Tracing.js"
 import { Transport } from "./Transport.js"
 import type { Call, Connection } from "./Transport.js"
 import * as WeaverConfig from "./WeaverConfig.js"
@@ -487,10 +488,9 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       }
       const attributes = { component: call.component, method, caller, remote: false }
       const traced = (c: Connection, payload: unknown): Effect.Effect<unknown, unknown> =>
-        Effect.withSpan(invoke(c, payload), `${call.component}.${method}`, {
+        Tracing.withChildSpan(invoke(c, payload), `${call.component}.${method}`, {
           kind: c.remote ? "client" : "internal",
-          attributes: c.remote ? { ...attributes, remote: true } : attributes,
-          captureStackTrace: false
+          attributes: c.remote ? { ...attributes, remote: true } : attributes
         })
       const run = (payload: unknown): Effect.Effect<unknown, unknown> => {
         // As Service Weaver's stubs: a span only if the calling fiber is already traced.
