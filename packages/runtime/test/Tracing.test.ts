@@ -260,6 +260,27 @@ describe("Tracing.makeStore", () => {
   })
 })
 
+describe("Tracing.Spans", () => {
+  it("accepts what the Span schema accepts and rejects the rest", () => {
+    const good = span({ traceId: "t", spanId: "s", parentSpanId: "p", attributes: { a: "x", b: 1, c: true } })
+    const bad: ReadonlyArray<unknown> = [
+      null,
+      { ...good, kind: "sideways" },
+      { ...good, status: "fine" },
+      { ...good, startMicros: "0" },
+      { ...good, parentSpanId: 7 },
+      { ...good, attributes: { a: { nested: 1 } } },
+      { ...good, attributes: [] },
+      (({ app: _, ...rest }) => rest)(good)
+    ]
+    const isSpan = Schema.is(Tracing.Span)
+    assert.isTrue(Tracing.isSpan(good) && isSpan(good))
+    for (const value of bad) assert.strictEqual(Tracing.isSpan(value), isSpan(value), JSON.stringify(value))
+    assert.deepStrictEqual(Schema.decodeUnknownSync(Tracing.Spans)([good]), [good])
+    assert.throws(() => Schema.decodeUnknownSync(Tracing.Spans)([good, bad[1]]), /Spans/)
+  })
+})
+
 describe("Tracing.makeSampler", () => {
   it("samples about once per second by default, and always for a sampled traceparent", () => {
     let now = 0
