@@ -136,8 +136,6 @@ export interface RetryPolicy {
  */
 export const defaultRetryPolicy: RetryPolicy = { attempts: 10, within: 10_000 }
 
-const noop = Effect.void
-
 /**
  * Whether an Effect is already complete. Same answer as `Exit.isExit` for an
  * Effect, at a fraction of the cost on the call hot path: every Exit carries
@@ -205,16 +203,71 @@ const currentFiberKey = "effect/FiberCurrent"
 interface CurrentFiber {
   readonly currentSpan?: Tracer.AnySpan | undefined
   getFiberRef<A>(ref: FiberRef.FiberRef<A>): A
+  addObserver(observer: (exit: Exit.Exit<unknown, unknown>) => void): void
 }
 
 const timeoutError = (call: Call, detail: string) =>
   new RemoteCallError({ component: call.component, method: call.method, reason: "Timeout", detail })
 
+/** Records a finished call's metrics: whether it failed, its latency. */
+type Recorder = (failed: boolean, latencyMicros: number) => void
+
+/**
+ * The calls a fiber is in, outermost first, so that a call the fiber is
+ * interrupted out of is still counted (as an error) without an
+ * uninterruptible region per call (Effect.onExit): a call ends in match
+ * handlers, which an interrupted fiber skips; the calls still here when the
+ * fiber ends, or above a call that ends, were interrupted.
+ *
+ * @internal
+ */
+class CallsInFlight {
+  private readonly recorders: Array<Recorder> = []
+  private readonly starts: Array<number> = []
+
+  push(recorder: Recorder, start: number): { done: (failed: boolean) => void } {
+    const depth = this.recorders.length
+    this.recorders.push(recorder)
+    this.starts.push(start)
+    return {
+      done: (failed) => {
+        const now = performance.now()
+        this.interrupted(depth + 1, now)
+        this.recorders.pop()
+        recorder(failed, (now - this.starts.pop()!) * 1000)
+      }
+    }
+  }
+
+  /** Records the calls above `depth` as interrupted. */
+  interrupted(depth: number, now = performance.now()): void {
+    while (this.recorders.length > depth) this.recorders.pop()!(true, (now - this.starts.pop()!) * 1000)
+  }
+}
+
+const inFlight = new WeakMap<object, CallsInFlight>()
+const noFiber = new CallsInFlight()
+
+const callsInFlight = (fiber: CurrentFiber | undefined): CallsInFlight => {
+  if (fiber === undefined) return noFiber
+  let calls = inFlight.get(fiber)
+  if (calls === undefined) {
+    const created = new CallsInFlight()
+    inFlight.set(fiber, created)
+    fiber.addObserver(() => created.interrupted(0))
+    calls = created
+  }
+  return calls
+}
+
 /**
  * Runs `effect` as code of `component`: log lines and calls it makes are
  * attributed to it. Writes the fiber's own attribution box in place (see
  * `ComponentBox`): no FiberRefs map is copied per call, as `Effect.locally`
- * or `setFiberRef` would.
+ * or `setFiberRef` would. The box is restored in match handlers, which an
+ * interrupted fiber skips on its way out: its last log lines (finalizers)
+ * may then name the component it was interrupted in. Effect.onExit would
+ * cost an uninterruptible region per call.
  *
  * @internal
  */
@@ -232,9 +285,15 @@ const asComponent = <A, E, R>(info: ComponentInfo, effect: Effect.Effect<A, E, R
     }
     const owned = box
     owned.value = info
-    return Effect.onExit(effect, () => {
-      owned.value = previous
-      return noop
+    return Effect.matchCauseEffect(effect, {
+      onFailure: (cause) => {
+        owned.value = previous
+        return Effect.failCause(cause)
+      },
+      onSuccess: (value) => {
+        owned.value = previous
+        return Effect.succeed(value)
+      }
     })
   })
 
@@ -433,16 +492,26 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       }
       let series: MethodMetrics.Series | undefined
       let calls = 0
+      // A component's calls are all remote or all local: one series.
       const record = (connection: Connection, failed: boolean, latencyMicros: number | undefined) => {
         series ??= MethodMetrics.series({ caller, component: call.component, method, remote: connection.remote })
         MethodMetrics.record(series, failed, latencyMicros)
       }
-      // Every call is counted, interrupted ones too (as errors): hence onExit, not a cheaper matchCauseEffect.
-      const metered = (c: Connection, effect: Effect.Effect<unknown, unknown>, start: number) =>
-        Effect.onExit(effect, (exit) => {
-          record(c, exit._tag === "Failure", (performance.now() - start) * 1000)
-          return noop
+      let recorder: Recorder | undefined
+      const recorderOf = (c: Connection): Recorder => recorder ??= (failed, micros) => record(c, failed, micros)
+      const metered = (c: Connection, effect: Effect.Effect<unknown, unknown>, start: number) => {
+        const pending = callsInFlight(currentFiber()).push(recorderOf(c), start)
+        return Effect.matchCauseEffect(effect, {
+          onFailure: (cause) => {
+            pending.done(true)
+            return Effect.failCause(cause)
+          },
+          onSuccess: (value) => {
+            pending.done(false)
+            return Effect.succeed(value)
+          }
         })
+      }
       /** A call under a deadline: the fiber's, or the method's `timeout` if that is earlier. */
       const invokeBefore = (c: Connection, payload: unknown, deadline: number, own: boolean) => {
         const start = performance.now()

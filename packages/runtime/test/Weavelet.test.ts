@@ -1,7 +1,7 @@
 import { Component, Weaver } from "@effect-weaver/core"
 import { Logging, MethodMetrics } from "@effect-weaver/runtime"
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Effect, Exit, Logger, Metric, Schema } from "effect"
+import { Cause, Effect, Exit, Fiber, Logger, Metric, Schema } from "effect"
 import { runLocal } from "./utils/local.js"
 
 const countOf = (labels: Parameters<typeof MethodMetrics.labels>[0]) =>
@@ -266,6 +266,43 @@ describe("Weavelet", () => {
           const relay = { caller: "main", component: "metrics/Middle", method: "relay", remote: false }
           assert.strictEqual(yield* countOf(relay), 2)
           assert.strictEqual(yield* errorCountOf(relay), 1)
+        })))
+
+    it.live("an interrupted call counts as an error once, whether its fiber ends or goes on", () =>
+      runLocal(app, () =>
+        Effect.gen(function*() {
+          const leaf = yield* Leaf
+          const middle = yield* Middle
+          const slow = { caller: "main", component: "metrics/Leaf", method: "slow", remote: false }
+          const relay = { caller: "main", component: "metrics/Middle", method: "relay", remote: false }
+          const relayed = { caller: "metrics/Middle", component: "metrics/Leaf", method: "slow", remote: false }
+          const before = {
+            slow: [yield* countOf(slow), yield* errorCountOf(slow)],
+            relay: [yield* countOf(relay), yield* errorCountOf(relay)],
+            relayed: [yield* countOf(relayed), yield* errorCountOf(relayed)]
+          }
+          // The fiber ends: interrupted in Middle.relay, itself in Leaf.slow.
+          const fiber = yield* Effect.fork(middle.relay(1))
+          yield* Effect.sleep("1 millis")
+          yield* Fiber.interrupt(fiber)
+          // The fiber goes on: its interruption is caught outside the call's interruptible region, and it calls again.
+          const goesOn = yield* Effect.fork(
+            Effect.uninterruptibleMask((restore) => Effect.zipRight(Effect.exit(restore(leaf.slow(2))), leaf.slow(3)))
+          )
+          yield* Effect.sleep("1 millis")
+          yield* Fiber.interrupt(goesOn)
+          assert.deepStrictEqual([yield* countOf(relay), yield* errorCountOf(relay)], [
+            before.relay[0]! + 1,
+            before.relay[1]! + 1
+          ])
+          assert.deepStrictEqual([yield* countOf(relayed), yield* errorCountOf(relayed)], [
+            before.relayed[0]! + 1,
+            before.relayed[1]! + 1
+          ])
+          assert.deepStrictEqual([yield* countOf(slow), yield* errorCountOf(slow)], [
+            before.slow[0]! + 2,
+            before.slow[1]! + 1
+          ])
         })))
   })
 
