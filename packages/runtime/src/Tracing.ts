@@ -716,8 +716,13 @@ const propagated = (span: Tracer.AnySpan): Tracer.AnySpan | undefined => {
   return current
 }
 
-/** Spans buffered for `onSpans` beyond this are dropped (oldest first): a slow sink must not grow memory. */
-const maxPending = 10_000
+/**
+ * At most this many spans, the newest, go to `onSpans` per batch: as many as
+ * the deployer's store keeps ({@link defaultStoreBounds}), so that a sampled
+ * request of thousands of calls does not ship spans only to have them
+ * dropped there. Spans beyond it are dropped here, oldest first.
+ */
+const maxPending = defaultStoreBounds.maxSpans
 
 /**
  * Installs an OpenTelemetry tracer for Effect spans in this process, whose
@@ -738,7 +743,8 @@ export const layer = (options: Options): Layer.Layer<TraceStore> =>
       store.add([converted])
       if (onSpans !== undefined) {
         pending.push(converted)
-        if (pending.length > maxPending) pending.splice(0, pending.length - maxPending)
+        // Trimmed once it holds twice the batch, not once per span past it.
+        if (pending.length >= 2 * maxPending) pending = pending.slice(pending.length - maxPending)
       }
     }
     const local: SpanProcessor = {
@@ -759,7 +765,7 @@ export const layer = (options: Options): Layer.Layer<TraceStore> =>
     if (onSpans !== undefined) {
       const flush = Effect.suspend(() => {
         if (pending.length === 0) return Effect.void
-        const batch = pending
+        const batch = pending.length > maxPending ? pending.slice(pending.length - maxPending) : pending
         pending = []
         return onSpans(batch)
       })

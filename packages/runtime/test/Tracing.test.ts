@@ -3,7 +3,9 @@ import { App, Perfetto, StatusServer, Tracing } from "@effect-weaver/runtime"
 import * as TransportLocal from "@effect-weaver/transport-local"
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { assert, describe, it } from "@effect/vitest"
+import * as OtelApi from "@opentelemetry/api"
 import { InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base"
+import { NodeTracerProvider } from "@opentelemetry/sdk-trace-node"
 import { Deferred, Effect, Schema } from "effect"
 
 class NotFound extends Schema.TaggedError<NotFound>()("NotFound", { key: Schema.String }) {}
@@ -184,6 +186,32 @@ describe("Tracing", () => {
         "root3"
       )
     }).pipe(Effect.provide(Tracing.layer({ ...origin, store, otlpEndpoint: false })))
+  })
+
+  it.live("with an OpenTelemetry context manager registered, OpenTelemetry code sees the fiber's span", () => {
+    const store = Tracing.makeStore()
+    const provider = new NodeTracerProvider()
+    provider.register()
+    return Effect.gen(function*() {
+      const [effectSpan, otelSpanId] = yield* Effect.withSpan(
+        Effect.zip(
+          Effect.currentSpan,
+          Effect.sync(() => OtelApi.trace.getActiveSpan()?.spanContext().spanId)
+        ),
+        "outer"
+      )
+      assert.strictEqual(otelSpanId, effectSpan.spanId)
+      // Outside any span, nothing is active.
+      assert.isUndefined(OtelApi.trace.getActiveSpan())
+      yield* waitForSpans(store, 1)
+    }).pipe(
+      Effect.provide(Tracing.layer({ ...origin, store, otlpEndpoint: false })),
+      Effect.ensuring(Effect.sync(() => {
+        OtelApi.trace.disable()
+        OtelApi.context.disable()
+        OtelApi.propagation.disable()
+      }))
+    )
   })
 
   it.live("onSpans receives finished spans in batches, the last one when the layer closes", () =>
