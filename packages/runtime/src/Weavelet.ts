@@ -28,6 +28,7 @@ import {
   UnknownComponentError
 } from "./ComponentError.js"
 import { componentBox, constructing, currentComponent, currentDeadline } from "./internal/fiberRefs.js"
+import type { ComponentBox } from "./internal/fiberRefs.js"
 import type { ComponentInfo } from "./internal/fiberRefs.js"
 import * as MethodMetrics from "./MethodMetrics.js"
 import * as Tracing from "./Tracing.js"
@@ -200,9 +201,8 @@ const currentFiber = (): CurrentFiber | undefined =>
   (globalThis as { readonly [currentFiberKey]?: CurrentFiber })[currentFiberKey]
 const currentFiberKey = "effect/FiberCurrent"
 
-interface CurrentFiber {
+interface CurrentFiber extends FiberRefAccess {
   readonly currentSpan?: Tracer.AnySpan | undefined
-  getFiberRef<A>(ref: FiberRef.FiberRef<A>): A
   addObserver(observer: (exit: Exit.Exit<unknown, unknown>) => void): void
 }
 
@@ -273,17 +273,9 @@ const callsInFlight = (fiber: CurrentFiber | undefined): CallsInFlight => {
  */
 const asComponent = <A, E, R>(info: ComponentInfo, effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
   Effect.withFiberRuntime((runtime) => {
-    // The fiber runtime's own accessors (public types omit the setter).
-    const fiber = runtime as unknown as FiberRefAccess
-    let box = fiber.getFiberRef(currentComponent)
-    const previous = box.value
+    const owned = ownBox(runtime as unknown as FiberRefAccess)
+    const previous = owned.value
     if (previous === info) return effect
-    if (box.owner !== fiber) {
-      // Once per fiber (and per Effect.locally of the box): claim a box of the fiber's own.
-      box = { owner: fiber, value: previous }
-      fiber.setFiberRef(currentComponent, box)
-    }
-    const owned = box
     owned.value = info
     return Effect.matchCauseEffect(effect, {
       onFailure: (cause) => {
@@ -300,6 +292,16 @@ const asComponent = <A, E, R>(info: ComponentInfo, effect: Effect.Effect<A, E, R
 interface FiberRefAccess {
   getFiberRef<A>(ref: FiberRef.FiberRef<A>): A
   setFiberRef<A>(ref: FiberRef.FiberRef<A>, value: A): void
+}
+
+/** The fiber's own attribution box, claimed once per fiber (and per `Effect.locally` of the box). */
+const ownBox = (fiber: FiberRefAccess): ComponentBox => {
+  const box = fiber.getFiberRef(currentComponent)
+  if (box.owner === fiber) return box
+  const claimed: ComponentBox = { owner: fiber, value: box.value }
+  // The fiber runtime's own setter (public types omit it).
+  fiber.setFiberRef(currentComponent, claimed)
+  return claimed
 }
 
 /**
@@ -341,6 +343,8 @@ export const make = Effect.fnUntraced(function*(options: Options) {
   const defaultTimeout = callTimeout === undefined ? undefined : WeaverConfig.goDurationMillis(callTimeout)
   const hosts = (name: string) => implementations.has(name) && (options.hosted?.has(name) ?? true)
   const constructed = new Map<string, Effect.Effect<AnyHandlers>>()
+  /** The handlers of constructed components as their implementations returned them, for co-located calls. */
+  const built = new Map<string, { readonly info: ComponentInfo; readonly handlers: AnyHandlers }>()
   const state = new Map<string, "constructing" | "ready">()
   const clientContexts = new Map<string, Context.Context<never>>()
   const connections = new Map<string, Effect.Effect<Connection>>()
@@ -356,7 +360,10 @@ export const make = Effect.fnUntraced(function*(options: Options) {
         Scope.extend(scope),
         Effect.locally(currentComponent, componentBox(info)),
         Effect.locallyWith(constructing, (path) => [...path, name]),
-        Effect.map((handlers) => attribute(info, handlers as AnyHandlers)),
+        Effect.map((handlers) => {
+          built.set(name, { info, handlers: handlers as AnyHandlers })
+          return attribute(info, handlers as AnyHandlers)
+        }),
         Effect.onExit(() => Effect.sync(() => state.set(name, "ready"))),
         Effect.catchAllCause((cause) => {
           const failure = Cause.failureOption(cause)
@@ -499,6 +506,48 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       }
       let recorder: Recorder | undefined
       const recorderOf = (c: Connection): Recorder => recorder ??= (failed, micros) => record(c, failed, micros)
+      /**
+       * A co-located call of a component this weavelet built, made by the stub itself: the handler runs in the
+       * calling fiber, attributed to its component and metered in one pair of match handlers, instead of
+       * through the local connection's attributed handler and a second wrapper. Same outcome, fewer steps.
+       */
+      const direct = (
+        c: Connection,
+        payload: unknown,
+        own: { readonly info: ComponentInfo; readonly handlers: AnyHandlers }
+      ) => {
+        const fiber = currentFiber()!
+        const sampled = (++calls & syncLatencySampleMask) === 0
+        const syncStart = sampled ? performance.now() : 0
+        const box = ownBox(fiber)
+        const previous = box.value
+        box.value = own.info
+        let effect: Effect.Effect<unknown, unknown>
+        try {
+          effect = own.handlers[method]!(payload)
+        } catch (defect) {
+          effect = Effect.die(defect)
+        }
+        if (isExit(effect)) {
+          box.value = previous
+          record(c, effect._tag === "Failure", sampled ? (performance.now() - syncStart) * 1000 : undefined)
+          return effect
+        }
+        const pending = callsInFlight(fiber).push(recorderOf(c), sampled ? syncStart : performance.now())
+        return Effect.matchCauseEffect(effect, {
+          onFailure: (cause) => {
+            box.value = previous
+            pending.done(true)
+            return Effect.failCause(cause)
+          },
+          onSuccess: (value) => {
+            box.value = previous
+            pending.done(false)
+            return Effect.succeed(value)
+          }
+        })
+      }
+      const colocated = !fakes.has(component.componentName) && hosts(component.componentName)
       const metered = (c: Connection, effect: Effect.Effect<unknown, unknown>, start: number) => {
         const pending = callsInFlight(currentFiber()).push(recorderOf(c), start)
         return Effect.matchCauseEffect(effect, {
@@ -543,6 +592,10 @@ export const make = Effect.fnUntraced(function*(options: Options) {
         } else {
           const deadline = currentFiber()?.getFiberRef(currentDeadline)
           if (deadline !== undefined) return invokeBefore(c, payload, deadline, false)
+        }
+        if (colocated && !c.remote) {
+          const own = built.get(component.componentName)
+          if (own !== undefined) return direct(c, payload, own)
         }
         // Reading the clock costs as much as a whole plain service call, so the latency of calls that complete
         // synchronously (the handler returned an Exit) is sampled; every other call is timed.
