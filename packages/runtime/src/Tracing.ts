@@ -30,9 +30,11 @@ import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Equal from "effect/Equal"
 import * as Exit from "effect/Exit"
+import type * as FiberId from "effect/FiberId"
 import * as FiberRef from "effect/FiberRef"
-import type * as FiberRefs from "effect/FiberRefs"
+import * as FiberRefs from "effect/FiberRefs"
 import { dual } from "effect/Function"
 import * as GlobalValue from "effect/GlobalValue"
 import * as HashMap from "effect/HashMap"
@@ -593,8 +595,9 @@ interface Sink {
 const spanIdPrefix = randomHex(4)
 let spanCounter = Math.floor(Math.random() * 0x1_0000_0000)
 const nextSpanId = (): string => {
-  spanCounter = (spanCounter + 1) % 0x1_0000_0000
-  return spanIdPrefix + (spanCounter + 0x1_0000_0000).toString(16).slice(1)
+  const n = spanCounter = (spanCounter + 1) >>> 0
+  return spanIdPrefix + hexBytes[n >>> 24]! + hexBytes[(n >>> 16) & 255]! + hexBytes[(n >>> 8) & 255]! +
+    hexBytes[n & 255]!
 }
 
 /**
@@ -962,8 +965,8 @@ export const withChildSpan = <A, E, R>(
     const runtime = fiber as unknown as FiberInternals
     const before = fiber.currentContext
     const refsBefore = runtime._fiberRefs
-    runtime.setFiberRef(FiberRef.currentContext, Context.add(before, Tracer.ParentSpan, span))
-    const refsWithSpan = runtime._fiberRefs
+    const refsWithSpan = withContext(refsBefore, fiber.id(), Context.add(before, Tracer.ParentSpan, span))
+    runtime.setFiberRefs(refsWithSpan)
     const restore = () => {
       // Nothing else changed the fiber's refs meanwhile (the usual case): put the old ones back as they were,
       // without the copy and comparison a write makes.
@@ -989,6 +992,30 @@ export const withChildSpan = <A, E, R>(
       }
     })
   })
+
+/**
+ * `refs` with the fiber's context replaced: `FiberRefs.updateAs` without its
+ * equality check of the old and new contexts (a walk of every service, and a
+ * hash cached on the new context), which a new span always fails.
+ */
+const withContext = (
+  refs: FiberRefs.FiberRefs,
+  fiberId: FiberId.Runtime,
+  context: Context.Context<never>
+): FiberRefs.FiberRefs => {
+  const locals = new Map(refs.locals)
+  const stack = locals.get(FiberRef.currentContext)
+  const entry = [fiberId, context] as const
+  locals.set(
+    FiberRef.currentContext,
+    stack === undefined
+      ? [entry]
+      : Equal.equals(stack[0][0], fiberId)
+      ? [entry, ...stack.slice(1)]
+      : [entry, ...stack]
+  )
+  return FiberRefs.unsafeMake(locals)
+}
 
 interface FiberInternals {
   readonly _fiberRefs: FiberRefs.FiberRefs
