@@ -559,10 +559,11 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       } catch (error) {
         return resume(unsent(p, "Decode", `payload: ${describe(error)}`))
       }
+      // Only a sampled caller's context travels: an unsampled one would only tell the server to record nothing.
       const span = fiber.currentSpan
-      const trace = span === undefined
+      const trace = span === undefined || !span.sampled
         ? undefined
-        : { traceId: span.traceId, spanId: span.spanId, sampled: span.sampled }
+        : { traceId: span.traceId, spanId: span.spanId, sampled: true }
       const suffix = Wire.encodeHeaderSuffix(
         remaining === undefined ? undefined : remaining * 1000,
         trace,

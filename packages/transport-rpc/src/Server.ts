@@ -6,7 +6,7 @@
  *
  * @since 0.1.0
  */
-import { Transport as CoreTransport, Weavelet } from "@effect-weaver/runtime"
+import { Tracing, Transport as CoreTransport, Weavelet } from "@effect-weaver/runtime"
 import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
@@ -97,7 +97,12 @@ export const serve = Effect.fnUntraced(function*(options: Options = {}) {
   const weavelet = yield* Weavelet.Weavelet
   const captured = yield* Effect.runtime<never>()
   // Handlers are parented only on the span their request carries, never on one current where the server started.
-  const runtime = Runtime.make({ ...captured, context: Context.omit(Tracer.ParentSpan)(captured.context) })
+  // A call that carries none (its caller is not sampled) runs under a span that records nothing, shared by all:
+  // handlers that annotate their span find one, at no cost per call.
+  const runtime = Runtime.make({
+    ...captured,
+    context: Context.add(captured.context, Tracer.ParentSpan, Tracing.unsampledSpan({}))
+  })
   const runFork = Runtime.runFork(runtime)
   const maxFrameBytes = options.maxFrameBytes ?? Wire.defaultMaxFrameBytes
   const hello: Wire.Hello = { version: Wire.version, deploymentId: weavelet.deploymentId }

@@ -370,9 +370,11 @@ describe("TransportRpc", () => {
     Effect.gen(function*() {
       const server = yield* serveReplica(yield* makeHooks(), { deploymentId })
       const echo = yield* clientOf(Echo, { deploymentId, addresses: [server.address] })
-      assert.strictEqual(yield* echo.traceId(), "none")
+      // An unsampled caller sends no context: its handler runs under the server's span that records nothing.
+      const untraced = yield* echo.traceId()
       const [outer, seen] = yield* Effect.all([Effect.currentSpan, echo.traceId()]).pipe(Effect.withSpan("caller"))
       assert.strictEqual(seen, outer.traceId)
+      assert.notStrictEqual(untraced, outer.traceId)
     }))
 
   it.scopedLive("an address that cannot be dialled is Unreachable, not a defect", () =>
