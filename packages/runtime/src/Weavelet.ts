@@ -472,31 +472,6 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       const unreachable = (error: unknown): error is RemoteCallError =>
         error instanceof RemoteCallError && error.reason === "Unreachable" && error.method === method &&
         error.component === call.component
-      const retrying = (
-        c: Connection,
-        payload: unknown,
-        effect: Effect.Effect<unknown, unknown>,
-        attempt: number,
-        began: number
-      ): Effect.Effect<unknown, unknown> =>
-        Effect.catchIf(effect, unreachable, (error) => {
-          const delay = 10 * 1.3 ** attempt * (1 - 0.4 * Math.random())
-          const at = Date.now() + delay
-          const deadline = currentFiber()?.getFiberRef(currentDeadline)
-          if (
-            attempt + 1 >= retryPolicy.attempts || at - began > retryPolicy.within ||
-            (deadline !== undefined && at >= deadline)
-          ) return Effect.fail(error)
-          return Effect.zipRight(
-            Effect.sleep(delay),
-            Effect.suspend(() => retrying(c, payload, start0(c, payload), attempt + 1, began))
-          )
-        })
-      /** One call through the transport: retried where the method allows it and the transport failed. */
-      const attempt = (c: Connection, payload: unknown): Effect.Effect<unknown, unknown> => {
-        const effect = start0(c, payload)
-        return spec.retry && c.remote && !isExit(effect) ? retrying(c, payload, effect, 0, Date.now()) : effect
-      }
       let series: MethodMetrics.Series | undefined
       let calls = 0
       // A component's calls are all remote or all local: one series.
@@ -507,6 +482,38 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       let recorder: Recorder | undefined
       const recorderOf = (c: Connection): Recorder => recorder ??= (failed, micros) => record(c, failed, micros)
       /**
+       * A remote call, metered, and retried where the method allows it and the transport failed, within the
+       * retry policy and never past the deadline: one pair of match handlers per attempt.
+       */
+      const remoteCall = (c: Connection, payload: unknown, first: Effect.Effect<unknown, unknown>, start: number) => {
+        const pending = callsInFlight(currentFiber()).push(recorderOf(c), start)
+        const settle = (effect: Effect.Effect<unknown, unknown>, attempt: number): Effect.Effect<unknown, unknown> =>
+          Effect.matchCauseEffect(effect, {
+            onFailure: (cause) => {
+              if (spec.retry && cause._tag === "Fail" && unreachable(cause.error)) {
+                const delay = 10 * 1.3 ** attempt * (1 - 0.4 * Math.random())
+                const deadline = currentFiber()?.getFiberRef(currentDeadline)
+                if (
+                  attempt + 1 < retryPolicy.attempts && performance.now() + delay - start <= retryPolicy.within &&
+                  (deadline === undefined || Date.now() + delay < deadline)
+                ) {
+                  return Effect.zipRight(
+                    Effect.sleep(delay),
+                    Effect.suspend(() => settle(start0(c, payload), attempt + 1))
+                  )
+                }
+              }
+              pending.done(true)
+              return Effect.failCause(cause)
+            },
+            onSuccess: (value) => {
+              pending.done(false)
+              return Effect.succeed(value)
+            }
+          })
+        return settle(first, 0)
+      }
+      /**
        * A co-located call of a component this weavelet built, made by the stub itself: the handler runs in the
        * calling fiber, attributed to its component and metered in one pair of match handlers, instead of
        * through the local connection's attributed handler and a second wrapper. Same outcome, fewer steps.
@@ -516,23 +523,24 @@ export const make = Effect.fnUntraced(function*(options: Options) {
         payload: unknown,
         own: { readonly info: ComponentInfo; readonly handlers: AnyHandlers }
       ) => {
-        const fiber = currentFiber()!
         const sampled = (++calls & syncLatencySampleMask) === 0
         const syncStart = sampled ? performance.now() : 0
-        const box = ownBox(fiber)
-        const previous = box.value
-        box.value = own.info
         let effect: Effect.Effect<unknown, unknown>
         try {
           effect = own.handlers[method]!(payload)
         } catch (defect) {
           effect = Effect.die(defect)
         }
+        // An Exit ran no Effect code: nothing to attribute, and no deadline to keep.
         if (isExit(effect)) {
-          box.value = previous
           record(c, effect._tag === "Failure", sampled ? (performance.now() - syncStart) * 1000 : undefined)
           return effect
         }
+        const fiber = currentFiber()!
+        const box = ownBox(fiber)
+        const previous = box.value
+        box.value = own.info
+        effect = underDeadline(c, effect)
         const pending = callsInFlight(fiber).push(recorderOf(c), sampled ? syncStart : performance.now())
         return Effect.matchCauseEffect(effect, {
           onFailure: (cause) => {
@@ -548,6 +556,19 @@ export const make = Effect.fnUntraced(function*(options: Options) {
         })
       }
       const colocated = !fakes.has(component.componentName) && hosts(component.componentName)
+      /**
+       * A call that did not complete at once, under the deadline in force (it has no `timeout` of its own): a
+       * co-located one is interrupted at the deadline; a remote transport carries and enforces it.
+       */
+      const underDeadline = (c: Connection, effect: Effect.Effect<unknown, unknown>) => {
+        if (c.remote) return effect
+        const deadline = currentFiber()?.getFiberRef(currentDeadline)
+        if (deadline === undefined) return effect
+        return Effect.timeoutFail(effect, {
+          duration: Math.max(0, deadline - Date.now()),
+          onTimeout: () => timeoutError(call, "deadline exceeded")
+        })
+      }
       const metered = (c: Connection, effect: Effect.Effect<unknown, unknown>, start: number) => {
         const pending = callsInFlight(currentFiber()).push(recorderOf(c), start)
         return Effect.matchCauseEffect(effect, {
@@ -569,29 +590,30 @@ export const make = Effect.fnUntraced(function*(options: Options) {
           record(c, true, 0)
           return Effect.fail(timeoutError(call, "deadline exceeded before the call was made"))
         }
-        let effect = attempt(c, payload)
+        let effect = start0(c, payload)
         if (isExit(effect)) {
           record(c, effect._tag === "Failure", (performance.now() - start) * 1000)
           return effect
         }
-        // The handler and the calls it makes, here or in another process, run under the deadline.
-        if (own) effect = Effect.locally(effect, currentDeadline, deadline)
-        // A remote transport enforces the deadline on the wire; a co-located call is interrupted here.
-        if (!c.remote) {
-          effect = Effect.timeoutFail(effect, {
-            duration: remaining,
-            onTimeout: () => timeoutError(call, "deadline exceeded")
-          })
+        // A remote transport carries the deadline and enforces it; a co-located call is interrupted here.
+        if (c.remote) effect = remoteCall(c, payload, effect, start)
+        else {
+          effect = metered(
+            c,
+            Effect.timeoutFail(effect, {
+              duration: remaining,
+              onTimeout: () => timeoutError(call, "deadline exceeded")
+            }),
+            start
+          )
         }
-        return metered(c, effect, start)
+        // The handler and the calls it makes, here or in another process, run under the deadline.
+        return own ? Effect.locally(effect, currentDeadline, deadline) : effect
       }
       const invoke = (c: Connection, payload: unknown): Effect.Effect<unknown, unknown> => {
         if (timed) {
           const { deadline, own } = deadlineOf()
           if (deadline !== undefined) return invokeBefore(c, payload, deadline, own)
-        } else {
-          const deadline = currentFiber()?.getFiberRef(currentDeadline)
-          if (deadline !== undefined) return invokeBefore(c, payload, deadline, false)
         }
         if (colocated && !c.remote) {
           const own = built.get(component.componentName)
@@ -601,12 +623,13 @@ export const make = Effect.fnUntraced(function*(options: Options) {
         // synchronously (the handler returned an Exit) is sampled; every other call is timed.
         const sampled = (++calls & syncLatencySampleMask) === 0
         const syncStart = sampled ? performance.now() : 0
-        const effect = attempt(c, payload)
+        const effect = start0(c, payload)
         if (isExit(effect)) {
           record(c, effect._tag === "Failure", sampled ? (performance.now() - syncStart) * 1000 : undefined)
           return effect
         }
-        return metered(c, effect, sampled ? syncStart : performance.now())
+        const start = sampled ? syncStart : performance.now()
+        return c.remote ? remoteCall(c, payload, effect, start) : metered(c, underDeadline(c, effect), start)
       }
       const attributes = { component: call.component, method, caller, remote: false }
       const traced = (c: Connection, payload: unknown): Effect.Effect<unknown, unknown> =>
