@@ -225,18 +225,18 @@ class CallsInFlight {
   private readonly recorders: Array<Recorder> = []
   private readonly starts: Array<number> = []
 
-  push(recorder: Recorder, start: number): { done: (failed: boolean) => void } {
-    const depth = this.recorders.length
+  /** Adds a call; returns its depth, which {@link done} takes. */
+  push(recorder: Recorder, start: number): number {
     this.recorders.push(recorder)
     this.starts.push(start)
-    return {
-      done: (failed) => {
-        const now = performance.now()
-        this.interrupted(depth + 1, now)
-        this.recorders.pop()
-        recorder(failed, (now - this.starts.pop()!) * 1000)
-      }
-    }
+    return this.recorders.length - 1
+  }
+
+  /** The call at `depth` ended: records it, and the calls above it as interrupted. */
+  done(depth: number, failed: boolean): void {
+    const now = performance.now()
+    this.interrupted(depth + 1, now)
+    this.recorders.pop()!(failed, (now - this.starts.pop()!) * 1000)
   }
 
   /** Records the calls above `depth` as interrupted. */
@@ -486,7 +486,8 @@ export const make = Effect.fnUntraced(function*(options: Options) {
        * retry policy and never past the deadline: one pair of match handlers per attempt.
        */
       const remoteCall = (c: Connection, payload: unknown, first: Effect.Effect<unknown, unknown>, start: number) => {
-        const pending = callsInFlight(currentFiber()).push(recorderOf(c), start)
+        const flight = callsInFlight(currentFiber())
+        const depth = flight.push(recorderOf(c), start)
         const settle = (effect: Effect.Effect<unknown, unknown>, attempt: number): Effect.Effect<unknown, unknown> =>
           Effect.matchCauseEffect(effect, {
             onFailure: (cause) => {
@@ -503,11 +504,11 @@ export const make = Effect.fnUntraced(function*(options: Options) {
                   )
                 }
               }
-              pending.done(true)
+              flight.done(depth, true)
               return Effect.failCause(cause)
             },
             onSuccess: (value) => {
-              pending.done(false)
+              flight.done(depth, false)
               return Effect.succeed(value)
             }
           })
@@ -541,16 +542,17 @@ export const make = Effect.fnUntraced(function*(options: Options) {
         const previous = box.value
         box.value = own.info
         effect = underDeadline(c, effect)
-        const pending = callsInFlight(fiber).push(recorderOf(c), sampled ? syncStart : performance.now())
+        const flight = callsInFlight(fiber)
+        const depth = flight.push(recorderOf(c), sampled ? syncStart : performance.now())
         return Effect.matchCauseEffect(effect, {
           onFailure: (cause) => {
             box.value = previous
-            pending.done(true)
+            flight.done(depth, true)
             return Effect.failCause(cause)
           },
           onSuccess: (value) => {
             box.value = previous
-            pending.done(false)
+            flight.done(depth, false)
             return Effect.succeed(value)
           }
         })
@@ -570,14 +572,15 @@ export const make = Effect.fnUntraced(function*(options: Options) {
         })
       }
       const metered = (c: Connection, effect: Effect.Effect<unknown, unknown>, start: number) => {
-        const pending = callsInFlight(currentFiber()).push(recorderOf(c), start)
+        const flight = callsInFlight(currentFiber())
+        const depth = flight.push(recorderOf(c), start)
         return Effect.matchCauseEffect(effect, {
           onFailure: (cause) => {
-            pending.done(true)
+            flight.done(depth, true)
             return Effect.failCause(cause)
           },
           onSuccess: (value) => {
-            pending.done(false)
+            flight.done(depth, false)
             return Effect.succeed(value)
           }
         })
