@@ -60,7 +60,7 @@ export interface App<R = never, E = unknown> {
   readonly implementations: ReadonlyArray<Component.Implementation>
   readonly listeners: ReadonlySet<string>
   /**
-   * The file (path or URL) whose code called {@link app}, when known: how a
+   * The file (path or URL) whose code called `Weaver.app`, when known: how a
    * deployer that only has the app value (the weavertest Multi runner) loads
    * the same app in another process.
    */
