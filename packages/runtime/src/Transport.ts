@@ -7,6 +7,8 @@
  */
 import * as Context from "effect/Context"
 import type * as Effect from "effect/Effect"
+import type * as Exit from "effect/Exit"
+import type * as Fiber from "effect/Fiber"
 import type * as Component from "./Component.js"
 import * as fiberRefs from "./internal/fiberRefs.js"
 import type { Weavelet } from "./Weavelet.js"
@@ -60,6 +62,14 @@ export interface Call {
 export type Invoke = (call: Call, payload: unknown) => Effect.Effect<unknown, unknown>
 
 /**
+ * The fiber making a call, as {@link Connection.send} sees it.
+ *
+ * @since 0.1.0
+ * @category runtime
+ */
+export type CallerFiber = Fiber.RuntimeFiber<unknown, unknown>
+
+/**
  * A connection to one component, as returned by {@link Transport.connect}.
  *
  * @since 0.1.0
@@ -69,6 +79,17 @@ export interface Connection {
   /** Whether calls cross a process boundary (the `remote` metric label). */
   readonly remote: boolean
   readonly invoke: Invoke
+  /**
+   * The same call as {@link Connection.invoke}, completed by callback: the
+   * call pipeline uses it where it exists, so that a remote call costs no
+   * step of the caller's fiber beyond its suspension. `caller` is the fiber
+   * making the call (its deadline, trace and construction path travel with
+   * the call; its end cancels it); `done` is called once with the outcome,
+   * never if the caller was interrupted.
+   */
+  readonly send?:
+    | ((call: Call, payload: unknown, caller: CallerFiber, done: (exit: Exit.Exit<unknown, unknown>) => void) => void)
+    | undefined
 }
 
 /**

@@ -33,7 +33,7 @@ import type { ComponentInfo } from "./internal/fiberRefs.js"
 import * as MethodMetrics from "./MethodMetrics.js"
 import * as Tracing from "./Tracing.js"
 import { Transport } from "./Transport.js"
-import type { Call, Connection } from "./Transport.js"
+import type { Call, CallerFiber, Connection } from "./Transport.js"
 import * as WeaverConfig from "./WeaverConfig.js"
 
 /**
@@ -237,6 +237,11 @@ class CallsInFlight {
     const now = performance.now()
     this.interrupted(depth + 1, now)
     this.recorders.pop()!(failed, (now - this.starts.pop()!) * 1000)
+  }
+
+  /** Forgets the call at `depth` (the innermost) without recording it: it goes on under another entry. */
+  drop(depth: number): void {
+    this.recorders.length = this.starts.length = depth
   }
 
   /** Records the calls above `depth` as interrupted. */
@@ -515,6 +520,26 @@ export const make = Effect.fnUntraced(function*(options: Options) {
         return settle(first, 0)
       }
       /**
+       * A remote call through a transport that completes calls by callback (`Connection.send`): metered in
+       * plain code, with no step of the caller's fiber but its suspension. A call to retry goes on through
+       * {@link remoteCall}, in the fiber, from the failed attempt.
+       */
+      const sent = (c: Connection, send: NonNullable<Connection["send"]>, payload: unknown) =>
+        Effect.async<unknown, unknown>((resume) => {
+          const fiber = currentFiber()!
+          const flight = callsInFlight(fiber)
+          const start = performance.now()
+          const depth = flight.push(recorderOf(c), start)
+          send(call, payload, fiber as unknown as CallerFiber, (exit) => {
+            if (exit._tag === "Failure" && spec.retry && exit.cause._tag === "Fail" && unreachable(exit.cause.error)) {
+              flight.drop(depth)
+              return resume(Effect.suspend(() => remoteCall(c, payload, exit, start)))
+            }
+            flight.done(depth, exit._tag === "Failure")
+            resume(exit)
+          })
+        })
+      /**
        * A co-located call of a component this weavelet built, made by the stub itself: the handler runs in the
        * calling fiber, attributed to its component and metered in one pair of match handlers, instead of
        * through the local connection's attributed handler and a second wrapper. Same outcome, fewer steps.
@@ -622,6 +647,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
           const own = built.get(component.componentName)
           if (own !== undefined) return direct(c, payload, own)
         }
+        if (c.send !== undefined) return sent(c, c.send, payload)
         // Reading the clock costs as much as a whole plain service call, so the latency of calls that complete
         // synchronously (the handler returned an Exit) is sampled; every other call is timed.
         const sampled = (++calls & syncLatencySampleMask) === 0
