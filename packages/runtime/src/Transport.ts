@@ -14,15 +14,6 @@ import * as fiberRefs from "./internal/fiberRefs.js"
 import type { Weavelet } from "./Weavelet.js"
 
 /**
- * The deadline of the calls a fiber makes: `Component.currentDeadline`, for
- * transports.
- *
- * @since 0.1.0
- * @category runtime
- */
-export const currentDeadline = fiberRefs.currentDeadline
-
-/**
  * The components whose construction a fiber is inside, outermost first. A
  * remote transport sends it with each call and runs the handler with it, so
  * that a construction cycle across processes is reported instead of waiting
@@ -51,10 +42,10 @@ export interface Call {
  * Delivers calls to one component, and nothing else: the stub around it
  * applies deadlines, retries, method metrics and tracing to every call,
  * whatever the transport. A remote transport carries the caller's deadline
- * ({@link currentDeadline}) and construction path ({@link constructing}) to
- * the handler's process, and runs the handler with them. The returned Effect succeeds with the
- * method's success value, or fails with one of the method's declared errors
- * or a `RemoteCallError`.
+ * (`Component.currentDeadline`) and construction path ({@link constructing})
+ * to the handler's process, and runs the handler with them. The returned
+ * Effect succeeds with the method's success value, or fails with one of the
+ * method's declared errors or a `RemoteCallError`.
  *
  * @since 0.1.0
  * @category runtime

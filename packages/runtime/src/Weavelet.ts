@@ -209,6 +209,23 @@ interface CurrentFiber extends FiberRefAccess {
 const timeoutError = (call: Call, detail: string) =>
   new RemoteCallError({ component: call.component, method: call.method, reason: "Timeout", detail })
 
+/**
+ * Runs `end` once `effect` succeeds or fails, then passes its outcome on:
+ * one pair of match handlers, which an interrupted fiber skips (see
+ * {@link CallsInFlight} for how interrupted calls are still counted).
+ */
+const settled = <A, E, R>(effect: Effect.Effect<A, E, R>, end: (failed: boolean) => void): Effect.Effect<A, E, R> =>
+  Effect.matchCauseEffect(effect, {
+    onFailure: (cause) => {
+      end(true)
+      return Effect.failCause(cause)
+    },
+    onSuccess: (value) => {
+      end(false)
+      return Effect.succeed(value)
+    }
+  })
+
 /** Records a finished call's metrics: whether it failed, its latency. */
 type Recorder = (failed: boolean, latencyMicros: number) => void
 
@@ -282,15 +299,8 @@ const asComponent = <A, E, R>(info: ComponentInfo, effect: Effect.Effect<A, E, R
     const previous = owned.value
     if (previous === info) return effect
     owned.value = info
-    return Effect.matchCauseEffect(effect, {
-      onFailure: (cause) => {
-        owned.value = previous
-        return Effect.failCause(cause)
-      },
-      onSuccess: (value) => {
-        owned.value = previous
-        return Effect.succeed(value)
-      }
+    return settled(effect, () => {
+      owned.value = previous
     })
   })
 
@@ -569,17 +579,9 @@ export const make = Effect.fnUntraced(function*(options: Options) {
         effect = underDeadline(c, effect)
         const flight = callsInFlight(fiber)
         const depth = flight.push(recorderOf(c), sampled ? syncStart : performance.now())
-        return Effect.matchCauseEffect(effect, {
-          onFailure: (cause) => {
-            box.value = previous
-            flight.done(depth, true)
-            return Effect.failCause(cause)
-          },
-          onSuccess: (value) => {
-            box.value = previous
-            flight.done(depth, false)
-            return Effect.succeed(value)
-          }
+        return settled(effect, (failed) => {
+          box.value = previous
+          flight.done(depth, failed)
         })
       }
       const colocated = !fakes.has(component.componentName) && hosts(component.componentName)
@@ -590,26 +592,16 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       const underDeadline = (c: Connection, effect: Effect.Effect<unknown, unknown>) => {
         if (c.remote) return effect
         const deadline = currentFiber()?.getFiberRef(currentDeadline)
-        if (deadline === undefined) return effect
-        return Effect.timeoutFail(effect, {
-          duration: Math.max(0, deadline - Date.now()),
-          onTimeout: () => timeoutError(call, "deadline exceeded")
-        })
+        return deadline === undefined ? effect : within(effect, Math.max(0, deadline - Date.now()))
       }
       const metered = (c: Connection, effect: Effect.Effect<unknown, unknown>, start: number) => {
         const flight = callsInFlight(currentFiber())
         const depth = flight.push(recorderOf(c), start)
-        return Effect.matchCauseEffect(effect, {
-          onFailure: (cause) => {
-            flight.done(depth, true)
-            return Effect.failCause(cause)
-          },
-          onSuccess: (value) => {
-            flight.done(depth, false)
-            return Effect.succeed(value)
-          }
-        })
+        return settled(effect, (failed) => flight.done(depth, failed))
       }
+      /** A co-located call interrupted when `remaining` milliseconds have passed. */
+      const within = (effect: Effect.Effect<unknown, unknown>, remaining: number) =>
+        Effect.timeoutFail(effect, { duration: remaining, onTimeout: () => timeoutError(call, "deadline exceeded") })
       /** A call under a deadline: the fiber's, or the method's `timeout` if that is earlier. */
       const invokeBefore = (c: Connection, payload: unknown, deadline: number, own: boolean) => {
         const start = performance.now()
@@ -624,17 +616,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
           return effect
         }
         // A remote transport carries the deadline and enforces it; a co-located call is interrupted here.
-        if (c.remote) effect = remoteCall(c, payload, effect, start)
-        else {
-          effect = metered(
-            c,
-            Effect.timeoutFail(effect, {
-              duration: remaining,
-              onTimeout: () => timeoutError(call, "deadline exceeded")
-            }),
-            start
-          )
-        }
+        effect = c.remote ? remoteCall(c, payload, effect, start) : metered(c, within(effect, remaining), start)
         // The handler and the calls it makes, here or in another process, run under the deadline.
         return own ? Effect.locally(effect, currentDeadline, deadline) : effect
       }

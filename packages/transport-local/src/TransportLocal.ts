@@ -5,7 +5,9 @@
  *
  * @since 0.1.0
  */
-import { Transport, Weavelet } from "@effect-weaver/runtime"
+// Deep imports: the runtime's index would also load the deployer API (@effect/rpc) into every single process.
+import * as Transport from "@effect-weaver/runtime/Transport"
+import * as Weavelet from "@effect-weaver/runtime/Weavelet"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 

@@ -7,9 +7,10 @@
  *
  * @since 0.1.0
  */
-import type { Component, Transport } from "@effect-weaver/runtime"
+import type { Transport } from "@effect-weaver/runtime"
 import {
   Address,
+  Component,
   ComponentError,
   MethodMetrics,
   RemoteCallError,
@@ -546,7 +547,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       resume: (exit: Exit.Exit<unknown, unknown>) => void
     ): void => {
       const p = prepare(call)
-      const deadline = fiber.getFiberRef(CoreTransport.currentDeadline)
+      const deadline = fiber.getFiberRef(Component.currentDeadline)
       const remaining = deadline === undefined ? undefined : deadline - Date.now()
       if (remaining !== undefined && remaining <= 0) {
         return resume(unsent(p, "Timeout", "deadline exceeded before the call was sent"))

@@ -6,7 +6,7 @@
  *
  * @since 0.1.0
  */
-import { Tracing, Transport as CoreTransport, Weavelet } from "@effect-weaver/runtime"
+import { Component, Tracing, Transport as CoreTransport, Weavelet } from "@effect-weaver/runtime"
 import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
@@ -224,7 +224,7 @@ export const serve = Effect.fnUntraced(function*(options: Options = {}) {
       let timer: ReturnType<typeof setTimeout> | undefined
       if (header.deadlineMicros !== undefined) {
         const millis = header.deadlineMicros / 1000
-        effect = Effect.locally(effect, CoreTransport.currentDeadline, Date.now() + millis)
+        effect = Effect.locally(effect, Component.currentDeadline, Date.now() + millis)
         timer = setTimeout(() => {
           const fiber = this.inflight.get(id)
           if (fiber === undefined) return
