@@ -13,10 +13,11 @@
  *   `traceparent`, so every call makes a span.
  *
  * The cost of a call is what the calls add to a request: (server CPU time
- * per request at x = 27 − at x = 1) ÷ 111, read from the server's own
- * `process.cpuUsage()` (GET /cpu) around each batch, so that other
- * processes' turns on a shared machine stay out of it; the same from wall
- * p50 latencies is shown too. Targets: weaver ≤ 1.5× plain; traced ≤ 2×
+ * of a request at x = 27 − at x = 1) ÷ 111, read from the server's own
+ * `process.cpuUsage()` (GET /cpu) around each request, so that other
+ * processes' turns on a shared machine stay out of it; requests for x = 1
+ * and x = 27 alternate, and the median of the pairs is taken. The same from
+ * wall latencies is shown too. Targets: weaver ≤ 1.5× plain; traced ≤ 2×
  * weaver (a traced call against an untraced one).
  *
  * `npm run build && node --import tsx bench/collatz.bench.ts`
@@ -38,7 +39,7 @@ import { fileURLToPath } from "node:url"
 import { exitWithParent, killChildren, startServer } from "./echo.js"
 
 const ROUNDS = 7
-const REQUESTS = 200
+const REQUESTS = 400
 const WARMUP_REQUESTS = 300
 const X = 27
 const CALLS = 111
@@ -149,21 +150,17 @@ const get = (address: string, path: string, headers: Http.OutgoingHttpHeaders) =
 
 const median = (xs: ReadonlyArray<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
 
-/** p50 latency and the server's CPU time per request, in µs, of `n` sequential requests for x. */
-const latency = async (address: string, x: number, n: number, traced: boolean) => {
-  const cpuBefore = Number(await get(address, "/cpu", {}))
-  const out: Array<number> = []
-  for (let i = 0; i < n; i++) {
-    const headers: Http.OutgoingHttpHeaders = traced
-      ? { traceparent: `00-${Crypto.randomBytes(16).toString("hex")}-${Crypto.randomBytes(8).toString("hex")}-01` }
-      : {}
-    const start = performance.now()
-    const body = await get(address, `/?x=${x}`, headers)
-    out.push((performance.now() - start) * 1000)
-    if (body !== String(x === 1 ? 0 : CALLS)) throw new Error(`x=${x}: answered ${body}`)
-  }
-  const cpu = (Number(await get(address, "/cpu", {})) - cpuBefore) / n
-  return { p50: median(out), cpu }
+/** One request for x: its wall latency and the server's CPU time for it (read before and after), in µs. */
+const request = async (address: string, x: number, traced: boolean, cpuBefore: number) => {
+  const headers: Http.OutgoingHttpHeaders = traced
+    ? { traceparent: `00-${Crypto.randomBytes(16).toString("hex")}-${Crypto.randomBytes(8).toString("hex")}-01` }
+    : {}
+  const start = performance.now()
+  const body = await get(address, `/?x=${x}`, headers)
+  const wall = (performance.now() - start) * 1000
+  if (body !== String(x === 1 ? 0 : CALLS)) throw new Error(`x=${x}: answered ${body}`)
+  const cpuAfter = Number(await get(address, "/cpu", {}))
+  return { wall, cpu: cpuAfter - cpuBefore, cpuAfter }
 }
 
 interface System {
@@ -172,16 +169,31 @@ interface System {
   readonly traced: boolean
 }
 
-/** Per-call µs: what 111 calls add to a trivial request. */
+/**
+ * Per-call µs: what 111 calls add to a trivial request. Requests for x = 1 and x = 27 alternate (in turns of
+ * which goes first), each pair read as one sample, and the median of the pairs' differences is taken: another
+ * process's burst of CPU on a shared machine then skews a few samples, not a whole batch of one kind. Each
+ * request's CPU time is the server's, read before and after it (the reading's own cost is the same for both).
+ */
 const perCall = async (system: System, n: number) => {
-  const trivial = await latency(system.address, 1, n, system.traced)
-  const full = await latency(system.address, X, n, system.traced)
-  return {
-    trivial: trivial.cpu,
-    full: full.cpu,
-    perCall: (full.cpu - trivial.cpu) / CALLS,
-    wallPerCall: (full.p50 - trivial.p50) / CALLS
+  const trivial: Array<number> = []
+  const full: Array<number> = []
+  const cpu: Array<number> = []
+  const wall: Array<number> = []
+  let cpuBefore = Number(await get(system.address, "/cpu", {}))
+  for (let i = 0; i < n; i++) {
+    const pair: Record<number, Awaited<ReturnType<typeof request>>> = {}
+    for (const x of i % 2 === 0 ? [1, X] : [X, 1]) {
+      const result = await request(system.address, x, system.traced, cpuBefore)
+      cpuBefore = result.cpuAfter
+      pair[x] = result
+    }
+    trivial.push(pair[1]!.cpu)
+    full.push(pair[X]!.cpu)
+    cpu.push((pair[X]!.cpu - pair[1]!.cpu) / CALLS)
+    wall.push((pair[X]!.wall - pair[1]!.wall) / CALLS)
   }
+  return { trivial: median(trivial), full: median(full), perCall: median(cpu), wallPerCall: median(wall) }
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
