@@ -20,6 +20,13 @@ export * as Address from "./Address.js"
 export * as App from "./App.js"
 
 /**
+ * Mutual TLS between the processes of a deployment.
+ *
+ * @since 0.1.0
+ */
+export * as Certificates from "./Certificates.js"
+
+/**
  * Component declarations and implementations.
  *
  * @since 0.1.0
