@@ -56,7 +56,8 @@ export const alwaysExternal: ReadonlyArray<string> = ["@datadog/pprof", "msgpack
 
 /**
  * CommonJS packages that Effect's Node platform imports when it loads but an
- * application seldom uses: undici (its HTTP client) and ws (WebSockets). They
+ * application seldom uses: undici (its HTTP client) and ws (WebSockets); and
+ * @peculiar/x509, with which only a deployer makes certificates. They
  * are a third of a bundle and would be parsed and run at every start, so a
  * bundle loads them from `node_modules` the first time one of their exports
  * is read instead (or, with `bundleOnUse`, carries them but runs them only
@@ -65,7 +66,7 @@ export const alwaysExternal: ReadonlyArray<string> = ["@datadog/pprof", "msgpack
  * @since 0.1.0
  * @category constants
  */
-export const loadedOnUse: ReadonlyArray<string> = ["undici", "ws"]
+export const loadedOnUse: ReadonlyArray<string> = ["undici", "ws", "@peculiar/x509"]
 
 /**
  * What {@link make} wrote.

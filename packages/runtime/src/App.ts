@@ -96,6 +96,7 @@ export interface WeaveletOptions {
   readonly hosted?: ReadonlySet<string> | undefined
   readonly listeners?: Weavelet.ListenerOptions | undefined
   readonly retry?: Partial<Weavelet.RetryPolicy> | undefined
+  readonly onRequire?: ((caller: string, component: string) => void) | undefined
 }
 
 /**
@@ -122,6 +123,7 @@ export const makeWeavelet = (
       retry: options.retry,
       extraComponents: options.extraComponents,
       hosted: options.hosted,
+      onRequire: options.onRequire,
       listeners: options.listeners ?? {
         declared: app.listeners,
         address: (name) => options.config.single.listeners[name]?.address ?? "localhost:0"

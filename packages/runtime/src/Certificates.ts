@@ -8,13 +8,13 @@
  * not from anything the peer writes, which group is calling.
  *
  * Certificates are made with `@peculiar/x509` over `node:crypto`'s WebCrypto
- * (Node can verify certificates but not make them). Keys are ECDSA P-256:
- * small, and fast to sign a handshake with.
+ * (Node can verify certificates but not make them), loaded only by the
+ * deployer that makes them: a weavelet, which only uses them, never loads
+ * it. Keys are ECDSA P-256: small, and fast to sign a handshake with.
  *
  * @since 0.1.0
  */
-import "reflect-metadata"
-import * as X509 from "@peculiar/x509"
+import type * as X509 from "@peculiar/x509"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
@@ -22,7 +22,13 @@ import * as Schema from "effect/Schema"
 import { webcrypto } from "node:crypto"
 import type * as Tls from "node:tls"
 
-X509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof X509.cryptoProvider.set>[0])
+/** `@peculiar/x509`, set up: it needs a Reflect metadata polyfill loaded first, and a WebCrypto. */
+const loadX509 = async (): Promise<typeof X509> => {
+  await import("reflect-metadata")
+  const x509 = await import("@peculiar/x509")
+  x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0])
+  return x509
+}
 
 const algorithm = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" } as const
 const groupPrefix = "weaver:group:"
@@ -115,6 +121,7 @@ const validity = () => {
  */
 export const makeAuthority = (name: string): Effect.Effect<Authority, CertificateError> =>
   Effect.gen(function*() {
+    const X509 = yield* attempt("loading @peculiar/x509", loadX509)
     const keys = yield* attempt("generating the authority's key", () =>
       webcrypto.subtle.generateKey(algorithm, false, ["sign", "verify"]) as Promise<webcrypto.CryptoKeyPair>)
     const authority = yield* attempt("making the authority's certificate", () =>

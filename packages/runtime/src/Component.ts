@@ -257,8 +257,28 @@ export const Tag =
       }
     }
     const Base = Context.Tag(name)<Self, Client<M>>()
-    return Object.assign(Base, { [TypeId]: TypeId, componentName: name, methods }) as any
+    return Object.assign(Base, {
+      [TypeId]: TypeId,
+      componentName: name,
+      methods,
+      _op: "Commit",
+      commit: resolve
+    }) as any
   }
+
+/**
+ * What `yield* Component` runs: the client in the context, as a
+ * `Context.Tag` resolves it, telling the client it was resolved, so that the
+ * weavelet records its caller as one that requires the component (the call
+ * graph mutual TLS authorizes calls with).
+ */
+function resolve(this: Context.Tag<any, any>) {
+  return Effect.map(Effect.context<never>(), (context) => {
+    const client = Context.unsafeGet(context, this)
+    client[fiberRefs.clientResolved]?.()
+    return client
+  })
+}
 
 /**
  * Returns `true` if the value is a component declaration.

@@ -27,7 +27,7 @@ import {
   RemoteCallError,
   UnknownComponentError
 } from "./ComponentError.js"
-import { componentBox, constructing, currentComponent, currentDeadline } from "./internal/fiberRefs.js"
+import { clientResolved, componentBox, constructing, currentComponent, currentDeadline } from "./internal/fiberRefs.js"
 import type { ComponentBox } from "./internal/fiberRefs.js"
 import type { ComponentInfo } from "./internal/fiberRefs.js"
 import * as MethodMetrics from "./MethodMetrics.js"
@@ -66,6 +66,11 @@ export class Weavelet extends Context.Tag("@effect-weaver/runtime/Weavelet")<Wea
   readonly handlers: (component: string) => Effect.Effect<AnyHandlers>
   /** A context with a client for every component, as seen from `caller`. */
   readonly clients: (caller: string) => Context.Context<never>
+  /**
+   * The call graph as this process has seen it: for each component whose code
+   * ran here (or `main`), the components it resolved (`yield* Other`).
+   */
+  readonly requirements: ReadonlyMap<string, ReadonlySet<string>>
   /** Where a listener should bind (`host:port`); undeclared names are a defect. */
   readonly listenerAddress: (name: string) => Effect.Effect<string>
   /** Reports that a listener is serving on `address`. */
@@ -107,6 +112,11 @@ export interface Options {
   /** Components that are called but not implemented in this app (e.g. faked). */
   readonly extraComponents?: ReadonlyArray<Component.Any> | undefined
   readonly listeners?: ListenerOptions | undefined
+  /**
+   * Called once per edge of the call graph when this process first sees it:
+   * the code of `caller` resolved the client of `component`.
+   */
+  readonly onRequire?: ((caller: string, component: string) => void) | undefined
   /** Bounds on retries of retriable methods (see {@link RetryPolicy}). */
   readonly retry?: Partial<RetryPolicy> | undefined
 }
@@ -452,8 +462,20 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     return effect
   }
 
+  const requirements = new Map<string, Set<string>>()
+  const require = (caller: string, component: string) => {
+    let required = requirements.get(caller)
+    if (required === undefined) requirements.set(caller, required = new Set())
+    if (required.has(component)) return
+    required.add(component)
+    options.onRequire?.(caller, component)
+  }
+
   const makeClient = (component: Component.Any, caller: string) => {
-    const client: Record<string, (payload?: unknown) => Effect.Effect<unknown, unknown>> = {}
+    const client: Record<string, (payload?: unknown) => Effect.Effect<unknown, unknown>> & {
+      [clientResolved]?: () => void
+    } = {}
+    client[clientResolved] = () => require(caller, component.componentName)
     let resolved: Connection | undefined
     const connect = Effect.tap(connection(component), (c) => {
       resolved = c
@@ -686,6 +708,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     hosts,
     handlers,
     clients,
+    requirements,
     listenerAddress: (name) => {
       const listeners = options.listeners
       if (listeners !== undefined && !listeners.declared.has(name)) {

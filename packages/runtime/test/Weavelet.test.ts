@@ -130,6 +130,59 @@ describe("Weavelet", () => {
     })
   })
 
+  describe("call graph", () => {
+    class Store extends Component.Tag("graph/Store")<Store>()({
+      get: Component.method({ success: Schema.Number })
+    }) {}
+    class Cache extends Component.Tag("graph/Cache")<Cache>()({
+      get: Component.method({ success: Schema.Number })
+    }) {}
+    class Audit extends Component.Tag("graph/Audit")<Audit>()({
+      log: Component.method({})
+    }) {}
+    const StoreImpl = Component.implement(Store, Effect.succeed({ get: () => Effect.succeed(1) }))
+    const AuditImpl = Component.implement(Audit, Effect.succeed({ log: () => Effect.void }))
+    const CacheImpl = Component.implement(
+      Cache,
+      Effect.gen(function*() {
+        const store = yield* Store
+        const audit = yield* Audit
+        return { get: () => Effect.zipRight(audit.log(), store.get()) }
+      })
+    )
+
+    it.effect("records which component's code resolved which client, once per edge", () => {
+      const seen: Array<string> = []
+      return runLocal(
+        Weaver.app({ components: [StoreImpl, CacheImpl, AuditImpl] }),
+        (weavelet) =>
+          Effect.gen(function*() {
+            const cache = yield* Cache
+            assert.deepStrictEqual([...weavelet.requirements.keys()], ["main"])
+            yield* cache.get()
+            yield* cache.get()
+            yield* Cache
+            const graph = Object.fromEntries([...weavelet.requirements].map(([from, to]) => [from, [...to].sort()]))
+            assert.deepStrictEqual(graph, { main: ["graph/Cache"], "graph/Cache": ["graph/Audit", "graph/Store"] })
+            assert.deepStrictEqual(seen.sort(), [
+              "graph/Cache->graph/Audit",
+              "graph/Cache->graph/Store",
+              "main->graph/Cache"
+            ])
+          }),
+        { onRequire: (caller, component) => seen.push(`${caller}->${component}`) }
+      )
+    })
+
+    it.effect("a component missing from the context is still the defect a Context.Tag gives", () => {
+      class Stray extends Component.Tag("graph/Stray")<Stray>()({ ping: Component.method({}) }) {}
+      return Effect.gen(function*() {
+        const exit = yield* Effect.exit(Stray as unknown as Effect.Effect<unknown>)
+        assert.include(defectMessage(exit), "graph/Stray")
+      })
+    })
+  })
+
   describe("calls", () => {
     class Oops extends Schema.TaggedError<Oops>()("Oops", { reason: Schema.String }) {}
     class Checker extends Component.Tag("calls/Checker")<Checker>()({

@@ -61,3 +61,12 @@ export const currentDeadline = GlobalValue.globalValue(
   Symbol.for("@effect-weaver/core/currentDeadline"),
   () => FiberRef.unsafeMake<number | undefined>(undefined)
 )
+
+/**
+ * The key under which a client carries what to do when the code of a
+ * component resolves it (`yield* Other`): record that its caller requires
+ * the component, for the call graph.
+ *
+ * @internal
+ */
+export const clientResolved: unique symbol = Symbol.for("@effect-weaver/runtime/Component/resolved")
