@@ -200,7 +200,7 @@ export interface Deployer {
 
 interface Slot {
   readonly index: number
-  current: { readonly envelope: Envelope.Envelope; address: string | undefined } | undefined
+  current: { readonly envelope: Envelope.Envelope["Type"]; address: string | undefined } | undefined
 }
 
 interface Group {
