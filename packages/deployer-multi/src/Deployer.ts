@@ -315,7 +315,7 @@ export const make = (options: Options): Effect.Effect<Deployer, DeployError, Sco
     }
 
     // Proxies.
-    const proxies = new Map<string, Proxy.Proxy>()
+    const proxies = new Map<string, Proxy.Proxy["Type"]>()
     const exported = new Map<string, Map<string, string>>() // replica id → listener → address
     const proxyLock = yield* Effect.makeSemaphore(1)
     const proxyFor = (listener: string) =>
