@@ -30,5 +30,17 @@ export default tseslint.config(
       "@effect/no-import-from-barrel-package": ["error", { packageNames: ["effect"] }],
       "no-console": "error"
     }
+  },
+  {
+    // A deployer is built only on the runtime's public exports: no other package of ours, no internals.
+    files: ["packages/deployer-*/src/**/*.ts", "examples/custom-deployer/src/**/*.ts"],
+    rules: {
+      "no-restricted-imports": ["error", {
+        patterns: [{
+          group: ["@effect-weaver/*", "!@effect-weaver/runtime", "@effect-weaver/*/internal/*"],
+          message: "a deployer imports only the public modules of @effect-weaver/runtime"
+        }]
+      }]
+    }
   }
 )

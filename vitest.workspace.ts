@@ -4,6 +4,7 @@ export default [
   "packages/transport-local",
   "packages/transport-rpc",
   "packages/transport-multiprocess",
+  "packages/deployer-single",
   "packages/deployer-multi",
   "packages/weavertest",
   "packages/cli",

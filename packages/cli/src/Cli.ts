@@ -5,7 +5,8 @@
  *
  * @since 0.1.0
  */
-import * as Deployer from "@effect-weaver/deployer-multi/Deployer"
+import * as MultiDeployer from "@effect-weaver/deployer-multi/Deployer"
+import * as SingleDeployer from "@effect-weaver/deployer-single/Deployer"
 import * as Args from "@effect/cli/Args"
 import type * as CliApp from "@effect/cli/CliApp"
 import * as Command from "@effect/cli/Command"
@@ -18,7 +19,6 @@ import * as Fs from "node:fs"
 import * as Path from "node:path"
 import * as Bundle from "./Bundle.js"
 import * as Dashboard from "./dashboard/Server.js"
-import * as Deploy from "./Deploy.js"
 import * as Logs from "./Logs.js"
 import * as Metrics from "./Metrics.js"
 import * as Profile from "./Profile.js"
@@ -66,7 +66,7 @@ const deploy = Command.make(
   ({ config }) =>
     // Once the app runs, a signal is forwarded to it and we wait for its exit code.
     Effect.uninterruptibleMask((restore) =>
-      restore(Deploy.prepare(config)).pipe(Effect.flatMap(Deploy.spawn), Effect.flatMap(setExitCode))
+      restore(SingleDeployer.prepare(config)).pipe(Effect.flatMap(SingleDeployer.spawn), Effect.flatMap(setExitCode))
     )
 ).pipe(Command.withDescription("Deploy a Service Weaver app in a single process"))
 
@@ -172,7 +172,7 @@ const multiDeploy = Command.make(
     config: configArg
   },
   // Runs until interrupted (Ctrl-C, SIGTERM); every replica is stopped before the command returns.
-  ({ config }) => Deployer.deploy(config)
+  ({ config }) => MultiDeployer.deploy(config)
 ).pipe(Command.withDescription("Deploy a Service Weaver app across multiple processes"))
 
 const multiStatus = Command.make("status", {}, () => Status.status("multi")).pipe(

@@ -16,11 +16,6 @@ export * as Dashboard from "./dashboard/Server.js"
 /**
  * @since 0.1.0
  */
-export * as Deploy from "./Deploy.js"
-
-/**
- * @since 0.1.0
- */
 export * as Logs from "./Logs.js"
 
 /**

@@ -21,27 +21,38 @@
  *   replica merged, profiles of one replica per group merged, and health;
  *   its address is the registry entry's `statusAddress`.
  *
+ * A running deployment is the {@link Deployer} service ({@link make},
+ * {@link layer}), built only on `@effect-weaver/runtime`'s public modules.
+ * Its steps live in `internal/`: placement and routing (`groups`), the
+ * replicas' supervision and control calls (`supervisor`), the listeners'
+ * proxies (`listeners`), and logs (`logs`).
+ *
  * @since 0.1.0
  */
-import { Logging, Registry, Tracing, WeaverConfig } from "@effect-weaver/runtime"
-import type { Profiling, Prometheus } from "@effect-weaver/runtime"
-import * as Control from "@effect-weaver/runtime/Control"
-import * as Envelope from "@effect-weaver/runtime/Envelope"
-import * as LogFile from "@effect-weaver/runtime/LogFile"
+import type * as Control from "@effect-weaver/runtime/Control"
+import * as Logging from "@effect-weaver/runtime/Logging"
+import type * as Profiling from "@effect-weaver/runtime/Profiling"
+import type * as Prometheus from "@effect-weaver/runtime/Prometheus"
+import * as Registry from "@effect-weaver/runtime/Registry"
+import * as Tracing from "@effect-weaver/runtime/Tracing"
+import * as WeaverConfig from "@effect-weaver/runtime/WeaverConfig"
+import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as FiberRef from "effect/FiberRef"
-import * as HashSet from "effect/HashSet"
-import * as Logger from "effect/Logger"
-import * as Scope from "effect/Scope"
-import * as Stream from "effect/Stream"
-import * as SubscriptionRef from "effect/SubscriptionRef"
+import * as Layer from "effect/Layer"
+import type * as Scope from "effect/Scope"
+import type * as Stream from "effect/Stream"
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import * as Proxy from "./Proxy.js"
+import type { Deployment } from "./internal/deployment.js"
+import { writeRegistry } from "./internal/deployment.js"
+import * as Groups from "./internal/groups.js"
+import * as Listeners from "./internal/listeners.js"
+import * as Logs from "./internal/logs.js"
+import * as Supervisor from "./internal/supervisor.js"
 import * as Status from "./Status.js"
 
 /**
@@ -67,7 +78,7 @@ export class DeployError extends Data.TaggedError("DeployError")<{
  * @since 0.1.0
  * @category constants
  */
-export const mainGroup = "main"
+export const mainGroup: "main" = Groups.mainGroup
 
 /**
  * How to start a weavelet process: every replica runs the same command,
@@ -171,12 +182,13 @@ export interface GroupInfo {
 }
 
 /**
- * A running deployment.
+ * A running deployment: the service {@link make} starts and {@link layer}
+ * provides.
  *
  * @since 0.1.0
- * @category models
+ * @category tags
  */
-export interface Deployer {
+export class Deployer extends Context.Tag("@effect-weaver/deployer-multi/Deployer")<Deployer, {
   readonly app: string
   readonly deploymentId: string
   /** Starts the group of `component` if it is not running. */
@@ -196,387 +208,137 @@ export interface Deployer {
   readonly profile: (options: Profiling.CollectOptions) => Effect.Effect<Uint8Array, Profiling.ProfilingError>
   /** The status server's `host:port` (recorded in the registry), if it runs; see {@link Options.status}. */
   readonly statusAddress: string | undefined
-}
-
-interface Slot {
-  readonly index: number
-  current: { readonly envelope: Envelope.Envelope; address: string | undefined } | undefined
-}
-
-interface Group {
-  readonly name: string
-  readonly components: ReadonlyArray<string>
-  readonly runMain: boolean
-  readonly slots: Array<Slot>
-  readonly addresses: SubscriptionRef.SubscriptionRef<ReadonlyArray<string>>
-  readonly external: Array<string>
-  started: boolean
-  restarts: number
-}
-
-const describeExit = (status: Envelope.ExitStatus): string =>
-  status.signal !== null ? `killed by ${status.signal}` : `exit code ${status.code}`
+}>() {}
 
 /**
  * Starts a deployment (main's group at once, other groups on first use)
  * that lasts as long as the scope. Closing the scope stops every process.
  *
+ * The steps: open the deployment (socket directory, logs, registry entry,
+ * groups, listeners), stop every replica when the scope closes, bind the
+ * proxies of the configured listeners, start the main group, serve the
+ * status endpoint.
+ *
  * @since 0.1.0
  * @category constructors
  */
-export const make = (options: Options): Effect.Effect<Deployer, DeployError, Scope.Scope> =>
-  Effect.gen(function*() {
-    const scope = yield* Effect.scope
-    const deploymentId = options.deploymentId ?? Crypto.randomUUID()
-    const app = options.app
-    const config = options.config
-    const restart: Restart = { ...defaultRestart, ...options.restart }
-    const socketDir = yield* Effect.acquireRelease(
-      Effect.sync(() => Fs.mkdtempSync(Path.join(Os.tmpdir(), "weaver-"))),
-      (dir) => Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true }))
-    )
-
-    // Logs: each replica's entries and output lines go to its own log file and to `output`.
-    const logDir = LogFile.directory("multi")
-    const writers = new Map<string, LogFile.Writer>()
-    const writerFor = (node: string): Effect.Effect<LogFile.Writer | undefined> => {
-      if (options.logFiles === false) return Effect.succeed(undefined)
-      const found = writers.get(node)
-      if (found !== undefined) return Effect.succeed(found)
-      return LogFile.writer(logDir, app, deploymentId, node).pipe(
-        Scope.extend(scope),
-        Effect.tap((w) => Effect.sync(() => writers.set(node, w))),
-        Effect.catchAll((error) =>
-          Effect.as(Effect.sync(() => process.stderr.write(`weaver: ${error.message}\n`)), undefined)
-        )
-      )
-    }
-    const color = process.stderr.isTTY === true
-    const print = options.output ?? ((entry: Logging.Entry) => {
-      const line = Logging.pretty(entry, { color }) + "\n"
-      if (entry.level === "stdout") process.stdout.write(line)
-      else process.stderr.write(line)
-    })
-    const emit = (writer: LogFile.Writer | undefined, entry: Logging.Entry) => {
-      writer?.unsafeWrite(entry)
-      print(entry)
-    }
-    const deployerNode = `deployer-${deploymentId.slice(0, 8)}`
-    const deployerWriter = yield* writerFor(deployerNode)
-    const origin: Logging.Origin = { app, deploymentId, replicaId: "deployer" }
-    const logger = Logger.make<unknown, void>((logOptions) => emit(deployerWriter, Logging.toEntry(origin, logOptions)))
-    yield* Effect.locallyScoped(FiberRef.currentLoggers, HashSet.make(logger))
-
-    // Registry.
-    const startedAt = Date.now()
-    const update = options.register === false
-      ? (_: (d: Registry.Deployment) => Registry.Deployment) => Effect.void
-      : yield* Registry.register({
-        app,
-        deploymentId,
-        tool: "multi",
-        pid: process.pid,
-        startedAt,
-        configFile: options.configFile,
-        components: [],
-        listeners: []
-      })
-
-    const groups = new Map<string, Group>()
-    const external = new Set(options.external ?? [])
-    const groupNameOf = (component: string): string => {
-      if (component === mainGroup || external.has(component)) return mainGroup
-      for (const entry of config.serviceweaver.colocate) {
-        if (entry.includes(component)) return entry.includes(mainGroup) ? mainGroup : entry[0]!
-      }
-      return component
-    }
-    const groupOf = (component: string): Group => {
-      const name = groupNameOf(component)
-      let group = groups.get(name)
-      if (group === undefined) {
-        const entry = config.serviceweaver.colocate.find((e) => e.includes(component) || e.includes(name))
-        const components = name === mainGroup
-          ? [mainGroup, ...(entry ?? []).filter((c) => c !== mainGroup), ...external]
-          : [...(entry ?? [component])]
-        group = {
-          name,
-          components,
-          runMain: name === mainGroup,
-          slots: Array.from({ length: config.multi.replicas }, (_, index) => ({ index, current: undefined })),
-          addresses: Effect.runSync(SubscriptionRef.make<ReadonlyArray<string>>([])),
-          external: [],
-          started: false,
-          restarts: 0
-        }
-        groups.set(name, group)
-      }
-      return group
-    }
-
-    // Proxies.
-    const proxies = new Map<string, Proxy.Proxy>()
-    const exported = new Map<string, Map<string, string>>() // replica id → listener → address
-    const proxyLock = yield* Effect.makeSemaphore(1)
-    const proxyFor = (listener: string) =>
-      proxyLock.withPermits(1)(Effect.suspend(() => {
-        const found = proxies.get(listener)
-        if (found !== undefined) return Effect.succeed(found)
-        const address = config.multi.listeners[listener]?.address ?? "localhost:0"
-        return Proxy.make({ listener, address }).pipe(
-          Scope.extend(scope),
-          Effect.tap((proxy) =>
-            Effect.zipRight(
-              Effect.sync(() => proxies.set(listener, proxy)),
-              Effect.logInfo(`proxy for listener ${listener} on ${proxy.address}`)
-            )
-          )
-        )
-      }))
-    const refreshProxies = () => {
-      for (const [listener, proxy] of proxies) {
-        const backends: Array<string> = []
-        for (const byListener of exported.values()) {
-          const address = byListener.get(listener)
-          if (address !== undefined) backends.push(address)
-        }
-        proxy.setBackends(backends)
-      }
-    }
-
-    const writeRegistry = update((d) => ({
-      ...d,
-      components: [...groups.values()].filter((g) => g.started).flatMap((g) => {
-        const pids = g.slots.flatMap((s) => s.current === undefined ? [] : [s.current.envelope.pid])
-        return g.components.map((name) => ({
-          name,
-          pids: name === mainGroup && options.mainInProcess ? [process.pid] : pids
-        }))
-      }),
-      listeners: [...proxies.values()].map((p) => ({ name: p.listener, address: p.address }))
-    }))
-
-    const publish = (group: Group) =>
-      SubscriptionRef.set(group.addresses, [
-        ...group.external,
-        ...group.slots.flatMap((s) => s.current?.address === undefined ? [] : [s.current.address])
-      ])
-
-    const traces = Tracing.makeStore()
-    const handlerFor = (group: Group, slot: Slot, replicaId: string): Envelope.Handler => ({
-      traceSpans: (spans) => Effect.sync(() => traces.add(spans)),
-      ready: (address) =>
-        Effect.suspend(() => {
-          if (slot.current === undefined || slot.current.envelope.replicaId !== replicaId) return Effect.void
-          slot.current.address = address
-          return Effect.zipRight(publish(group), writeRegistry)
-        }),
-      activate,
-      routing,
-      exportListener: (listener, address) =>
-        proxyFor(listener).pipe(
-          Effect.tap(() =>
-            Effect.sync(() => {
-              let byListener = exported.get(replicaId)
-              if (byListener === undefined) {
-                byListener = new Map()
-                exported.set(replicaId, byListener)
-              }
-              byListener.set(listener, address)
-              refreshProxies()
-            })
-          ),
-          Effect.tap(() => writeRegistry),
-          Effect.map((proxy) => proxy.address),
-          Effect.mapError((error) => new Control.ControlError({ message: error.message })),
-          Effect.tapError((error) => Effect.logError(error.message))
-        )
-    })
-
-    const output = (group: Group, replicaId: string, writer: LogFile.Writer | undefined) => {
-      const outputOrigin = { app, deploymentId, node: replicaId, component: group.name }
-      return (stream: "stdout" | "stderr", line: string) => emit(writer, Envelope.logEntry(outputOrigin, stream, line))
-    }
-
-    let stopping = false
-
-    /** Runs one replica slot: start, wait for exit, restart with backoff, until given up or stopped. */
-    const supervise = (group: Group, slot: Slot) =>
-      Effect.gen(function*() {
-        const crashes: Array<number> = []
-        let consecutive = 0
-        while (!stopping) {
-          const replicaId = Crypto.randomUUID()
-          const writer = yield* writerFor(replicaId)
-          const started = Date.now()
-          const status = yield* Effect.scoped(
-            Effect.gen(function*() {
-              const envelope = yield* Envelope.make({
-                bootstrap: {
-                  app,
-                  deploymentId,
-                  replicaId,
-                  group: group.name,
-                  components: group.components,
-                  runMain: group.runMain,
-                  // One machine: replicas serve on loopback, each on a free port it reports in Ready.
-                  internalAddress: "127.0.0.1:0",
-                  config: options.configSource,
-                  external: [...external],
-                  appModule: options.appModule
-                },
-                socketDir,
-                command: options.launch.command,
-                args: options.launch.args,
-                env: options.launch.env,
-                cwd: options.launch.cwd,
-                handler: handlerFor(group, slot, replicaId),
-                output: output(group, replicaId, writer)
-              })
-              slot.current = { envelope, address: undefined }
-              yield* writeRegistry
-              return yield* envelope.exited
-            }).pipe(
-              Effect.catchTag(
-                "EnvelopeError",
-                (error) =>
-                  Effect.as(Effect.logError(error.message), { code: null, signal: null } as Envelope.ExitStatus)
-              )
-            )
-          )
-          const pid = slot.current?.envelope.pid
-          slot.current = undefined
-          exported.delete(replicaId)
-          refreshProxies()
-          yield* publish(group)
-          yield* writeRegistry
-          if (stopping) {
-            return
-          }
-          const now = Date.now()
-          consecutive = now - started > Duration.toMillis(restart.window) ? 1 : consecutive + 1
-          crashes.push(now)
-          while (crashes.length > 0 && now - crashes[0]! > Duration.toMillis(restart.window)) crashes.shift()
-          const survivors = group.slots.filter((s) => s.current !== undefined).length
-          if (crashes.length >= restart.maxCrashes) {
-            return yield* Effect.logError(
-              `crash loop: replica ${slot.index + 1} of ${group.name} exited ${crashes.length} times within ` +
-                `${Duration.format(restart.window)} (last: pid ${pid ?? "?"}, ${
-                  describeExit(status)
-                }); it is not restarted again. ` +
-                `The deployment keeps serving with ${survivors} other replica(s) of ${group.name}; ` +
-                `see "weaver multi logs" for its output.`
-            )
-          }
-          const base = Math.min(
-            Duration.toMillis(restart.maxDelay),
-            Duration.toMillis(restart.initialDelay) * 2 ** (consecutive - 1)
-          )
-          const delay = Math.round(base * (0.5 + Math.random()))
-          yield* Effect.logWarning(
-            `replica ${slot.index + 1} of ${group.name} (pid ${pid ?? "?"}) ${describeExit(status)}; ` +
-              `restarting it in ${delay} ms`
-          )
-          group.restarts++
-          yield* Effect.sleep(Duration.millis(delay))
-        }
-      })
-
-    const startGroup = (group: Group): Effect.Effect<void> =>
-      Effect.suspend(() => {
-        if (group.started) return Effect.void
-        group.started = true
-        if (group.name === mainGroup && options.mainInProcess) return writeRegistry
-        return Effect.zipRight(
-          Effect.forEach(group.slots, (slot) => Effect.forkIn(supervise(group, slot), scope), { discard: true }),
-          writeRegistry
-        )
-      })
-
-    const activate = (component: string): Effect.Effect<void> => startGroup(groupOf(component))
-
-    const routing = (component: string): Stream.Stream<ReadonlyArray<string>> =>
-      groupOf(component).addresses.changes.pipe(
-        Stream.dropWhile((addresses) => addresses.length === 0),
-        Stream.changesWith((a, b) => a.length === b.length && a.every((x, i) => x === b[i]))
-      )
-
-    // Stop every process at once when the deployment ends (supervisors then see their exits).
-    yield* Effect.addFinalizer(() =>
-      Effect.sync(() => {
-        stopping = true
-        for (const group of groups.values()) {
-          for (const slot of group.slots) slot.current?.envelope.kill("SIGTERM")
-        }
-      })
-    )
-
-    // Proxies of listeners with a configured address are bound up front, so a busy port fails the deployment.
-    for (const listener of Object.keys(config.multi.listeners)) {
-      yield* proxyFor(listener).pipe(Effect.mapError((error) => new DeployError({ reason: error.message })))
-    }
-
+export const make: (options: Options) => Effect.Effect<Deployer["Type"], DeployError, Scope.Scope> = Effect
+  .fnUntraced(function*(options: Options) {
+    const deployment = yield* open(options)
+    yield* Effect.addFinalizer(() => Supervisor.stopAll(deployment))
+    yield* bindListeners(deployment)
     // Main's replicas boot while the status server starts: their start-up is on the way to the first request.
-    if (!options.mainInProcess) yield* startGroup(groupOf(mainGroup))
-
-    // The status server: metrics and profiles of the replicas, through their control sockets.
-    const statusGroups = Effect.sync(() =>
-      [...groups.values()].map((group): Status.Group => ({
-        name: group.name,
-        replicas: group.slots.flatMap((slot) => {
-          const current = slot.current
-          return current === undefined || current.address === undefined ? [] : [{
-            replicaId: current.envelope.replicaId,
-            metrics: current.envelope.metrics,
-            profile: current.envelope.profile
-          }]
-        })
-      }))
-    )
-    const statusAddress = (options.status ?? options.register) === false ? undefined : yield* Status.make({
-      app,
-      deploymentId,
-      groups: statusGroups,
-      traces
-    }).pipe(
-      Effect.map((server) => server.address),
-      Effect.tap((address) => update((d) => ({ ...d, statusAddress: address }))),
-      Effect.catchAll((error) => Effect.as(Effect.logWarning("status server not started", error), undefined))
-    )
-
-    const deployer: Deployer = {
-      statusAddress,
-      metrics: Effect.flatMap(statusGroups, (groups) => Status.metrics({ app, deploymentId }, groups)),
-      profile: (profileOptions) =>
-        Effect.flatMap(statusGroups, (groups) => Status.profileGroups(groups, profileOptions)),
-      app,
-      deploymentId,
-      traces,
-      activate,
-      routing,
-      addExternalReplica: (name, address) =>
-        Effect.suspend(() => {
-          const group = groups.get(name) ?? groupOf(name)
-          group.external.push(address)
-          return Effect.zipRight(publish(group), writeRegistry)
-        }),
-      groups: Effect.sync(() =>
-        [...groups.values()].map((g) => ({
-          name: g.name,
-          components: g.components,
-          started: g.started,
-          restarts: g.restarts,
-          replicas: g.slots.flatMap((s) =>
-            s.current === undefined
-              ? []
-              : [{ replicaId: s.current.envelope.replicaId, pid: s.current.envelope.pid, address: s.current.address }]
-          )
-        }))
-      ),
-      proxies: Effect.sync(() => new Map([...proxies].map(([name, proxy]) => [name, proxy.address])))
-    }
-    return deployer
+    if (!options.mainInProcess) yield* Supervisor.startGroup(deployment, deployment.groups.of(mainGroup))
+    const statusAddress = yield* serveStatus(deployment)
+    return service(deployment, statusAddress)
   })
+
+/**
+ * A deployment as a Layer: started when the layer is built, every process
+ * stopped when its scope closes.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: Options): Layer.Layer<Deployer, DeployError> => Layer.scoped(Deployer, make(options))
+
+/**
+ * The deployment's identity and state, for the lifetime of the scope: the
+ * socket directory of its envelopes, its logs (this fiber logs as the
+ * deployer from now on), its registry entry, its groups and listeners.
+ */
+const open = Effect.fnUntraced(function*(options: Options) {
+  const scope = yield* Effect.scope
+  const app = options.app
+  const deploymentId = options.deploymentId ?? Crypto.randomUUID()
+  const socketDir = yield* Effect.acquireRelease(
+    Effect.sync(() => Fs.mkdtempSync(Path.join(Os.tmpdir(), "weaver-"))),
+    (dir) => Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true }))
+  )
+  const logs = yield* Logs.make({ app, deploymentId, logFiles: options.logFiles, output: options.output })
+  yield* Logs.logAsDeployer(logs, app, deploymentId)
+  const updateRegistry = options.register === false
+    ? (_: (d: Registry.Deployment) => Registry.Deployment) => Effect.void
+    : yield* Registry.register({
+      app,
+      deploymentId,
+      tool: "multi",
+      pid: process.pid,
+      startedAt: Date.now(),
+      configFile: options.configFile,
+      components: [],
+      listeners: []
+    })
+  const deployment: Deployment = {
+    app,
+    deploymentId,
+    options,
+    restart: { ...defaultRestart, ...options.restart },
+    scope,
+    socketDir,
+    logs,
+    groups: Groups.make(options.config, options.external ?? []),
+    listeners: yield* Listeners.make(options.config),
+    traces: Tracing.makeStore(),
+    updateRegistry,
+    stopping: false
+  }
+  return deployment
+})
+
+/** Binds the proxies of the listeners with a configured address up front, so a busy port fails the deployment. */
+const bindListeners = (deployment: Deployment): Effect.Effect<void, DeployError> =>
+  Effect.forEach(
+    Object.keys(deployment.options.config.multi.listeners),
+    (listener) =>
+      deployment.listeners.proxyFor(listener).pipe(
+        Effect.mapError((error) => new DeployError({ reason: error.message }))
+      ),
+    { discard: true }
+  )
+
+/** Every group and its ready replicas, as the status server reaches them. */
+const statusGroups = (deployment: Deployment): Effect.Effect<ReadonlyArray<Status.Group>> =>
+  Effect.sync(() => [...deployment.groups.all.values()].map(Groups.statusGroup))
+
+/**
+ * Serves the status endpoint (metrics and profiles of the replicas, through
+ * their control sockets; traces) and records its address in the registry,
+ * unless turned off. A status server that cannot start is a warning, not a
+ * failed deployment.
+ */
+const serveStatus = (deployment: Deployment): Effect.Effect<string | undefined, never, Scope.Scope> => {
+  const { app, deploymentId, options } = deployment
+  if ((options.status ?? options.register) === false) return Effect.succeed(undefined)
+  return Status.make({ app, deploymentId, groups: statusGroups(deployment), traces: deployment.traces }).pipe(
+    Effect.map((server): string | undefined => server.address),
+    Effect.tap((address) => deployment.updateRegistry((d) => ({ ...d, statusAddress: address }))),
+    Effect.catchAll((error) => Effect.as(Effect.logWarning("status server not started", error), undefined))
+  )
+}
+
+/** The running deployment as the {@link Deployer} service. */
+const service = (deployment: Deployment, statusAddress: string | undefined): Deployer["Type"] => {
+  const { app, deploymentId, groups, listeners } = deployment
+  return {
+    statusAddress,
+    metrics: Effect.flatMap(statusGroups(deployment), (groups) => Status.metrics({ app, deploymentId }, groups)),
+    profile: (options) => Effect.flatMap(statusGroups(deployment), (groups) => Status.profileGroups(groups, options)),
+    app,
+    deploymentId,
+    traces: deployment.traces,
+    activate: (component) => Supervisor.activate(deployment, component),
+    routing: (component) => Supervisor.routing(deployment, component),
+    addExternalReplica: (name, address) =>
+      Effect.suspend(() => {
+        const group = groups.all.get(name) ?? groups.of(name)
+        group.external.push(address)
+        return Effect.zipRight(Groups.publish(group), writeRegistry(deployment))
+      }),
+    groups: Effect.sync(() => [...groups.all.values()].map(Groups.info)),
+    proxies: Effect.sync(() => new Map([...listeners.proxies].map(([name, proxy]) => [name, proxy.address])))
+  }
+}
 
 /**
  * How `weaver multi deploy` starts the application's `binary`: `node` with
@@ -631,21 +393,28 @@ export const launchOf = (config: WeaverConfig.WeaverConfig): Effect.Effect<Launc
  * @category runtime
  */
 export const deploy = (configFile: string): Effect.Effect<never, DeployError | WeaverConfig.WeaverConfigError> =>
-  Effect.gen(function*() {
-    const config = yield* WeaverConfig.load(configFile)
-    const launch = yield* launchOf(config)
-    const app = config.serviceweaver.name ??
-      Path.basename(launch.args.at(-1 - config.serviceweaver.args.length) ?? "app")
-        .replace(/\.[cm]?[jt]s$/, "")
-    const deploymentId = Crypto.randomUUID()
-    yield* make({
-      app,
-      deploymentId,
-      config,
-      configSource: { file: Path.resolve(configFile), dir: config.dir },
-      configFile: Path.resolve(configFile),
-      launch
-    })
-    process.stdout.write(`${Logging.banner(app, deploymentId)}\n`)
-    return yield* Effect.never
-  }).pipe(Effect.scoped)
+  Effect.flatMap(optionsOf(configFile), (options) =>
+    Deployer.pipe(
+      Effect.tap((deployer) =>
+        Effect.sync(() => process.stdout.write(`${Logging.banner(deployer.app, deployer.deploymentId)}\n`))
+      ),
+      Effect.zipRight(Effect.never),
+      Effect.provide(layer(options))
+    ))
+
+/** The deployment of a config file: its app, a new deployment id, how to launch its binary. */
+const optionsOf = Effect.fnUntraced(function*(configFile: string) {
+  const config = yield* WeaverConfig.load(configFile)
+  const launch = yield* launchOf(config)
+  const app = config.serviceweaver.name ??
+    Path.basename(launch.args.at(-1 - config.serviceweaver.args.length) ?? "app")
+      .replace(/\.[cm]?[jt]s$/, "")
+  return {
+    app,
+    deploymentId: Crypto.randomUUID(),
+    config,
+    configSource: { file: Path.resolve(configFile), dir: config.dir },
+    configFile: Path.resolve(configFile),
+    launch
+  } satisfies Options
+})

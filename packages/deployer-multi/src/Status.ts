@@ -19,6 +19,7 @@ import { Profiling, Prometheus, StatusServer } from "@effect-weaver/runtime"
 import type { ServeError } from "@effect/platform/HttpServerError"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import type * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 
 /**
@@ -152,12 +153,25 @@ export interface Options {
  * @since 0.1.0
  * @category constructors
  */
-export const make = (options: Options): Effect.Effect<StatusServer.StatusServer, ServeError, Scope.Scope> =>
-  StatusServer.make({
-    app: options.app,
-    deploymentId: options.deploymentId,
-    replicaId: "deployer",
-    traces: options.traces,
-    snapshots: Effect.flatMap(options.groups, (groups) => metrics(options, groups)),
-    profile: (collect) => Effect.flatMap(options.groups, (groups) => profileGroups(groups, collect))
-  })
+export const make = (options: Options): Effect.Effect<StatusServer.StatusServer["Type"], ServeError, Scope.Scope> =>
+  StatusServer.make(serverOptions(options))
+
+/**
+ * The deployment's status server as a Layer of the runtime's
+ * `StatusServer` service.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: Options): Layer.Layer<StatusServer.StatusServer, ServeError> =>
+  StatusServer.layer(serverOptions(options))
+
+/** The runtime's status server, fed by the replicas instead of by this process. */
+const serverOptions = (options: Options): StatusServer.Options => ({
+  app: options.app,
+  deploymentId: options.deploymentId,
+  replicaId: "deployer",
+  traces: options.traces,
+  snapshots: Effect.flatMap(options.groups, (groups) => metrics(options, groups)),
+  profile: (collect) => Effect.flatMap(options.groups, (groups) => profileGroups(groups, collect))
+})

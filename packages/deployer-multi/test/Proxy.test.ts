@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import * as Http from "node:http"
 import type * as Net from "node:net"
 import * as Proxy from "../src/Proxy.js"
@@ -23,7 +24,7 @@ const backend = (name: string) =>
 /** A loopback address nothing listens on: a server bound and closed again. */
 const refusingAddress = Effect.scoped(Effect.map(backend("gone"), ({ address }) => address))
 
-const get = (proxy: Proxy.Proxy, path: string) =>
+const get = (proxy: Proxy.Proxy["Type"], path: string) =>
   Effect.promise(async () => {
     const response = await fetch(`http://${proxy.address}${path}`)
     return { status: response.status, body: await response.text() }
@@ -80,5 +81,18 @@ describe("Proxy", () => {
       const { body, status } = yield* get(proxy, "/")
       assert.strictEqual(status, 502)
       assert.include(body, "listener web: no replica could be reached")
+    }))
+
+  it.scopedLive("is a service: Proxy.layer binds its address, and a busy one fails the layer naming it", () =>
+    Effect.gen(function*() {
+      const { address } = yield* backend("a")
+      const answer = yield* Effect.gen(function*() {
+        const proxy = yield* Proxy.Proxy
+        proxy.setBackends([address])
+        return yield* get(proxy, "/x")
+      }).pipe(Effect.provide(Proxy.layer({ listener: "web", address: "127.0.0.1:0" })))
+      assert.deepStrictEqual(answer, { status: 200, body: "a /x" })
+      const busy = yield* Layer.build(Proxy.layer({ listener: "web", address })).pipe(Effect.flip)
+      assert.strictEqual(busy.message, `listener web: cannot proxy on ${address}: the address is already in use`)
     }))
 })

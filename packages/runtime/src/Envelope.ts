@@ -13,6 +13,7 @@ import * as RpcClient from "@effect/rpc/RpcClient"
 import type { RpcClientError } from "@effect/rpc/RpcClientError"
 import * as RpcSerialization from "@effect/rpc/RpcSerialization"
 import * as RpcServer from "@effect/rpc/RpcServer"
+import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
@@ -132,12 +133,13 @@ export interface Options {
 }
 
 /**
- * A running weavelet process.
+ * A running weavelet process: the service {@link make} starts and
+ * {@link layer} provides, one per process.
  *
  * @since 0.1.0
- * @category models
+ * @category tags
  */
-export interface Envelope {
+export class Envelope extends Context.Tag("@effect-weaver/runtime/Envelope")<Envelope, {
   readonly replicaId: string
   readonly pid: number
   /** Completes when the process has exited. */
@@ -152,7 +154,7 @@ export interface Envelope {
    * or does not answer within the duration plus 30 s.
    */
   readonly profile: (options: Profiling.CollectOptions) => Effect.Effect<Uint8Array, Profiling.ProfilingError>
-}
+}>() {}
 
 /**
  * The log entry a line of a weavelet's output carries (what {@link Options}'
@@ -222,140 +224,210 @@ export const stopGrace = 3_000
  * Starts a weavelet process and serves its control socket. Closing the
  * scope stops the process (SIGTERM, then SIGKILL after {@link stopGrace}).
  *
+ * The steps: check the internal address, serve the control socket (whose
+ * `Ready` connects to the weavelet's socket), spawn the process with its
+ * bootstrap and relay its output, and stop it when the scope closes.
+ *
  * @since 0.1.0
  * @category constructors
  */
-export const make = (options: Options): Effect.Effect<Envelope, EnvelopeError, Scope.Scope> =>
-  Effect.gen(function*() {
-    const { group, internalAddress, replicaId } = options.bootstrap
-    // Checked here, so that a bad address fails the deployer's call rather than the process it would start.
-    if (!Schema.is(Control.InternalAddress)(internalAddress)) {
-      return yield* new EnvelopeError({
-        group,
-        reason: `bad internal address ${JSON.stringify(internalAddress)}: expected "host:port" with a port from 0 ` +
-          `to 65535 (port 0: any free port)`
-      })
-    }
-    const scope = yield* Effect.scope
-    const controlSocket = Path.join(options.socketDir, `${replicaId.slice(0, 8)}.sock`)
-    const handler = options.handler
-    const weaveletSocket = Path.join(options.socketDir, `${replicaId.slice(0, 8)}.weavelet.sock`)
-    // The weavelet serves its socket before it calls Ready: connect then, once.
-    const weaveletClient = yield* Deferred.make<WeaveletClient>()
-    const connect = Effect.gen(function*() {
-      if (yield* Deferred.isDone(weaveletClient)) return
-      const protocol = yield* Layer.buildWithScope(
-        RpcClient.layerProtocolSocket({ retryTransientErrors: false }).pipe(
-          Layer.provide(NodeSocket.layerNet({ path: weaveletSocket })),
-          Layer.provide(RpcSerialization.layerNdjson)
-        ),
-        scope
-      )
-      const client = yield* RpcClient.make(Control.WeaveletRpcs, { disableTracing: true }).pipe(
-        Effect.provide(protocol),
-        Scope.extend(scope)
-      )
-      yield* Deferred.succeed(weaveletClient, client)
-    }).pipe(
-      Effect.catchAll((error) =>
-        Effect.logWarning(`replica ${replicaId}: cannot connect to ${weaveletSocket}: ${error.message}`)
-      )
-    )
-    const withClient = <A, E>(
-      f: (client: WeaveletClient) => Effect.Effect<A, E>
-    ): Effect.Effect<A, E | ReplicaCallError> =>
-      Effect.gen(function*() {
-        const client = yield* Deferred.poll(weaveletClient)
-        if (Option.isNone(client)) return yield* new ReplicaCallError({ replicaId, reason: "not ready" })
-        return yield* f(yield* client.value)
-      })
-    const handlers = Control.ControlRpcs.toLayer({
-      Ready: ({ address, pid }) => Effect.zipRight(connect, handler.ready(address, pid)),
-      Activate: ({ component }) => handler.activate(component),
-      Routing: ({ component }) => handler.routing(component),
-      ExportListener: ({ address, listener }) => handler.exportListener(listener, address),
-      Health: () => Effect.succeed("ok" as const),
-      TraceSpans: ({ spans }) => handler.traceSpans?.(spans) ?? Effect.void
+export const make: (options: Options) => Effect.Effect<Envelope["Type"], EnvelopeError, Scope.Scope> = Effect
+  .fnUntraced(function*(options: Options) {
+    const { group, replicaId } = options.bootstrap
+    yield* checkInternalAddress(options.bootstrap)
+    const sockets = socketsOf(options)
+    const weavelet = yield* makeWeaveletClient(replicaId, sockets.weavelet)
+    yield* serveControl(group, sockets.control, options.handler, weavelet.connect)
+    const child = yield* spawnWeavelet(options, {
+      ...options.bootstrap,
+      controlSocket: sockets.control,
+      weaveletSocket: sockets.weavelet
     })
-    const server = RpcServer.layer(Control.ControlRpcs, { disableTracing: true }).pipe(
-      Layer.provide(handlers),
-      Layer.provide(RpcServer.layerProtocolSocketServer),
-      Layer.provide(RpcSerialization.layerNdjson),
-      Layer.provide(NodeSocketServer.layer({ path: controlSocket }))
-    )
-    yield* Layer.buildWithScope(server, scope).pipe(
-      Effect.mapError((error) => new EnvelopeError({ group, reason: `control socket ${controlSocket}: ${error}` }))
-    )
-    yield* Effect.addFinalizer(() => Effect.sync(() => Fs.rmSync(controlSocket, { force: true })))
-
-    yield* Effect.addFinalizer(() => Effect.sync(() => Fs.rmSync(weaveletSocket, { force: true })))
-
-    const bootstrap: Control.Bootstrap = { ...options.bootstrap, controlSocket, weaveletSocket }
-    const exited = yield* Deferred.make<ExitStatus>()
-    const child = yield* Effect.try({
-      try: () =>
-        ChildProcess.spawn(options.command, [...options.args], {
-          env: { ...options.env, [Control.bootstrapEnv]: Control.encodeBootstrap(bootstrap) },
-          cwd: options.cwd,
-          stdio: ["ignore", "pipe", "pipe"],
-          detached: true
-        }),
-      catch: (cause) => new EnvelopeError({ group, reason: String(cause) })
-    })
-    child.once("exit", (code, signal) => Deferred.unsafeDone(exited, Effect.succeed({ code, signal })))
-    const started = yield* Effect.async<number, EnvelopeError>((resume) => {
-      if (child.pid !== undefined) return resume(Effect.succeed(child.pid))
-      child.once("error", (cause) => resume(Effect.fail(new EnvelopeError({ group, reason: cause.message }))))
-      child.once("spawn", () => resume(Effect.succeed(child.pid!)))
-    })
-    child.on("error", () => undefined)
-    lines(child.stdout, (line) => options.output("stdout", line))
-    lines(child.stderr, (line) => options.output("stderr", line))
-    yield* Effect.addFinalizer(() =>
-      Effect.gen(function*() {
-        if (yield* Deferred.isDone(exited)) return
-        signalGroup(started, "SIGTERM")
-        const done = yield* Deferred.await(exited).pipe(Effect.timeout(stopGrace), Effect.option)
-        if (done._tag === "None") {
-          signalGroup(started, "SIGKILL")
-          yield* Deferred.await(exited).pipe(Effect.timeout(stopGrace), Effect.ignore)
-        }
-      })
-    )
+    yield* stopOnClose(child)
     return {
       replicaId,
-      pid: started,
-      exited: Deferred.await(exited),
-      kill: (signal) => signalGroup(started, signal),
-      metrics: withClient((client) => client.GetMetrics()).pipe(
-        Effect.timeoutFail({
-          duration: "10 seconds",
-          onTimeout: () => new ReplicaCallError({ replicaId, reason: "no metrics within 10 seconds" })
-        }),
-        Effect.catchTag("RpcClientError", (error) =>
-          Effect.fail(new ReplicaCallError({ replicaId, reason: error.message })))
-      ),
-      profile: (profileOptions) => {
-        const duration = Duration.decode(profileOptions.duration)
-        return withClient((client) =>
-          client.GetProfile({ type: profileOptions.type, durationMs: Duration.toMillis(duration) })
-        ).pipe(
-          Effect.timeoutFail({
-            duration: Duration.sum(duration, Duration.seconds(30)),
-            onTimeout: () =>
-              new ReplicaCallError({ replicaId, reason: "no profile in time" })
-          }),
-          Effect.catchTags({
-            ProfileFailed: (error) =>
-              Effect.fail(new Profiling.ProfilingError({ reason: error.reason, message: error.message })),
-            RpcClientError: (error) =>
-              Effect.fail(
-                new Profiling.ProfilingError({ reason: "failed", message: `replica ${replicaId}: ${error.message}` })
-              ),
-            ReplicaCallError: (error) =>
-              Effect.fail(new Profiling.ProfilingError({ reason: "failed", message: error.message }))
-          })
-        )
-      }
-    } satisfies Envelope
+      pid: child.pid,
+      exited: Deferred.await(child.exited),
+      kill: (signal) => signalGroup(child.pid, signal),
+      metrics: replicaMetrics(replicaId, weavelet.call),
+      profile: replicaProfile(replicaId, weavelet.call)
+    }
   })
+
+/**
+ * One weavelet process as a Layer: started when the layer is built,
+ * stopped when its scope closes.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: Options): Layer.Layer<Envelope, EnvelopeError> => Layer.scoped(Envelope, make(options))
+
+/** Refuses a malformed internal address here, so that it fails the deployer's call rather than the process. */
+const checkInternalAddress = (bootstrap: Options["bootstrap"]): Effect.Effect<void, EnvelopeError> =>
+  Schema.is(Control.InternalAddress)(bootstrap.internalAddress) ? Effect.void : new EnvelopeError({
+    group: bootstrap.group,
+    reason: `bad internal address ${JSON.stringify(bootstrap.internalAddress)}: expected "host:port" with a port ` +
+      `from 0 to 65535 (port 0: any free port)`
+  })
+
+/** The two Unix sockets of the control plane, in the deployment's socket directory. */
+const socketsOf = (options: Options) => {
+  const prefix = Path.join(options.socketDir, options.bootstrap.replicaId.slice(0, 8))
+  return { control: `${prefix}.sock`, weavelet: `${prefix}.weavelet.sock` }
+}
+
+/**
+ * The client of the weavelet's socket (`WeaveletRpcs`). The weavelet serves
+ * it before it calls `Ready`: `connect` then, once; until then `call` fails
+ * as not ready. The socket file is removed when the scope closes.
+ */
+const makeWeaveletClient = Effect.fnUntraced(function*(replicaId: string, socket: string) {
+  const scope = yield* Effect.scope
+  const client = yield* Deferred.make<WeaveletClient>()
+  yield* Effect.addFinalizer(() => Effect.sync(() => Fs.rmSync(socket, { force: true })))
+  const connect = Effect.gen(function*() {
+    if (yield* Deferred.isDone(client)) return
+    const protocol = yield* Layer.buildWithScope(
+      RpcClient.layerProtocolSocket({ retryTransientErrors: false }).pipe(
+        Layer.provide(NodeSocket.layerNet({ path: socket })),
+        Layer.provide(RpcSerialization.layerNdjson)
+      ),
+      scope
+    )
+    const connected = yield* RpcClient.make(Control.WeaveletRpcs, { disableTracing: true }).pipe(
+      Effect.provide(protocol),
+      Scope.extend(scope)
+    )
+    yield* Deferred.succeed(client, connected)
+  }).pipe(
+    Effect.catchAll((error) => Effect.logWarning(`replica ${replicaId}: cannot connect to ${socket}: ${error.message}`))
+  )
+  const call = <A, E>(f: (client: WeaveletClient) => Effect.Effect<A, E>): Effect.Effect<A, E | ReplicaCallError> =>
+    Effect.gen(function*() {
+      const connected = yield* Deferred.poll(client)
+      if (Option.isNone(connected)) return yield* new ReplicaCallError({ replicaId, reason: "not ready" })
+      return yield* f(yield* connected.value)
+    })
+  return { connect, call }
+})
+
+type WeaveletCall = <A, E>(f: (client: WeaveletClient) => Effect.Effect<A, E>) => Effect.Effect<A, E | ReplicaCallError>
+
+/**
+ * Serves `ControlRpcs` on the control socket for the scope, answering with
+ * `handler`; `Ready` first connects to the weavelet's socket.
+ */
+const serveControl = (
+  group: string,
+  socket: string,
+  handler: Handler,
+  connect: Effect.Effect<void>
+): Effect.Effect<void, EnvelopeError, Scope.Scope> => {
+  const handlers = Control.ControlRpcs.toLayer({
+    Ready: ({ address, pid }) => Effect.zipRight(connect, handler.ready(address, pid)),
+    Activate: ({ component }) => handler.activate(component),
+    Routing: ({ component }) => handler.routing(component),
+    ExportListener: ({ address, listener }) => handler.exportListener(listener, address),
+    Health: () => Effect.succeed("ok" as const),
+    TraceSpans: ({ spans }) => handler.traceSpans?.(spans) ?? Effect.void
+  })
+  const server = RpcServer.layer(Control.ControlRpcs, { disableTracing: true }).pipe(
+    Layer.provide(handlers),
+    Layer.provide(RpcServer.layerProtocolSocketServer),
+    Layer.provide(RpcSerialization.layerNdjson),
+    Layer.provide(NodeSocketServer.layer({ path: socket }))
+  )
+  return Effect.scopeWith((scope) => Layer.buildWithScope(server, scope)).pipe(
+    Effect.mapError((error) => new EnvelopeError({ group, reason: `control socket ${socket}: ${error}` })),
+    Effect.zipRight(Effect.addFinalizer(() => Effect.sync(() => Fs.rmSync(socket, { force: true }))))
+  )
+}
+
+interface Child {
+  readonly pid: number
+  readonly exited: Deferred.Deferred<ExitStatus>
+}
+
+/**
+ * Spawns the weavelet with its bootstrap in the environment, in a process
+ * group of its own, and relays every line it writes to `options.output`.
+ */
+const spawnWeavelet = Effect.fnUntraced(function*(options: Options, bootstrap: Control.Bootstrap) {
+  const group = bootstrap.group
+  const exited = yield* Deferred.make<ExitStatus>()
+  const child = yield* Effect.try({
+    try: () =>
+      ChildProcess.spawn(options.command, [...options.args], {
+        env: { ...options.env, [Control.bootstrapEnv]: Control.encodeBootstrap(bootstrap) },
+        cwd: options.cwd,
+        stdio: ["ignore", "pipe", "pipe"],
+        detached: true
+      }),
+    catch: (cause) => new EnvelopeError({ group, reason: String(cause) })
+  })
+  child.once("exit", (code, signal) => Deferred.unsafeDone(exited, Effect.succeed({ code, signal })))
+  const pid = yield* Effect.async<number, EnvelopeError>((resume) => {
+    if (child.pid !== undefined) return resume(Effect.succeed(child.pid))
+    child.once("error", (cause) => resume(Effect.fail(new EnvelopeError({ group, reason: cause.message }))))
+    child.once("spawn", () => resume(Effect.succeed(child.pid!)))
+  })
+  child.on("error", () => undefined)
+  lines(child.stdout, (line) => options.output("stdout", line))
+  lines(child.stderr, (line) => options.output("stderr", line))
+  return { pid, exited } satisfies Child
+})
+
+/** When the scope closes: SIGTERM to the process group, then SIGKILL after {@link stopGrace}. */
+const stopOnClose = (child: Child): Effect.Effect<void, never, Scope.Scope> =>
+  Effect.addFinalizer(() =>
+    Effect.gen(function*() {
+      if (yield* Deferred.isDone(child.exited)) return
+      signalGroup(child.pid, "SIGTERM")
+      const done = yield* Deferred.await(child.exited).pipe(Effect.timeout(stopGrace), Effect.option)
+      if (done._tag === "None") {
+        signalGroup(child.pid, "SIGKILL")
+        yield* Deferred.await(child.exited).pipe(Effect.timeout(stopGrace), Effect.ignore)
+      }
+    })
+  )
+
+/** `GetMetrics`, within 10 s. */
+const replicaMetrics = (
+  replicaId: string,
+  call: WeaveletCall
+): Effect.Effect<ReadonlyArray<Prometheus.MetricSnapshot>, ReplicaCallError> =>
+  call((client) => client.GetMetrics()).pipe(
+    Effect.timeoutFail({
+      duration: "10 seconds",
+      onTimeout: () => new ReplicaCallError({ replicaId, reason: "no metrics within 10 seconds" })
+    }),
+    Effect.catchTag(
+      "RpcClientError",
+      (error) => Effect.fail(new ReplicaCallError({ replicaId, reason: error.message }))
+    )
+  )
+
+/** `GetProfile`, within its duration plus 30 s; every failure as a `ProfilingError`. */
+const replicaProfile = (replicaId: string, call: WeaveletCall) =>
+(
+  options: Profiling.CollectOptions
+): Effect.Effect<Uint8Array, Profiling.ProfilingError> => {
+  const duration = Duration.decode(options.duration)
+  return call((client) => client.GetProfile({ type: options.type, durationMs: Duration.toMillis(duration) })).pipe(
+    Effect.timeoutFail({
+      duration: Duration.sum(duration, Duration.seconds(30)),
+      onTimeout: () => new ReplicaCallError({ replicaId, reason: "no profile in time" })
+    }),
+    Effect.catchTags({
+      ProfileFailed: (error) =>
+        Effect.fail(new Profiling.ProfilingError({ reason: error.reason, message: error.message })),
+      RpcClientError: (error) =>
+        Effect.fail(
+          new Profiling.ProfilingError({ reason: "failed", message: `replica ${replicaId}: ${error.message}` })
+        ),
+      ReplicaCallError: (error) =>
+        Effect.fail(new Profiling.ProfilingError({ reason: "failed", message: error.message }))
+    })
+  )
+}

@@ -20,7 +20,9 @@ import * as HttpServer from "@effect/platform/HttpServer"
 import type { ServeError } from "@effect/platform/HttpServerError"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Http from "node:http"
@@ -78,15 +80,16 @@ export interface Options {
 }
 
 /**
- * A running status server.
+ * A running status server: the service {@link make} starts and
+ * {@link layer} provides.
  *
  * @since 0.1.0
- * @category models
+ * @category tags
  */
-export interface StatusServer {
+export class StatusServer extends Context.Tag("@effect-weaver/runtime/StatusServer")<StatusServer, {
   /** `127.0.0.1:port`. */
   readonly address: string
-}
+}>() {}
 
 const encodeMetrics = Schema.encodeSync(MetricsResponse)
 
@@ -101,40 +104,56 @@ export const metrics = (options: Options): Array<Prometheus.MetricSnapshot> =>
 
 /**
  * Starts the status server on `127.0.0.1` with a free port, for the
- * lifetime of the scope.
+ * lifetime of the scope: bind, then serve {@link router}.
  *
  * @since 0.1.0
  * @category constructors
  */
-export const make = (options: Options): Effect.Effect<StatusServer, ServeError, Scope.Scope> =>
-  Effect.gen(function*() {
+export const make: (options: Options) => Effect.Effect<StatusServer["Type"], ServeError, Scope.Scope> = Effect
+  .fnUntraced(function*(options: Options) {
     const server = yield* NodeHttpServer.make(() => Http.createServer(), { host: "127.0.0.1", port: 0 })
     const address = server.address._tag === "TcpAddress" ? `127.0.0.1:${server.address.port}` : ""
-    const snapshots = options.snapshots ?? Effect.sync(() => metrics(options))
-    const router = HttpRouter.empty.pipe(
-      HttpRouter.get(
-        Prometheus.path,
-        Effect.map(snapshots, (snapshots) =>
-          HttpServerResponse.text(Prometheus.encode(snapshots, { targets: [address] }), {
-            contentType: "text/plain; version=0.0.4; charset=utf-8"
-          }))
-      ),
-      HttpRouter.get(
-        metricsPath,
-        Effect.map(snapshots, (snapshots) =>
-          HttpServerResponse.unsafeJson(encodeMetrics(snapshots)))
-      ),
-      HttpRouter.get(healthzPath, HttpServerResponse.text("OK")),
-      HttpRouter.get(Tracing.tracesPath, tracesHandler(options.traces)),
-      HttpRouter.get(Tracing.traceFetchPath, traceFetchHandler(options.traces)),
-      HttpRouter.get(
-        Profiling.path,
-        options.profile === undefined ? Profiling.httpHandler : Profiling.makeHttpHandler(options.profile)
-      )
-    )
-    yield* HttpServer.serveEffect()(router).pipe(Effect.provideService(HttpServer.HttpServer, server))
+    yield* HttpServer.serveEffect()(router(options, address)).pipe(Effect.provideService(HttpServer.HttpServer, server))
     return { address }
   })
+
+/**
+ * The status server as a Layer: started when the layer is built, stopped
+ * when its scope closes.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: Options): Layer.Layer<StatusServer, ServeError> =>
+  Layer.scoped(StatusServer, make(options))
+
+/** The routes of the status server at `address`: the paths in the table above. */
+const router = (options: Options, address: string) => {
+  const snapshots = options.snapshots ?? Effect.sync(() => metrics(options))
+  return HttpRouter.empty.pipe(
+    HttpRouter.get(
+      Prometheus.path,
+      Effect.map(
+        snapshots,
+        (snapshots) =>
+          HttpServerResponse.text(Prometheus.encode(snapshots, { targets: [address] }), {
+            contentType: "text/plain; version=0.0.4; charset=utf-8"
+          })
+      )
+    ),
+    HttpRouter.get(
+      metricsPath,
+      Effect.map(snapshots, (snapshots) => HttpServerResponse.unsafeJson(encodeMetrics(snapshots)))
+    ),
+    HttpRouter.get(healthzPath, HttpServerResponse.text("OK")),
+    HttpRouter.get(Tracing.tracesPath, tracesHandler(options.traces)),
+    HttpRouter.get(Tracing.traceFetchPath, traceFetchHandler(options.traces)),
+    HttpRouter.get(
+      Profiling.path,
+      options.profile === undefined ? Profiling.httpHandler : Profiling.makeHttpHandler(options.profile)
+    )
+  )
+}
 
 const searchParams = Effect.map(
   HttpServerRequest.HttpServerRequest,

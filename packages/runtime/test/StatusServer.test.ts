@@ -51,6 +51,20 @@ status_test_count{serviceweaver_app="app",serviceweaver_node="r1",serviceweaver_
       assert.strictEqual((yield* get(`http://${server.address}/nope`)).status, 404)
     }))
 
+  it.scoped("is a service: StatusServer.layer serves while its scope is open", () =>
+    Effect.gen(function*() {
+      const address = yield* StatusServer.StatusServer.pipe(
+        Effect.map((server) => server.address),
+        Effect.provide(StatusServer.layer({ app: "app", deploymentId: "d1", replicaId: "r1" }))
+      )
+      assert.match(address, /^127\.0\.0\.1:\d+$/)
+      // Provided to one effect, the layer's scope closed with it: the server no longer answers.
+      const after = yield* Effect.promise(() =>
+        fetch(`http://${address}${StatusServer.healthzPath}`).then(() => "answered", () => "refused")
+      )
+      assert.strictEqual(after, "refused")
+    }))
+
   it.live("Weaver.run starts one and records its address in the registry entry", () =>
     Effect.gen(function*() {
       const dir = yield* Effect.acquireRelease(

@@ -25,7 +25,7 @@ import * as Url from "node:url"
  * @category models
  */
 export interface TestDeployment {
-  readonly deployer: Deployer.Deployer
+  readonly deployer: Deployer.Deployer["Type"]
   /** The transport of the test process, which plays the main group. */
   readonly transport: Layer.Layer<Transport.Transport>
   /** Serves the fakes of the test process to the replicas; call once its weavelet exists. */

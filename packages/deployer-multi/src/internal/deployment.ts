@@ -1,0 +1,53 @@
+/**
+ * What the steps of a multiprocess deployment share: its identity and
+ * options, and the state each step reads or changes.
+ *
+ * @internal
+ */
+import type * as Registry from "@effect-weaver/runtime/Registry"
+import type * as Tracing from "@effect-weaver/runtime/Tracing"
+import type * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
+import type { Options, Restart } from "../Deployer.js"
+import * as Groups from "./groups.js"
+import type * as Listeners from "./listeners.js"
+import type * as Logs from "./logs.js"
+
+/** @internal */
+export interface Deployment {
+  readonly app: string
+  readonly deploymentId: string
+  readonly options: Options
+  readonly restart: Restart
+  /** The deployment's scope: replicas, proxies and log files live as long as it. */
+  readonly scope: Scope.Scope
+  /** The directory of the envelopes' control sockets. */
+  readonly socketDir: string
+  readonly logs: Logs.Logs
+  readonly groups: Groups.Groups
+  readonly listeners: Listeners.Listeners
+  readonly traces: Tracing.Store
+  /** Changes the registry entry (a no-op when the deployment is not registered). */
+  readonly updateRegistry: (f: (d: Registry.Deployment) => Registry.Deployment) => Effect.Effect<void>
+  /** Set when the deployment ends: a replica that exits then is not restarted. */
+  stopping: boolean
+}
+
+/**
+ * Writes the pids of every started group and the addresses of the listeners'
+ * proxies to the registry entry (`weaver multi status`).
+ *
+ * @internal
+ */
+export const writeRegistry = (deployment: Deployment): Effect.Effect<void> =>
+  deployment.updateRegistry((d) => ({
+    ...d,
+    components: [...deployment.groups.all.values()].filter((g) => g.started).flatMap((g) => {
+      const pids = Groups.pids(g)
+      return g.components.map((name) => ({
+        name,
+        pids: name === Groups.mainGroup && deployment.options.mainInProcess ? [process.pid] : pids
+      }))
+    }),
+    listeners: [...deployment.listeners.proxies.values()].map((p) => ({ name: p.listener, address: p.address }))
+  }))
