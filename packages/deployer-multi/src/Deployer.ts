@@ -29,7 +29,8 @@
  *
  * @since 0.1.0
  */
-import type * as Control from "@effect-weaver/runtime/Control"
+import type * as Certificates from "@effect-weaver/runtime/Certificates"
+import * as Control from "@effect-weaver/runtime/Control"
 import * as Logging from "@effect-weaver/runtime/Logging"
 import type * as Profiling from "@effect-weaver/runtime/Profiling"
 import type * as Prometheus from "@effect-weaver/runtime/Prometheus"
@@ -52,6 +53,7 @@ import { writeRegistry } from "./internal/deployment.js"
 import * as Groups from "./internal/groups.js"
 import * as Listeners from "./internal/listeners.js"
 import * as Logs from "./internal/logs.js"
+import * as Security from "./internal/security.js"
 import * as Supervisor from "./internal/supervisor.js"
 import * as Status from "./Status.js"
 
@@ -140,6 +142,11 @@ export interface Options {
    */
   readonly mainInProcess?: boolean | undefined
   readonly external?: ReadonlyArray<string> | undefined
+  /**
+   * Mutual TLS between the processes, with call-graph authorization (default:
+   * `[multi] mtls` of the config, on unless set to false).
+   */
+  readonly mtls?: boolean | undefined
   readonly restart?: Partial<Restart> | undefined
   /** Record the deployment in the `multi` registry (default true). */
   readonly register?: boolean | undefined
@@ -208,6 +215,16 @@ export class Deployer extends Context.Tag("@effect-weaver/deployer-multi/Deploye
   readonly profile: (options: Profiling.CollectOptions) => Effect.Effect<Uint8Array, Profiling.ProfilingError>
   /** The status server's `host:port` (recorded in the registry), if it runs; see {@link Options.status}. */
   readonly statusAddress: string | undefined
+  /**
+   * The mutual TLS credentials of `group`'s processes (for a group hosted
+   * outside the deployer's processes, such as the in-process main group);
+   * `undefined` when the deployment does not use mutual TLS.
+   */
+  readonly credentials: (group: string) => Effect.Effect<Certificates.Credentials | undefined, Control.ControlError>
+  /** The components a peer of `group` may call (see `Envelope.Handler`'s `authorize`). */
+  readonly authorize: (group: string) => Effect.Effect<ReadonlyArray<string>>
+  /** Records an edge of the call graph reported outside the deployer's processes. */
+  readonly requires: (caller: string, component: string) => Effect.Effect<void>
 }>() {}
 
 /**
@@ -269,6 +286,12 @@ const open = Effect.fnUntraced(function*(options: Options) {
       components: [],
       listeners: []
     })
+  const groups = Groups.make(options.config, options.external ?? [])
+  const security = (options.mtls ?? options.config.multi.mtls)
+    ? yield* Security.make(app, groups.all).pipe(
+      Effect.mapError((error) => new DeployError({ reason: `mutual TLS: ${error.message}` }))
+    )
+    : undefined
   const deployment: Deployment = {
     app,
     deploymentId,
@@ -277,9 +300,10 @@ const open = Effect.fnUntraced(function*(options: Options) {
     scope,
     socketDir,
     logs,
-    groups: Groups.make(options.config, options.external ?? []),
+    groups,
     listeners: yield* Listeners.make(options.config),
     traces: Tracing.makeStore(),
+    security,
     updateRegistry,
     stopping: false
   }
@@ -336,6 +360,12 @@ const service = (deployment: Deployment, statusAddress: string | undefined): Dep
         return Effect.zipRight(Groups.publish(group), writeRegistry(deployment))
       }),
     groups: Effect.sync(() => [...groups.all.values()].map(Groups.info)),
+    credentials: (name) => {
+      const security = deployment.security
+      return security === undefined ? Effect.succeed(undefined) : security.credentials(groups.all.get(name) ?? groups.of(name))
+    },
+    authorize: (name) => Effect.sync(() => deployment.security?.authorize(name) ?? [Control.anyComponent]),
+    requires: (caller, component) => Effect.sync(() => deployment.security?.requires(caller, component)),
     proxies: Effect.sync(() => new Map([...listeners.proxies].map(([name, proxy]) => [name, proxy.address])))
   }
 }

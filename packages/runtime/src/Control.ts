@@ -14,6 +14,9 @@
  * | `ExportListener {listener, address}` | a listener serves on `address`: route the listener's proxy to it |
  * | `Health` | answered while the deployer is alive |
  * | `TraceSpans {spans}` | finished spans, about once a second, for the deployer's trace store |
+ * | `Certificate` | the weavelet's mutual TLS credentials (`GetSelfCertificate`), when its bootstrap says `mtls` |
+ * | `Authorize {group}` | the components a peer of colocation group `group` may call (`VerifyClientCertificate`) |
+ * | `Requires {caller, component}` | an edge of the call graph: the code of `caller` resolved `component` |
  *
  * And the calls the envelope makes to its weavelet ({@link WeaveletRpcs}),
  * served by the weavelet on a second Unix socket (`weaveletSocket` in its
@@ -30,6 +33,7 @@ import * as Rpc from "@effect/rpc/Rpc"
 import * as RpcGroup from "@effect/rpc/RpcGroup"
 import * as Either from "effect/Either"
 import * as Schema from "effect/Schema"
+import * as Certificates from "./Certificates.js"
 import * as Prometheus from "./Prometheus.js"
 import { weaveletEnv } from "./Runtime.js"
 import * as Tracing from "./Tracing.js"
@@ -51,6 +55,15 @@ export const bootstrapEnv = weaveletEnv
  * @category constants
  */
 export const logMarker = "\u001eweaver:log "
+
+/**
+ * What `Authorize` answers for a group that may call every component (no
+ * name of a component can be it).
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const anyComponent = "*"
 
 /**
  * A control call the deployer refused, with the reason.
@@ -78,6 +91,9 @@ export class ControlRpcs extends RpcGroup.make(
     error: ControlError
   }),
   Rpc.make("Health", { success: Schema.Literal("ok") }),
+  Rpc.make("Certificate", { success: Certificates.Credentials, error: ControlError }),
+  Rpc.make("Authorize", { payload: { group: Schema.String }, success: Schema.Array(Schema.String) }),
+  Rpc.make("Requires", { payload: { caller: Schema.String, component: Schema.String } }),
   Rpc.make("TraceSpans", { payload: { spans: Tracing.Spans } })
 ) {}
 
@@ -175,7 +191,13 @@ export const Bootstrap = Schema.Struct({
   config: Schema.Struct({ file: Schema.String, dir: Schema.String, text: Schema.optional(Schema.String) }),
   /** Components that are called but implemented elsewhere (weavertest fakes). */
   external: Schema.optionalWith(Schema.Array(Schema.String), { default: () => [] }),
-  appModule: Schema.optional(AppModule)
+  appModule: Schema.optional(AppModule),
+  /**
+   * Whether the weavelet serves and calls over mutual TLS, with the
+   * credentials it asks its envelope for (`Certificate`), and authorizes each
+   * caller's group (`Authorize`).
+   */
+  mtls: Schema.optionalWith(Schema.Boolean, { default: () => false })
 })
 
 /**

@@ -26,6 +26,7 @@ import type * as Stream from "effect/Stream"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
+import type * as Certificates from "./Certificates.js"
 import * as Control from "./Control.js"
 import * as LogFile from "./LogFile.js"
 import type * as Logging from "./Logging.js"
@@ -94,6 +95,21 @@ export interface Handler {
   readonly exportListener: (listener: string, address: string) => Effect.Effect<string, Control.ControlError>
   /** Receives the weavelet's finished spans; dropped if absent. */
   readonly traceSpans?: ((spans: ReadonlyArray<Tracing.Span>) => Effect.Effect<void>) | undefined
+  /**
+   * The weavelet's mutual TLS credentials (`GetSelfCertificate`), issued by
+   * the deployment's authority for its colocation group: required when the
+   * bootstrap says `mtls`. They reach the weavelet over the control socket
+   * only, never through a file or the environment.
+   */
+  readonly certificate?: Effect.Effect<Certificates.Credentials, Control.ControlError> | undefined
+  /**
+   * The components a peer of colocation group `group` may call
+   * (`VerifyClientCertificate`): those its members require, by the call
+   * graph. Absent: every component.
+   */
+  readonly authorize?: ((group: string) => Effect.Effect<ReadonlyArray<string>>) | undefined
+  /** The code of `caller`, in this weavelet, resolved `component`: an edge of the call graph. */
+  readonly requires?: ((caller: string, component: string) => Effect.Effect<void>) | undefined
 }
 
 /**
@@ -330,7 +346,12 @@ const serveControl = (
     Routing: ({ component }) => handler.routing(component),
     ExportListener: ({ address, listener }) => handler.exportListener(listener, address),
     Health: () => Effect.succeed("ok" as const),
-    TraceSpans: ({ spans }) => handler.traceSpans?.(spans) ?? Effect.void
+    TraceSpans: ({ spans }) => handler.traceSpans?.(spans) ?? Effect.void,
+    Certificate: () =>
+      handler.certificate ??
+        new Control.ControlError({ message: "this deployment does not use mutual TLS: its deployer issues no certificates" }),
+    Authorize: ({ group }) => handler.authorize?.(group) ?? Effect.succeed([Control.anyComponent]),
+    Requires: ({ caller, component }) => handler.requires?.(caller, component) ?? Effect.void
   })
   const server = RpcServer.layer(Control.ControlRpcs, { disableTracing: true }).pipe(
     Layer.provide(handlers),

@@ -125,7 +125,9 @@ export const SingleSection = Schema.Struct({
  */
 export const MultiSection = Schema.Struct({
   listeners: Schema.optionalWith(Listeners, { default: () => ({}) }),
-  replicas: Schema.optionalWith(Schema.Int.pipe(Schema.between(1, 64)), { default: () => 2 })
+  replicas: Schema.optionalWith(Schema.Int.pipe(Schema.between(1, 64)), { default: () => 2 }),
+  /** Mutual TLS between the processes, with call-graph authorization (Service Weaver's `mtls`); on by default. */
+  mtls: Schema.optionalWith(Schema.Boolean, { default: () => true })
 })
 
 /**
@@ -193,7 +195,7 @@ export const empty = (file = "<no config>", dir = process.cwd()): WeaverConfig =
   dir,
   serviceweaver: { args: [], env: [], colocate: [] },
   single: { listeners: {} },
-  multi: { listeners: {}, replicas: 2 },
+  multi: { listeners: {}, replicas: 2, mtls: true },
   sections: {}
 })
 

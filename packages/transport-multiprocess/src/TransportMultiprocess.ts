@@ -7,6 +7,7 @@
  *
  * @since 0.1.0
  */
+import type { Certificates } from "@effect-weaver/runtime"
 import { Transport, Weavelet } from "@effect-weaver/runtime"
 import * as TransportRpc from "@effect-weaver/transport-rpc/TransportRpc"
 import * as Duration from "effect/Duration"
@@ -27,6 +28,8 @@ export interface Placement {
   readonly activate: (component: string) => Effect.Effect<void, unknown>
   /** The component's replica addresses, a new set on every change. */
   readonly routing: (component: string) => Stream.Stream<ReadonlyArray<string>, unknown>
+  /** Mutual TLS credentials of this process: calls then go over TLS, to replicas whose certificate names the component. */
+  readonly tls?: Certificates.Credentials | undefined
 }
 
 /**
@@ -62,7 +65,11 @@ export const startTimeout = Duration.seconds(60)
  * @category constructors
  */
 export const make = Effect.fnUntraced(function*(placement: Placement) {
-  const rpc = yield* TransportRpc.make({ deploymentId: placement.deploymentId, resolve: resolve(placement) })
+  const rpc = yield* TransportRpc.make({
+    deploymentId: placement.deploymentId,
+    resolve: resolve(placement),
+    tls: placement.tls
+  })
   const transport: Transport.Transport["Type"] = {
     name: "multi",
     connect: (component) =>

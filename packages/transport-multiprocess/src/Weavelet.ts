@@ -40,10 +40,12 @@ import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Fiber from "effect/Fiber"
 import * as FiberRef from "effect/FiberRef"
 import * as HashSet from "effect/HashSet"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
+import * as EffectRuntime from "effect/Runtime"
 import * as Schedule from "effect/Schedule"
 import * as TransportMultiprocess from "./TransportMultiprocess.js"
 
@@ -205,10 +207,20 @@ export const run = <E>(
       ).pipe(Effect.ignore, Effect.forkScoped)
     }
 
+    const credentials = boot.mtls
+      ? yield* client.Certificate().pipe(
+        Effect.mapError((error) =>
+          new WeaveletError({ reason: `mutual TLS: cannot get this process's certificate: ${error.message}` })
+        )
+      )
+      : undefined
+    const edges = yield* reportEdges((caller, component) => client.Requires({ caller, component }))
     const transport = TransportMultiprocess.layer({
       deploymentId: boot.deploymentId,
-      activate: (component) => client.Activate({ component }),
-      routing: (component) => client.Routing({ component })
+      // A callee authorizes this process's calls by the edges it reported: they reach the deployer first.
+      activate: (component) => Effect.zipRight(edges.reported, client.Activate({ component })),
+      routing: (component) => client.Routing({ component }),
+      tls: credentials
     })
     const implemented = new Set(app.implementations.map((impl) => impl.component.componentName))
     const extraComponents = (options?.extraComponents ?? []).filter((c) => !implemented.has(c.componentName))
@@ -219,6 +231,7 @@ export const run = <E>(
         replicaId: boot.replicaId,
         hosted: new Set(boot.components),
         extraComponents,
+        onRequire: edges.report,
         listeners: {
           declared: app.listeners,
           address: () => "127.0.0.1:0",
@@ -232,7 +245,14 @@ export const run = <E>(
         }
       })
       const { host, port } = Address.split(boot.internalAddress, "0.0.0.0")
-      const server = yield* Server.serve({ host, port }).pipe(
+      const server = yield* Server.serve({
+        host,
+        port,
+        tls: credentials === undefined ? undefined : {
+          credentials,
+          authorize: (peer) => client.Authorize({ group: peer.group }).pipe(Effect.orElseSucceed(() => []))
+        }
+      }).pipe(
         Effect.provideService(CoreWeavelet.Weavelet, weavelet),
         Effect.mapError((error) =>
           new WeaveletError({
@@ -253,6 +273,29 @@ export const run = <E>(
       }))
     )
   }).pipe(Effect.scoped)
+
+/**
+ * Reports the edges of the call graph this process sees to its deployer, in
+ * order, in the background (a component's code resolves a client
+ * synchronously); `reported` waits until those reported so far are in.
+ */
+const reportEdges = Effect.fnUntraced(function*(
+  send: (caller: string, component: string) => Effect.Effect<void, unknown>
+) {
+  const runtime = yield* Effect.runtime<never>()
+  let last: Fiber.RuntimeFiber<void> | undefined
+  const report = (caller: string, component: string) => {
+    const previous = last
+    last = EffectRuntime.runFork(runtime)(
+      Effect.zipRight(
+        previous === undefined ? Effect.void : Fiber.await(previous),
+        send(caller, component).pipe(Effect.ignore)
+      )
+    )
+  }
+  const reported = Effect.suspend(() => last === undefined ? Effect.void : Fiber.await(last)).pipe(Effect.asVoid)
+  return { report, reported }
+})
 
 const isApp = (u: unknown): u is App.App<any, any> =>
   typeof u === "object" && u !== null && (u as { _tag?: unknown })._tag === "App" &&

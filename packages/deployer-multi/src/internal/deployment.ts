@@ -12,6 +12,7 @@ import type { Options, Restart } from "../Deployer.js"
 import * as Groups from "./groups.js"
 import type * as Listeners from "./listeners.js"
 import type * as Logs from "./logs.js"
+import type * as Security from "./security.js"
 
 /** @internal */
 export interface Deployment {
@@ -27,6 +28,8 @@ export interface Deployment {
   readonly groups: Groups.Groups
   readonly listeners: Listeners.Listeners
   readonly traces: Tracing.Store
+  /** Mutual TLS and call-graph authorization; undefined when `[multi] mtls` is off. */
+  readonly security: Security.Security | undefined
   /** Changes the registry entry (a no-op when the deployment is not registered). */
   readonly updateRegistry: (f: (d: Registry.Deployment) => Registry.Deployment) => Effect.Effect<void>
   /** Set when the deployment ends: a replica that exits then is not restarted. */

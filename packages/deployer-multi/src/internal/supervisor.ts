@@ -130,7 +130,8 @@ const runReplica = (
         internalAddress: "127.0.0.1:0",
         config: options.configSource,
         external: [...deployment.groups.external],
-        appModule: options.appModule
+        appModule: options.appModule,
+        mtls: deployment.security !== undefined
       },
       socketDir: deployment.socketDir,
       command: options.launch.command,
@@ -175,6 +176,9 @@ const handler = (
   replicaId: string
 ): Envelope.Handler => ({
   traceSpans: (spans) => Effect.sync(() => deployment.traces.add(spans)),
+  certificate: deployment.security?.credentials(group),
+  authorize: (name) => Effect.sync(() => deployment.security?.authorize(name) ?? [Control.anyComponent]),
+  requires: (caller, component) => Effect.sync(() => deployment.security?.requires(caller, component)),
   ready: (address) =>
     Effect.suspend(() => {
       if (slot.current === undefined || slot.current.envelope.replicaId !== replicaId) return Effect.void
