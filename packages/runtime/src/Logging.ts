@@ -9,6 +9,7 @@
  * @since 0.1.0
  */
 import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
 import * as FiberRef from "effect/FiberRef"
 import * as FiberRefs from "effect/FiberRefs"
 import * as HashMap from "effect/HashMap"
@@ -17,7 +18,7 @@ import * as Inspectable from "effect/Inspectable"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import type * as LogLevel from "effect/LogLevel"
-import { currentComponent } from "./internal/fiberRefs.js"
+import { componentBox, currentComponent } from "./internal/fiberRefs.js"
 
 /**
  * One log entry, with Service Weaver's fields.
@@ -98,6 +99,18 @@ export const toEntry = (origin: Origin, options: Logger.Logger.Options<unknown>)
     attrs
   }
 }
+
+/**
+ * Runs `effect` with its log entries attributed to `component`, as if it
+ * were that component's code: for runtime code that logs on behalf of the
+ * components of its process, such as the RPC server about the connections to
+ * them. Without it, such entries are attributed to `main`.
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const withComponent = (component: string) => <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.locally(effect, currentComponent, componentBox({ name: component, source: "" }))
 
 /**
  * Service Weaver's short name for a component: its last two path segments

@@ -232,7 +232,8 @@ export const run = <E>(
         }
       })
       const { host, port } = Address.split(boot.internalAddress, "0.0.0.0")
-      const server = yield* Server.serve({ host, port }).pipe(
+      // Its warnings about bad connections are attributed to this process's group, not to main.
+      const server = yield* Server.serve({ host, port, component: boot.group }).pipe(
         Effect.provideService(CoreWeavelet.Weavelet, weavelet),
         Effect.mapError((error) =>
           new WeaveletError({

@@ -437,14 +437,25 @@ export const encodeHello = (hello: Hello): Buffer => {
  * @category codec
  */
 export const decodeHello = (body: Buffer): Hello | ProtocolError => {
-  if (body.length < 4 || body.length !== 4 + body.readUInt16LE(2)) {
-    return new ProtocolError({ reason: `malformed hello frame (${body.length} bytes)` })
+  if (body.length < 4) {
+    return new ProtocolError({
+      reason: `malformed hello frame: a body of ${body.length} bytes, shorter than its version and id length (4)`
+    })
+  }
+  if (body.length !== 4 + body.readUInt16LE(2)) {
+    return new ProtocolError({
+      reason: `malformed hello frame: its deployment id length says ${body.readUInt16LE(2)} bytes, ` +
+        `it carries ${body.length - 4}`
+    })
   }
   return { version: body.readUInt16LE(0), deploymentId: body.toString("utf8", 4) }
 }
 
 /**
- * Why a handshake is refused, or `undefined` if the peer may talk to us.
+ * Why a handshake is refused, or `undefined` if the peer may talk to us. The
+ * reason is sent to the peer: it never contains this process's deployment
+ * id, which a peer of another deployment (or no deployment at all) has no
+ * business learning.
  *
  * @since 0.1.0
  * @category codec
@@ -454,11 +465,31 @@ export const checkHello = (mine: Hello, theirs: Hello): string | undefined => {
     return `protocol version mismatch: peer speaks version ${theirs.version}, this process speaks ${mine.version}`
   }
   if (theirs.deploymentId !== mine.deploymentId) {
-    return `deployment mismatch: peer belongs to deployment ${JSON.stringify(theirs.deploymentId)}, ` +
-      `this process to ${JSON.stringify(mine.deploymentId)} (calls never cross deployments)`
+    return "deployment mismatch: the peer's deployment id does not match this process's (calls never cross deployments)"
   }
   return undefined
 }
+
+/**
+ * Default limit on the size of a hello frame, the only frame a server reads
+ * before the handshake: a version and a deployment id (a UUID, usually)
+ * fit in a few dozen bytes.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaultMaxHelloBytes = 4 * 1024
+
+/**
+ * A string a peer sent, quoted and cut to at most `max` characters, for log
+ * lines and error details: hostile input must not make either unbounded or
+ * unreadable.
+ *
+ * @since 0.1.0
+ * @category codec
+ */
+export const quote = (value: string, max = 64): string =>
+  value.length <= max ? JSON.stringify(value) : `${JSON.stringify(value.slice(0, max))}… (${value.length} characters)`
 
 /**
  * Flags of a request header.
