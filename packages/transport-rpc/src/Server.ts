@@ -25,7 +25,6 @@ import * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
 import * as Tracer from "effect/Tracer"
 import * as Net from "node:net"
-import { LogLimiter } from "./internal/logLimiter.js"
 import * as Wire from "./Wire.js"
 
 /**
@@ -235,18 +234,18 @@ export const serve = Effect.fnUntraced(function*(options: Options = {}) {
   let badConnections = 0
   // The server logs about the components it serves, not as main: a replica's lines name its own component.
   const component = options.component ?? entries.values().next().value?.component ?? "main"
-  const limiter = new LogLimiter(
-    settings.logLines,
-    logIntervalMillis,
-    (message, peer) =>
+  const limiter = Logging.makeRateLimiter({
+    lines: settings.logLines,
+    interval: logIntervalMillis,
+    about: "bad connections",
+    write: (message, peer) =>
       runFork(
         Effect.logWarning(message).pipe(
           Effect.annotateLogs(peer === undefined ? { transport: "rpc" } : { transport: "rpc", peer }),
           Logging.withComponent(component)
         )
-      ),
-    "bad connections"
-  )
+      )
+  })
   const bad = (reason: string, remote: string | undefined) => {
     badConnections++
     limiter.log(reason, remote)
