@@ -11,7 +11,6 @@ import * as NodeSocket from "@effect/platform-node/NodeSocket"
 import * as NodeSocketServer from "@effect/platform-node/NodeSocketServer"
 import * as RpcClient from "@effect/rpc/RpcClient"
 import type { RpcClientError } from "@effect/rpc/RpcClientError"
-import * as RpcSerialization from "@effect/rpc/RpcSerialization"
 import * as RpcServer from "@effect/rpc/RpcServer"
 import * as Data from "effect/Data"
 import * as Deferred from "effect/Deferred"
@@ -19,6 +18,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Runtime from "effect/Runtime"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
@@ -27,7 +27,7 @@ import * as Fs from "node:fs"
 import * as Path from "node:path"
 import * as Control from "./Control.js"
 import * as LogFile from "./LogFile.js"
-import type * as Logging from "./Logging.js"
+import * as Logging from "./Logging.js"
 import * as Profiling from "./Profiling.js"
 import type * as Prometheus from "./Prometheus.js"
 import type * as Tracing from "./Tracing.js"
@@ -178,17 +178,35 @@ export const logEntry = (
 
 type WeaveletClient = RpcClient.FromGroup<typeof Control.WeaveletRpcs, RpcClientError>
 
+/**
+ * The longest line of a weavelet's output passed on whole: longer ones are
+ * cut into pieces of this length, so that a process that writes without
+ * newlines cannot make its deployer hold all it writes.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const maxOutputLine = 1024 * 1024
+
 const lines = (stream: NodeJS.ReadableStream | null, emit: (line: string) => void) => {
   if (stream === null) return
   let buffered = ""
   stream.setEncoding("utf8")
   stream.on("data", (chunk: string) => {
-    buffered += chunk
-    let newline = buffered.indexOf("\n")
+    // Only the chunk is searched for newlines: what is buffered has none (searching it again on every chunk
+    // would be quadratic in the length of a long line).
+    let start = 0
+    let newline = chunk.indexOf("\n")
     while (newline >= 0) {
-      emit(buffered.slice(0, newline))
-      buffered = buffered.slice(newline + 1)
-      newline = buffered.indexOf("\n")
+      emit(buffered + chunk.slice(start, newline))
+      buffered = ""
+      start = newline + 1
+      newline = chunk.indexOf("\n", start)
+    }
+    buffered += chunk.slice(start)
+    while (buffered.length > maxOutputLine) {
+      emit(buffered.slice(0, maxOutputLine))
+      buffered = buffered.slice(maxOutputLine)
     }
   })
   stream.on("end", () => {
@@ -247,7 +265,7 @@ export const make = (options: Options): Effect.Effect<Envelope, EnvelopeError, S
       const protocol = yield* Layer.buildWithScope(
         RpcClient.layerProtocolSocket({ retryTransientErrors: false }).pipe(
           Layer.provide(NodeSocket.layerNet({ path: weaveletSocket })),
-          Layer.provide(RpcSerialization.layerNdjson)
+          Layer.provide(Control.layerSerialization())
         ),
         scope
       )
@@ -277,10 +295,22 @@ export const make = (options: Options): Effect.Effect<Envelope, EnvelopeError, S
       Health: () => Effect.succeed("ok" as const),
       TraceSpans: ({ spans }) => handler.traceSpans?.(spans) ?? Effect.void
     })
+    // Bad input on the control socket (a broken or hostile weavelet) closes that connection and is logged, at most
+    // 10 lines per 10 seconds.
+    const runFork = Runtime.runFork(yield* Effect.runtime<never>())
+    const badInput = Logging.makeRateLimiter({
+      lines: 10,
+      interval: "10 seconds",
+      about: `bad input on the control socket of replica ${replicaId}`,
+      write: (message) => runFork(Effect.logWarning(message))
+    })
+    yield* Effect.addFinalizer(() => Effect.sync(badInput.flush))
     const server = RpcServer.layer(Control.ControlRpcs, { disableTracing: true }).pipe(
       Layer.provide(handlers),
       Layer.provide(RpcServer.layerProtocolSocketServer),
-      Layer.provide(RpcSerialization.layerNdjson),
+      Layer.provide(Control.layerSerialization({
+        onBadInput: (reason) => badInput.log(`control socket of replica ${replicaId}: closing a connection: ${reason}`)
+      })),
       Layer.provide(NodeSocketServer.layer({ path: controlSocket }))
     )
     yield* Layer.buildWithScope(server, scope).pipe(
