@@ -362,7 +362,9 @@ const service = (deployment: Deployment, statusAddress: string | undefined): Dep
     groups: Effect.sync(() => [...groups.all.values()].map(Groups.info)),
     credentials: (name) => {
       const security = deployment.security
-      return security === undefined ? Effect.succeed(undefined) : security.credentials(groups.all.get(name) ?? groups.of(name))
+      return security === undefined
+        ? Effect.succeed(undefined)
+        : security.credentials(groups.all.get(name) ?? groups.of(name))
     },
     authorize: (name) => Effect.sync(() => deployment.security?.authorize(name) ?? [Control.anyComponent]),
     requires: (caller, component) => Effect.sync(() => deployment.security?.requires(caller, component)),

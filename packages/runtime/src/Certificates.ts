@@ -210,9 +210,9 @@ export const serverOptions = (credentials: Credentials): Tls.TlsOptions => ({
 })
 
 /**
- * The options of a TLS client calling `component`: it presents its own
- * certificate and accepts only a server whose certificate the deployment's
- * authority signed and that names `component` as one it hosts.
+ * The options of a TLS client dialing a replica of `component`: it presents
+ * its own certificate and accepts only a server whose certificate the
+ * deployment's authority signed and that names `component` as one it hosts.
  *
  * @since 0.1.0
  * @category tls
@@ -224,7 +224,6 @@ export const clientOptions = (credentials: Credentials, component: string): Tls.
   rejectUnauthorized: true,
   minVersion: "TLSv1.3",
   // Certificates name groups and components, not hosts: the server must be one that hosts the component.
-  servername: "",
   checkServerIdentity: (_host, certificate) => {
     const identity = identityOf(certificate)
     if (identity === undefined || !identity.components.includes(component)) {

@@ -19,7 +19,15 @@ import * as Schema from "effect/Schema"
  * @since 0.1.0
  * @category models
  */
-export const RemoteCallReason = Schema.Literal("Unreachable", "Timeout", "Protocol", "Decode", "Handler", "Cancelled")
+export const RemoteCallReason = Schema.Literal(
+  "Unreachable",
+  "Timeout",
+  "Protocol",
+  "Decode",
+  "Handler",
+  "Cancelled",
+  "Unauthorized"
+)
 
 /**
  * The reason carried by a {@link RemoteCallError}.

@@ -31,7 +31,10 @@
  */
 import * as Rpc from "@effect/rpc/Rpc"
 import * as RpcGroup from "@effect/rpc/RpcGroup"
+import * as RpcSerialization from "@effect/rpc/RpcSerialization"
+import * as Data from "effect/Data"
 import * as Either from "effect/Either"
+import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import * as Certificates from "./Certificates.js"
 import * as Prometheus from "./Prometheus.js"
@@ -227,3 +230,143 @@ export const decodeBootstrap = (text: string): Either.Either<Bootstrap, string> 
   Schema.decodeUnknownEither(BootstrapJson)(Buffer.from(text, "base64").toString("utf8")).pipe(
     Either.mapLeft((error) => `${bootstrapEnv} is not a valid weavelet bootstrap: ${error.message}`)
   )
+
+/**
+ * A line a peer sent on a control socket that is not a control message.
+ * Tagged as `@effect/rpc`'s own serialization errors on purpose: its socket
+ * server closes the connection on an error with this tag, whereas any other
+ * error thrown while decoding is answered with a defect and leaves the
+ * connection open, stuck on the bad line.
+ */
+class RpcSerializationError extends Data.TaggedError("RpcSerializationError")<{ readonly reason: string }> {
+  override get message(): string {
+    return this.reason
+  }
+}
+
+/** Request ids are decimal integers (`@effect/rpc` reads them with `BigInt`, which throws on anything else). */
+const RequestId = Schema.String.pipe(Schema.pattern(/^\d{1,20}$/))
+
+/**
+ * The messages of `@effect/rpc`'s protocol, in both directions, as they
+ * cross a socket: what its server and client read without further checks.
+ */
+const Message = Schema.Union(
+  Schema.Struct({
+    _tag: Schema.Literal("Request"),
+    id: RequestId,
+    tag: Schema.String,
+    // Absent when the method takes none (JSON drops an undefined field), as are the defect and exit values below.
+    payload: Schema.optional(Schema.Unknown),
+    headers: Schema.Array(Schema.Tuple(Schema.String, Schema.String)),
+    traceId: Schema.optional(Schema.String),
+    spanId: Schema.optional(Schema.String),
+    sampled: Schema.optional(Schema.Boolean)
+  }),
+  Schema.Struct({ _tag: Schema.Literal("Ack", "Interrupt"), requestId: RequestId }),
+  Schema.Struct({ _tag: Schema.Literal("Ping", "Pong", "Eof") }),
+  Schema.Struct({ _tag: Schema.Literal("Chunk"), requestId: RequestId, values: Schema.NonEmptyArray(Schema.Unknown) }),
+  Schema.Struct({ _tag: Schema.Literal("Exit"), requestId: RequestId, exit: Schema.optional(Schema.Unknown) }),
+  Schema.Struct({ _tag: Schema.Literal("Defect"), defect: Schema.optional(Schema.Unknown) })
+)
+const isMessage = Schema.is(Message)
+
+/**
+ * The longest line a control socket accepts by default, in UTF-16 code
+ * units: as `@effect/rpc`'s ndjson (profiles and span batches can take
+ * megabytes).
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaultMaxLineLength = 16 * 1024 * 1024
+
+const snippet = (line: string): string =>
+  line.length <= 80 ? JSON.stringify(line) : `${JSON.stringify(line.slice(0, 80))}… (${line.length} characters)`
+
+/**
+ * The serialization of the control plane: newline-delimited JSON, like
+ * `RpcSerialization.ndjson`, hardened against a peer that sends garbage. A
+ * line that is not JSON, a value that is not a message of the RPC protocol
+ * (which `@effect/rpc` would otherwise trip over: a `null`, a request id
+ * `BigInt` cannot read), or a line longer than `maxLineLength` closes the
+ * connection it came on and is reported to `onBadInput` with its line
+ * number. Lines are scanned once, however they are split into chunks (the
+ * ndjson parser rescans its buffer from the start on every chunk), and a
+ * character split across chunks is decoded whole.
+ *
+ * @since 0.1.0
+ * @category serialization
+ */
+export const serialization = (options?: {
+  readonly maxLineLength?: number | undefined
+  /** Called with what was wrong, just before the connection is closed. */
+  readonly onBadInput?: ((reason: string) => void) | undefined
+}): RpcSerialization.RpcSerialization["Type"] => {
+  const maxLineLength = options?.maxLineLength ?? defaultMaxLineLength
+  return RpcSerialization.RpcSerialization.of({
+    contentType: "application/ndjson",
+    includesFraming: true,
+    unsafeMake: () => {
+      const decoder = new TextDecoder()
+      let buffer = ""
+      let line = 0
+      let broken = false
+      const fail = (reason: string): never => {
+        broken = true
+        buffer = ""
+        options?.onBadInput?.(reason)
+        throw new RpcSerializationError({ reason })
+      }
+      return {
+        decode: (bytes) => {
+          // After a bad line nothing more is read: the connection is being closed.
+          if (broken) return []
+          const fresh = typeof bytes === "string" ? bytes : decoder.decode(bytes, { stream: true })
+          // Only the new text can hold the end of the current line: the old was scanned before.
+          let newline = fresh.indexOf("\n")
+          if (newline < 0) {
+            buffer += fresh
+            if (buffer.length > maxLineLength) fail(`line ${line + 1} is longer than ${maxLineLength} characters`)
+            return []
+          }
+          const text = buffer + fresh
+          let start = 0
+          newline += buffer.length
+          const messages: Array<unknown> = []
+          while (newline >= 0) {
+            line++
+            if (newline - start > maxLineLength) fail(`line ${line} is longer than ${maxLineLength} characters`)
+            const raw = text.slice(start, newline)
+            start = newline + 1
+            newline = text.indexOf("\n", start)
+            if (raw.trim() === "") continue
+            let value: unknown
+            try {
+              value = JSON.parse(raw)
+            } catch (error) {
+              fail(`line ${line} is not JSON (${(error as Error).message}): ${snippet(raw)}`)
+            }
+            if (!isMessage(value)) fail(`line ${line} is not a message of the RPC protocol: ${snippet(raw)}`)
+            messages.push(value)
+          }
+          buffer = text.slice(start)
+          if (buffer.length > maxLineLength) fail(`line ${line + 1} is longer than ${maxLineLength} characters`)
+          return messages
+        },
+        encode: (message) => JSON.stringify(message) + "\n"
+      }
+    }
+  })
+}
+
+/**
+ * Provides {@link serialization} to an `@effect/rpc` client or server.
+ *
+ * @since 0.1.0
+ * @category serialization
+ */
+export const layerSerialization = (
+  options?: Parameters<typeof serialization>[0]
+): Layer.Layer<RpcSerialization.RpcSerialization> =>
+  Layer.succeed(RpcSerialization.RpcSerialization, serialization(options))

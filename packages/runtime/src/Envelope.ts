@@ -11,7 +11,6 @@ import * as NodeSocket from "@effect/platform-node/NodeSocket"
 import * as NodeSocketServer from "@effect/platform-node/NodeSocketServer"
 import * as RpcClient from "@effect/rpc/RpcClient"
 import type { RpcClientError } from "@effect/rpc/RpcClientError"
-import * as RpcSerialization from "@effect/rpc/RpcSerialization"
 import * as RpcServer from "@effect/rpc/RpcServer"
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
@@ -20,6 +19,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Runtime from "effect/Runtime"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
@@ -29,7 +29,7 @@ import * as Path from "node:path"
 import type * as Certificates from "./Certificates.js"
 import * as Control from "./Control.js"
 import * as LogFile from "./LogFile.js"
-import type * as Logging from "./Logging.js"
+import * as Logging from "./Logging.js"
 import * as Profiling from "./Profiling.js"
 import type * as Prometheus from "./Prometheus.js"
 import type * as Tracing from "./Tracing.js"
@@ -135,7 +135,10 @@ export interface Options {
    * the weavelet socket). `internalAddress` is the address the weavelet must
    * serve its components on, e.g. `127.0.0.1:0`.
    */
-  readonly bootstrap: Omit<Control.Bootstrap, "controlSocket">
+  readonly bootstrap: Omit<Control.Bootstrap, "controlSocket" | "mtls"> & {
+    /** Whether the weavelet uses mutual TLS (default false); the handler's `certificate` then issues its credentials. */
+    readonly mtls?: boolean | undefined
+  }
   /** Directory for the control socket (private to the deployment). */
   readonly socketDir: string
   /** The program and its arguments, e.g. `node [--enable-source-maps] main.js`. */
@@ -196,17 +199,35 @@ export const logEntry = (
 
 type WeaveletClient = RpcClient.FromGroup<typeof Control.WeaveletRpcs, RpcClientError>
 
+/**
+ * The longest line of a weavelet's output passed on whole: longer ones are
+ * cut into pieces of this length, so that a process that writes without
+ * newlines cannot make its deployer hold all it writes.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const maxOutputLine = 1024 * 1024
+
 const lines = (stream: NodeJS.ReadableStream | null, emit: (line: string) => void) => {
   if (stream === null) return
   let buffered = ""
   stream.setEncoding("utf8")
   stream.on("data", (chunk: string) => {
-    buffered += chunk
-    let newline = buffered.indexOf("\n")
+    // Only the chunk is searched for newlines: what is buffered has none (searching it again on every chunk
+    // would be quadratic in the length of a long line).
+    let start = 0
+    let newline = chunk.indexOf("\n")
     while (newline >= 0) {
-      emit(buffered.slice(0, newline))
-      buffered = buffered.slice(newline + 1)
-      newline = buffered.indexOf("\n")
+      emit(buffered + chunk.slice(start, newline))
+      buffered = ""
+      start = newline + 1
+      newline = chunk.indexOf("\n", start)
+    }
+    buffered += chunk.slice(start)
+    while (buffered.length > maxOutputLine) {
+      emit(buffered.slice(0, maxOutputLine))
+      buffered = buffered.slice(maxOutputLine)
     }
   })
   stream.on("end", () => {
@@ -253,9 +274,10 @@ export const make: (options: Options) => Effect.Effect<Envelope["Type"], Envelop
     yield* checkInternalAddress(options.bootstrap)
     const sockets = socketsOf(options)
     const weavelet = yield* makeWeaveletClient(replicaId, sockets.weavelet)
-    yield* serveControl(group, sockets.control, options.handler, weavelet.connect)
+    yield* serveControl(group, replicaId, sockets.control, options.handler, weavelet.connect)
     const child = yield* spawnWeavelet(options, {
       ...options.bootstrap,
+      mtls: options.bootstrap.mtls ?? false,
       controlSocket: sockets.control,
       weaveletSocket: sockets.weavelet
     })
@@ -307,7 +329,7 @@ const makeWeaveletClient = Effect.fnUntraced(function*(replicaId: string, socket
     const protocol = yield* Layer.buildWithScope(
       RpcClient.layerProtocolSocket({ retryTransientErrors: false }).pipe(
         Layer.provide(NodeSocket.layerNet({ path: socket })),
-        Layer.provide(RpcSerialization.layerNdjson)
+        Layer.provide(Control.layerSerialization())
       ),
       scope
     )
@@ -336,34 +358,50 @@ type WeaveletCall = <A, E>(f: (client: WeaveletClient) => Effect.Effect<A, E>) =
  */
 const serveControl = (
   group: string,
+  replicaId: string,
   socket: string,
   handler: Handler,
   connect: Effect.Effect<void>
-): Effect.Effect<void, EnvelopeError, Scope.Scope> => {
-  const handlers = Control.ControlRpcs.toLayer({
-    Ready: ({ address, pid }) => Effect.zipRight(connect, handler.ready(address, pid)),
-    Activate: ({ component }) => handler.activate(component),
-    Routing: ({ component }) => handler.routing(component),
-    ExportListener: ({ address, listener }) => handler.exportListener(listener, address),
-    Health: () => Effect.succeed("ok" as const),
-    TraceSpans: ({ spans }) => handler.traceSpans?.(spans) ?? Effect.void,
-    Certificate: () =>
-      handler.certificate ??
-        new Control.ControlError({ message: "this deployment does not use mutual TLS: its deployer issues no certificates" }),
-    Authorize: ({ group }) => handler.authorize?.(group) ?? Effect.succeed([Control.anyComponent]),
-    Requires: ({ caller, component }) => handler.requires?.(caller, component) ?? Effect.void
+): Effect.Effect<void, EnvelopeError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const handlers = Control.ControlRpcs.toLayer({
+      Ready: ({ address, pid }) => Effect.zipRight(connect, handler.ready(address, pid)),
+      Activate: ({ component }) => handler.activate(component),
+      Routing: ({ component }) => handler.routing(component),
+      ExportListener: ({ address, listener }) => handler.exportListener(listener, address),
+      Health: () => Effect.succeed("ok" as const),
+      TraceSpans: ({ spans }) => handler.traceSpans?.(spans) ?? Effect.void,
+      Certificate: () =>
+        handler.certificate ??
+          new Control.ControlError({
+            message: "this deployment does not use mutual TLS: its deployer issues no certificates"
+          }),
+      Authorize: ({ group }) => handler.authorize?.(group) ?? Effect.succeed([Control.anyComponent]),
+      Requires: ({ caller, component }) => handler.requires?.(caller, component) ?? Effect.void
+    })
+    // Bad input on the control socket (a broken or hostile weavelet) closes that connection and is logged, at most
+    // 10 lines per 10 seconds.
+    const runFork = Runtime.runFork(yield* Effect.runtime<never>())
+    const badInput = Logging.makeRateLimiter({
+      lines: 10,
+      interval: "10 seconds",
+      about: `bad input on the control socket of replica ${replicaId}`,
+      write: (message) => runFork(Effect.logWarning(message))
+    })
+    yield* Effect.addFinalizer(() => Effect.sync(badInput.flush))
+    const server = RpcServer.layer(Control.ControlRpcs, { disableTracing: true }).pipe(
+      Layer.provide(handlers),
+      Layer.provide(RpcServer.layerProtocolSocketServer),
+      Layer.provide(Control.layerSerialization({
+        onBadInput: (reason) => badInput.log(`control socket of replica ${replicaId}: closing a connection: ${reason}`)
+      })),
+      Layer.provide(NodeSocketServer.layer({ path: socket }))
+    )
+    yield* Effect.scopeWith((scope) => Layer.buildWithScope(server, scope)).pipe(
+      Effect.mapError((error) => new EnvelopeError({ group, reason: `control socket ${socket}: ${error}` })),
+      Effect.zipRight(Effect.addFinalizer(() => Effect.sync(() => Fs.rmSync(socket, { force: true }))))
+    )
   })
-  const server = RpcServer.layer(Control.ControlRpcs, { disableTracing: true }).pipe(
-    Layer.provide(handlers),
-    Layer.provide(RpcServer.layerProtocolSocketServer),
-    Layer.provide(RpcSerialization.layerNdjson),
-    Layer.provide(NodeSocketServer.layer({ path: socket }))
-  )
-  return Effect.scopeWith((scope) => Layer.buildWithScope(server, scope)).pipe(
-    Effect.mapError((error) => new EnvelopeError({ group, reason: `control socket ${socket}: ${error}` })),
-    Effect.zipRight(Effect.addFinalizer(() => Effect.sync(() => Fs.rmSync(socket, { force: true }))))
-  )
-}
 
 interface Child {
   readonly pid: number

@@ -9,6 +9,8 @@
  * @since 0.1.0
  */
 import * as Cause from "effect/Cause"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
 import * as FiberRef from "effect/FiberRef"
 import * as FiberRefs from "effect/FiberRefs"
 import * as HashMap from "effect/HashMap"
@@ -17,7 +19,7 @@ import * as Inspectable from "effect/Inspectable"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import type * as LogLevel from "effect/LogLevel"
-import { currentComponent } from "./internal/fiberRefs.js"
+import { componentBox, currentComponent } from "./internal/fiberRefs.js"
 
 /**
  * One log entry, with Service Weaver's fields.
@@ -97,6 +99,98 @@ export const toEntry = (origin: Origin, options: Logger.Logger.Options<unknown>)
     msg,
     attrs
   }
+}
+
+/**
+ * Runs `effect` with its log entries attributed to `component`, as if it
+ * were that component's code: for runtime code that logs on behalf of the
+ * components of its process, such as the RPC server about the connections to
+ * them. Without it, such entries are attributed to `main`.
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const withComponent = (component: string) => <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.locally(effect, currentComponent, componentBox({ name: component, source: "" }))
+
+/**
+ * Options of {@link makeRateLimiter}.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RateLimiterOptions {
+  /** Lines written per interval; the others are counted. */
+  readonly lines: number
+  readonly interval: Duration.DurationInput
+  /** What the lines are about, for the summary: e.g. `"bad connections"`. */
+  readonly about: string
+  /** Writes one line (`peer` is absent from summaries), e.g. with `Effect.logWarning`. */
+  readonly write: (message: string, peer: string | undefined) => void
+}
+
+/**
+ * Warnings written at most `lines` per `interval`, then one line counting
+ * the others (`suppressed K more warnings about …`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RateLimiter {
+  readonly log: (message: string, peer?: string | undefined) => void
+  /** Writes the count of the lines suppressed so far, if any (e.g. when the server stops). */
+  readonly flush: () => void
+}
+
+/**
+ * A {@link RateLimiter}: for warnings that a peer can cause at will, such as
+ * one per bad connection (a connect and a byte are cheap), which would
+ * otherwise let any peer fill the deployment's log files. The count of
+ * suppressed lines is written when the interval ends, even if nothing else
+ * is logged after it.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeRateLimiter = (options: RateLimiterOptions): RateLimiter => {
+  const intervalMillis = Duration.toMillis(options.interval)
+  let windowStart = -Infinity
+  let written = 0
+  let suppressed = 0
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const flush = (): void => {
+    if (timer !== undefined) {
+      clearTimeout(timer)
+      timer = undefined
+    }
+    if (suppressed === 0) return
+    const count = suppressed
+    suppressed = 0
+    options.write(
+      `suppressed ${count} more ${count === 1 ? "warning" : "warnings"} about ${options.about} ` +
+        `(at most ${options.lines} per ${Duration.format(Duration.millis(intervalMillis))} are written)`,
+      undefined
+    )
+  }
+  const log = (message: string, peer?: string | undefined): void => {
+    const now = Date.now()
+    if (now - windowStart >= intervalMillis) {
+      flush()
+      windowStart = now
+      written = 0
+    }
+    if (written < options.lines) {
+      written++
+      options.write(message, peer)
+      return
+    }
+    suppressed++
+    if (timer === undefined) {
+      timer = setTimeout(flush, Math.max(0, windowStart + intervalMillis - now))
+      timer.unref()
+    }
+  }
+  return { log, flush }
 }
 
 /**

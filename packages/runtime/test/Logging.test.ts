@@ -1,5 +1,7 @@
 import { Logging } from "@effect-weaver/runtime"
 import { assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Logger from "effect/Logger"
 
 // 3 November, 08:55:15.650149 local time: pretty prints local time, so build the instant from local fields.
 const timeMicros = new Date(2025, 10, 3, 8, 55, 15, 650).getTime() * 1000 + 149
@@ -59,4 +61,45 @@ describe("Logging", () => {
     assert.strictEqual(Logging.shortComponent("hello/Reverser"), "hello.Reverser")
     assert.strictEqual(Logging.shortComponent("main"), "main")
   })
+
+  it.live("a rate limiter writes at most its lines per interval and counts the rest when the interval ends", () =>
+    Effect.gen(function*() {
+      const written: Array<readonly [string, string | undefined]> = []
+      const limiter = Logging.makeRateLimiter({
+        lines: 3,
+        interval: "100 millis",
+        about: "bad things",
+        write: (message, peer) => written.push([message, peer])
+      })
+      for (let i = 0; i < 25; i++) limiter.log(`bad ${i}`, `peer ${i}`)
+      assert.deepStrictEqual(written, [["bad 0", "peer 0"], ["bad 1", "peer 1"], ["bad 2", "peer 2"]])
+      // Nothing else is logged: the count still comes, when the interval ends.
+      yield* Effect.sleep("200 millis")
+      assert.deepStrictEqual(written[3], [
+        "suppressed 22 more warnings about bad things (at most 3 per 100ms are written)",
+        undefined
+      ])
+      limiter.log("bad again")
+      assert.strictEqual(written[4]![0], "bad again", "a new interval writes again")
+      limiter.flush()
+      assert.strictEqual(written.length, 5, "nothing to count")
+    }))
+
+  it.effect("withComponent attributes log entries to a component", () =>
+    Effect.gen(function*() {
+      const entries: Array<Logging.Entry> = []
+      const origin = { app: "a", deploymentId: "d", replicaId: "r" }
+      yield* Effect.logWarning("about a connection").pipe(
+        Logging.withComponent("hello/Reverser"),
+        Effect.provide(
+          Logger.replace(Logger.defaultLogger, Logger.make((o) => entries.push(Logging.toEntry(origin, o))))
+        )
+      )
+      yield* Effect.logWarning("and as main").pipe(
+        Effect.provide(
+          Logger.replace(Logger.defaultLogger, Logger.make((o) => entries.push(Logging.toEntry(origin, o))))
+        )
+      )
+      assert.deepStrictEqual(entries.map((e) => e.component), ["hello/Reverser", "main"])
+    }))
 })

@@ -34,7 +34,6 @@ import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as NodeSocket from "@effect/platform-node/NodeSocket"
 import * as NodeSocketServer from "@effect/platform-node/NodeSocketServer"
 import * as RpcClient from "@effect/rpc/RpcClient"
-import * as RpcSerialization from "@effect/rpc/RpcSerialization"
 import * as RpcServer from "@effect/rpc/RpcServer"
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
@@ -144,10 +143,19 @@ const serveControl = (path: string) =>
           Effect.mapError((error) => new Control.ProfileFailed({ reason: error.reason, message: error.message }))
         )
     })
+    const runFork = EffectRuntime.runFork(yield* Effect.runtime<never>())
+    const badInput = Logging.makeRateLimiter({
+      lines: 10,
+      interval: "10 seconds",
+      about: "bad input on the weavelet socket",
+      write: (message) => runFork(Effect.logWarning(message))
+    })
     const server = RpcServer.layer(Control.WeaveletRpcs, { disableTracing: true }).pipe(
       Layer.provide(handlers),
       Layer.provide(RpcServer.layerProtocolSocketServer),
-      Layer.provide(RpcSerialization.layerNdjson),
+      Layer.provide(Control.layerSerialization({
+        onBadInput: (reason) => badInput.log(`weavelet socket ${path}: closing a connection: ${reason}`)
+      })),
       Layer.provide(NodeSocketServer.layer({ path }))
     )
     yield* Layer.buildWithScope(server, yield* Effect.scope).pipe(
@@ -181,7 +189,7 @@ export const run = <E>(
     const protocol = yield* Layer.build(
       RpcClient.layerProtocolSocket({ retryTransientErrors: false }).pipe(
         Layer.provide(NodeSocket.layerNet({ path: boot.controlSocket })),
-        Layer.provide(RpcSerialization.layerNdjson)
+        Layer.provide(Control.layerSerialization())
       )
     ).pipe(
       Effect.mapError((error) =>
@@ -245,9 +253,11 @@ export const run = <E>(
         }
       })
       const { host, port } = Address.split(boot.internalAddress, "0.0.0.0")
+      // Its warnings about bad connections are attributed to this process's group, not to main.
       const server = yield* Server.serve({
         host,
         port,
+        component: boot.group,
         tls: credentials === undefined ? undefined : {
           credentials,
           authorize: (peer) => client.Authorize({ group: peer.group }).pipe(Effect.orElseSucceed(() => []))

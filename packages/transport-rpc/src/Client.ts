@@ -10,6 +10,7 @@
 import type { Transport } from "@effect-weaver/runtime"
 import {
   Address,
+  Certificates,
   Component,
   ComponentError,
   MethodMetrics,
@@ -25,6 +26,7 @@ import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Net from "node:net"
+import * as Tls from "node:tls"
 import { Balancer } from "./Balancer.js"
 import * as Wire from "./Wire.js"
 
@@ -56,6 +58,12 @@ export interface Options {
    * marked `retry: false`.
    */
   readonly duplicateRetriable?: boolean | undefined
+  /**
+   * Call over mutual TLS with these credentials: a replica is trusted only if
+   * its certificate, signed by the deployment's authority, names the
+   * component it was dialed for.
+   */
+  readonly tls?: Certificates.Credentials | undefined
 }
 
 /**
@@ -171,7 +179,10 @@ class Connection {
 
   constructor(readonly peer: Peer) {
     const { host, port } = Address.split(peer.address, "127.0.0.1")
-    const socket = Net.connect({ host, port })
+    const tls = peer.client.tls
+    const socket = tls === undefined
+      ? Net.connect({ host, port })
+      : Tls.connect({ host, port, ...Certificates.clientOptions(tls, peer.component) })
     socket.setNoDelay(true)
     this.socket = socket
     this.writer = new Wire.FrameWriter(socket)
@@ -443,7 +454,12 @@ class Peer {
   retryAt = 0
   /** How many balancers list this replica; at 0 its connection drains and closes. */
   users = 0
-  constructor(readonly address: string, readonly client: State) {}
+  constructor(
+    readonly address: string,
+    /** The component the replica was first dialed for: its certificate must name it. */
+    readonly component: string,
+    readonly client: State
+  ) {}
 
   /** Whether a call may be sent now; dials if there is no connection and backoff allows. */
   readonly usable = (): boolean => {
@@ -475,6 +491,7 @@ class Peer {
 interface State {
   readonly hello: Wire.Hello
   readonly maxFrameBytes: number
+  readonly tls: Certificates.Credentials | undefined
   closed: boolean
 }
 
@@ -491,13 +508,14 @@ export const make = Effect.fnUntraced(function*(options: Options) {
   const state: State = {
     hello: { version: Wire.version, deploymentId: options.deploymentId },
     maxFrameBytes: options.maxFrameBytes ?? Wire.defaultMaxFrameBytes,
+    tls: options.tls,
     closed: false
   }
   const peers = new Map<string, Peer>()
-  const peer = (address: string) => {
+  const peer = (address: string, component: string) => {
     let found = peers.get(address)
     if (found === undefined) {
-      found = new Peer(address, state)
+      found = new Peer(address, component, state)
       peers.set(address, found)
     }
     return found
@@ -597,7 +615,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       yield* options.resolve(component.componentName).pipe(
         Stream.runForEach((addresses) =>
           Effect.sync(() => {
-            const next = [...new Set(addresses)].map(peer)
+            const next = [...new Set(addresses)].map((address) => peer(address, component.componentName))
             for (const p of next) p.users++
             for (const p of balancer.current) {
               if (--p.users === 0) p.retire()

@@ -4,20 +4,37 @@
  * (the same pipeline as a local call); bad frames close only the connection
  * they arrived on.
  *
+ * Any process that can reach the address can connect, so the server expects
+ * hostile peers: before the handshake it reads nothing but a small hello
+ * frame, within a deadline; it bounds the connections open and those still
+ * waiting for their hello, closes idle ones, buffers partial frames in linear
+ * time and memory, and rate-limits its warnings about bad connections.
+ *
  * @since 0.1.0
  */
-import { Component, Tracing, Transport as CoreTransport, Weavelet } from "@effect-weaver/runtime"
+import {
+  Certificates,
+  Component,
+  Control,
+  Logging,
+  Tracing,
+  Transport as CoreTransport,
+  Weavelet
+} from "@effect-weaver/runtime"
 import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
+import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
 import * as Tracer from "effect/Tracer"
 import * as Net from "node:net"
+import * as Tls from "node:tls"
 import * as Wire from "./Wire.js"
 
 /**
@@ -49,8 +66,79 @@ export interface Options {
   readonly host?: string | undefined
   /** Port to bind (default 0: any free port). */
   readonly port?: number | undefined
+  /** The largest frame accepted after the handshake, in bytes after the length field (default 16 MiB). */
   readonly maxFrameBytes?: number | undefined
+  /** The largest hello frame accepted (default {@link Wire.defaultMaxHelloBytes}, 4 KiB). */
+  readonly maxHelloBytes?: number | undefined
+  /** How long a client has, from connecting, to send its hello (default {@link defaults}, 5 seconds). */
+  readonly handshakeTimeout?: Duration.DurationInput | undefined
+  /**
+   * A connection that sends nothing and has no call in flight for this long
+   * is closed (default 10 minutes); its client reconnects on its next call.
+   * Checked every half of it, so a connection goes after 1 to 1.5 times it.
+   */
+  readonly idleTimeout?: Duration.DurationInput | undefined
+  /** The most connections open at once (default 4096); connections beyond it are dropped as they are accepted. */
+  readonly maxConnections?: number | undefined
+  /** The most connections still waiting for their hello (default 256); one more closes the oldest of them. */
+  readonly maxPendingHandshakes?: number | undefined
+  /**
+   * At most `lines` warnings about bad connections per `interval` (default
+   * 10 per 10 seconds); then one line counts those not written.
+   */
+  readonly badConnectionLog?: {
+    readonly lines?: number | undefined
+    readonly interval?: Duration.DurationInput | undefined
+  } | undefined
+  /**
+   * The component the server's log entries are attributed to, e.g. the
+   * process's colocation group (default: the first component it serves, or
+   * `main` if it serves none).
+   */
+  readonly component?: string | undefined
+  /**
+   * Serve over mutual TLS: only a peer whose certificate the deployment's
+   * authority signed gets past the TLS handshake, and it may call only the
+   * components `authorize` lists for the group its certificate names (the
+   * call graph; `Control.anyComponent` for all). A call to another is refused
+   * with a `RemoteCallError` of reason `Unauthorized`, after asking
+   * `authorize` once more (an edge of the graph may be newer than the
+   * connection).
+   */
+  readonly tls?: {
+    readonly credentials: Certificates.Credentials
+    readonly authorize: (peer: Certificates.Identity) => Effect.Effect<ReadonlyArray<string>>
+  } | undefined
 }
+
+/**
+ * Calls refused because the caller's group may not call the component (see
+ * {@link Options.tls}), by component and calling group.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const refusedCalls = Metric.counter("serviceweaver_refused_calls", {
+  description: "Calls refused by mutual TLS authorization: the calling group's components do not require the component",
+  incremental: true
+})
+
+/**
+ * The defaults of {@link Options}.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaults = {
+  maxFrameBytes: Wire.defaultMaxFrameBytes,
+  maxHelloBytes: Wire.defaultMaxHelloBytes,
+  handshakeTimeout: Duration.seconds(5),
+  idleTimeout: Duration.minutes(10),
+  maxConnections: 4096,
+  maxPendingHandshakes: 256,
+  badConnectionLogLines: 10,
+  badConnectionLogInterval: Duration.seconds(10)
+} as const
 
 /**
  * A running server.
@@ -64,6 +152,12 @@ export interface Server {
   readonly port: number
   /** Open connections (for tests and status pages). */
   readonly connections: () => number
+  /**
+   * Connections closed or dropped for a reason since the server started: a
+   * bad frame, a refused or late handshake, a limit. Each is logged, or
+   * counted in a summary line when the log is rate-limited.
+   */
+  readonly badConnections: () => number
 }
 
 interface Entry {
@@ -75,6 +169,51 @@ interface Entry {
 type AnyHandlers = Weavelet.AnyHandlers
 
 const maxBufferedReplies = 8 * 1024 * 1024
+
+/** The longest delay `setTimeout` takes; a longer one fires at once (Node warns and uses 1 ms). */
+const maxTimerMillis = 2 ** 31 - 1
+
+/** How long a connection closed by the server may take to flush its last frames before it is destroyed. */
+const lingerMillis = 1_000
+
+/** The options with their defaults, or what is wrong with them. */
+const checkOptions = (options: Options) => {
+  const count = (name: string, value: number | undefined, fallback: number, min: number): number | string => {
+    if (value === undefined) return fallback
+    return Number.isSafeInteger(value) && value >= min
+      ? value
+      : `${name} must be an integer of at least ${min}, got ${value}`
+  }
+  const millis = (name: string, value: Duration.DurationInput | undefined, fallback: Duration.Duration) => {
+    const duration = value === undefined ? Option.some(fallback) : Duration.decodeUnknown(value)
+    if (Option.isNone(duration) || !Duration.greaterThan(duration.value, Duration.zero)) {
+      return `${name} must be a positive duration, got ${JSON.stringify(value)}`
+    }
+    return Duration.toMillis(duration.value)
+  }
+  const settings = {
+    // Less could not carry a hello: 5 bytes of type and id, 4 of version and id length, then the id.
+    maxFrameBytes: count("maxFrameBytes", options.maxFrameBytes, defaults.maxFrameBytes, 16),
+    maxHelloBytes: count("maxHelloBytes", options.maxHelloBytes, defaults.maxHelloBytes, 16),
+    maxConnections: count("maxConnections", options.maxConnections, defaults.maxConnections, 1),
+    maxPendingHandshakes: count(
+      "maxPendingHandshakes",
+      options.maxPendingHandshakes,
+      defaults.maxPendingHandshakes,
+      1
+    ),
+    logLines: count("badConnectionLog.lines", options.badConnectionLog?.lines, defaults.badConnectionLogLines, 0),
+    handshakeMillis: millis("handshakeTimeout", options.handshakeTimeout, defaults.handshakeTimeout),
+    idleMillis: millis("idleTimeout", options.idleTimeout, defaults.idleTimeout),
+    logIntervalMillis: millis(
+      "badConnectionLog.interval",
+      options.badConnectionLog?.interval,
+      defaults.badConnectionLogInterval
+    )
+  }
+  for (const value of Object.values(settings)) if (typeof value === "string") return `bad server option: ${value}`
+  return settings as { readonly [K in keyof typeof settings]: number }
+}
 
 const describeCause = (cause: Cause.Cause<unknown>): string => {
   const defect = Cause.dieOption(cause)
@@ -104,7 +243,13 @@ export const serve = Effect.fnUntraced(function*(options: Options = {}) {
     context: Context.add(captured.context, Tracer.ParentSpan, Tracing.unsampledSpan({}))
   })
   const runFork = Runtime.runFork(runtime)
-  const maxFrameBytes = options.maxFrameBytes ?? Wire.defaultMaxFrameBytes
+  const host = options.host ?? "127.0.0.1"
+  const settings = checkOptions(options)
+  if (typeof settings === "string") {
+    return yield* new ServeError({ address: `${host}:${options.port ?? 0}`, cause: new Error(settings) })
+  }
+  const { handshakeMillis, idleMillis, logIntervalMillis, maxFrameBytes, maxPendingHandshakes } = settings
+  const maxHelloBytes = Math.min(settings.maxHelloBytes, maxFrameBytes)
   const hello: Wire.Hello = { version: Wire.version, deploymentId: weavelet.deploymentId }
   const entries = new Map<string, Entry>()
   for (const [name, component] of weavelet.components) {
@@ -119,8 +264,27 @@ export const serve = Effect.fnUntraced(function*(options: Options = {}) {
       resolved.set(component, handlers)
     })
   const open = new Set<ServerConnection>()
-  const log = (message: string, remote: string) =>
-    runFork(Effect.logWarning(message).pipe(Effect.annotateLogs({ transport: "rpc", peer: remote })))
+  /** Connections still waiting for their hello, oldest first (a Set iterates in insertion order). */
+  const awaiting = new Set<ServerConnection>()
+  let badConnections = 0
+  // The server logs about the components it serves, not as main: a replica's lines name its own component.
+  const component = options.component ?? entries.values().next().value?.component ?? "main"
+  const limiter = Logging.makeRateLimiter({
+    lines: settings.logLines,
+    interval: logIntervalMillis,
+    about: "bad connections",
+    write: (message, peer) =>
+      runFork(
+        Effect.logWarning(message).pipe(
+          Effect.annotateLogs(peer === undefined ? { transport: "rpc" } : { transport: "rpc", peer }),
+          Logging.withComponent(component)
+        )
+      )
+  })
+  const bad = (reason: string, remote: string | undefined) => {
+    badConnections++
+    limiter.log(reason, remote)
+  }
 
   class ServerConnection {
     readonly writer: Wire.FrameWriter
@@ -129,15 +293,43 @@ export const serve = Effect.fnUntraced(function*(options: Options = {}) {
     readonly remote: string
     greeted = false
     closed = false
+    /** Whether bytes arrived since the last idle sweep. */
+    active = true
+    handshakeTimer: ReturnType<typeof setTimeout> | undefined
+    lingerTimer: ReturnType<typeof setTimeout> | undefined = undefined
+    /** Under mutual TLS: the group the peer's certificate names, and the components it may call (once known). */
+    peer: Certificates.Identity | undefined = undefined
+    allowed: ReadonlySet<string> | undefined = undefined
+    /** Components asked about again after a refusal: a second refusal is final for the connection. */
+    rechecked: Set<string> | undefined = undefined
 
     constructor(readonly socket: Net.Socket) {
       socket.setNoDelay(true)
       this.remote = `${socket.remoteAddress}:${socket.remotePort}`
+      if (tls !== undefined) {
+        const peer = Certificates.identityOf((socket as Tls.TLSSocket).getPeerCertificate())
+        if (peer === undefined) {
+          queueMicrotask(() => this.close("refused a client: its certificate names no colocation group"))
+        } else {
+          this.peer = peer
+          // No frame is read until the peer's group is authorized.
+          socket.pause()
+          this.authorize(() => socket.resume())
+        }
+      }
       this.writer = new Wire.FrameWriter(socket)
-      this.reader = new Wire.FrameReader(maxFrameBytes, this.onFrame)
+      // Until the handshake, the only frame a client may send is a hello: nothing larger is buffered.
+      this.reader = new Wire.FrameReader(maxHelloBytes, this.onFrame)
+      this.handshakeTimer = setTimeout(
+        () => this.close(`closing connection: no hello within ${handshakeMillis} ms of connecting`),
+        Math.min(handshakeMillis, maxTimerMillis)
+      )
       socket.on("data", (chunk: Buffer) => {
+        this.active = true
         const error = this.reader.push(chunk)
-        if (error !== undefined) return this.close(`closing connection: ${error.reason}`)
+        if (error !== undefined) {
+          return this.close(`closing connection${this.greeted ? "" : " before the handshake"}: ${error.reason}`)
+        }
         // The replies of handlers that answered synchronously go out now, all in one write.
         this.writer.flush()
         // A client that sends but does not read: stop reading its requests until its replies drain.
@@ -145,38 +337,75 @@ export const serve = Effect.fnUntraced(function*(options: Options = {}) {
       })
       socket.on("drain", () => socket.resume())
       socket.on("error", () => this.close(undefined))
-      socket.on("close", () => this.close(undefined))
+      socket.on("close", () => {
+        if (this.lingerTimer !== undefined) clearTimeout(this.lingerTimer)
+        this.close(undefined)
+      })
     }
 
+    /** Asks which components the peer's group may call, then `then`. */
+    authorize(then: () => void): void {
+      const fiber = runFork(tls!.authorize(this.peer!))
+      fiber.addObserver((exit) => {
+        if (this.closed) return
+        const allowed = Exit.isSuccess(exit) ? exit.value : []
+        this.allowed = allowed.includes(Control.anyComponent) ? undefined : new Set(allowed)
+        then()
+      })
+    }
+
+    /** A call the peer's group may not make: asked about once more, then refused, counted and logged. */
+    unauthorized(id: number, component: string, bytes: Buffer, start: number, end: number): void {
+      if (this.rechecked?.has(component) !== true) {
+        ;(this.rechecked ??= new Set()).add(component)
+        const frame = Buffer.from(bytes.subarray(start, end))
+        this.socket.pause()
+        return this.authorize(() => {
+          this.socket.resume()
+          this.request(id, frame, 0, frame.length)
+          this.writer.flush()
+        })
+      }
+      const group = this.peer!.group
+      runFork(Effect.tagMetrics(Metric.increment(refusedCalls), { component, caller_group: group }))
+      limiter.log(
+        `refused a call to ${component} from group ${group}: no component of the group requires it`,
+        this.remote
+      )
+      this.writer.write(
+        Wire.systemError(
+          id,
+          "Unauthorized",
+          `colocation group ${group} may not call ${component}: none of its components requires it ` +
+            `(a component's code resolves the components it calls with yield*)`
+        )
+      )
+    }
+
+    /** Closes the connection; a `reason` marks it as bad, logged (rate-limited) and counted. */
     close(reason: string | undefined): void {
       if (this.closed) return
       this.closed = true
       open.delete(this)
-      if (reason !== undefined) log(reason, this.remote)
+      awaiting.delete(this)
+      if (this.handshakeTimer !== undefined) clearTimeout(this.handshakeTimer)
+      if (reason !== undefined) bad(reason, this.remote)
       this.reader.stop()
       this.writer.flush()
       this.writer.close()
       this.socket.end()
       this.socket.destroySoon()
+      // A peer that does not read would hold the socket, and the frames queued for it, for ever.
+      if (!this.socket.destroyed) {
+        this.lingerTimer = setTimeout(() => this.socket.destroy(), lingerMillis)
+        this.lingerTimer.unref()
+      }
       for (const fiber of this.inflight.values()) fiber.unsafeInterruptAsFork(FiberId.none)
       this.inflight.clear()
     }
 
     readonly onFrame = (type: number, id: number, bytes: Buffer, start: number, end: number): void => {
-      if (!this.greeted) {
-        if (type !== Wire.FrameType.Hello) {
-          return this.close(`closing connection: expected a hello frame, got type ${type}`)
-        }
-        const theirs = Wire.decodeHello(bytes.subarray(start, end))
-        const refused = theirs instanceof Wire.ProtocolError ? theirs.reason : Wire.checkHello(hello, theirs)
-        if (refused !== undefined) {
-          this.writer.write(Wire.systemError(0, "Protocol", refused))
-          return this.close(`refused a client: ${refused}`)
-        }
-        this.greeted = true
-        this.writer.write(Wire.encodeHello(hello))
-        return
-      }
+      if (!this.greeted) return this.handshake(type, bytes.subarray(start, end))
       if (type === Wire.FrameType.Request) return this.request(id, bytes, start, end)
       if (type === Wire.FrameType.Cancel) {
         const fiber = this.inflight.get(id)
@@ -189,6 +418,30 @@ export const serve = Effect.fnUntraced(function*(options: Options = {}) {
       this.close(`closing connection: unexpected frame of type ${type} from a client`)
     }
 
+    handshake(type: number, body: Buffer): void {
+      if (type !== Wire.FrameType.Hello) {
+        return this.close(`closing connection before the handshake: expected a hello frame, got type ${type}`)
+      }
+      const theirs = Wire.decodeHello(body)
+      if (theirs instanceof Wire.ProtocolError) {
+        this.writer.write(Wire.systemError(0, "Protocol", theirs.reason))
+        return this.close(`refused a client: ${theirs.reason}`)
+      }
+      const refused = Wire.checkHello(hello, theirs)
+      if (refused !== undefined) {
+        // The peer learns only that its id does not match; the log names the id it claimed.
+        this.writer.write(Wire.systemError(0, "Protocol", refused))
+        const claimed = theirs.version === hello.version ? ` (it claims ${Wire.quote(theirs.deploymentId)})` : ""
+        return this.close(`refused a client: ${refused}${claimed}`)
+      }
+      this.greeted = true
+      awaiting.delete(this)
+      clearTimeout(this.handshakeTimer)
+      this.handshakeTimer = undefined
+      this.reader.maxFrameBytes = maxFrameBytes
+      this.writer.write(Wire.encodeHello(hello))
+    }
+
     request(id: number, bytes: Buffer, start: number, end: number): void {
       const decoded = Wire.decodeRequest(bytes, start, end)
       if (decoded instanceof Wire.ProtocolError) return this.close(`closing connection: ${decoded.reason}`)
@@ -199,6 +452,9 @@ export const serve = Effect.fnUntraced(function*(options: Options = {}) {
         return this.writer.write(
           Wire.systemError(id, "Protocol", `method ${header.method} is not served here (is the component hosted?)`)
         )
+      }
+      if (this.allowed !== undefined && !this.allowed.has(entry.component)) {
+        return this.unauthorized(id, entry.component, bytes, start, end)
       }
       let payload: unknown
       try {
@@ -231,7 +487,7 @@ export const serve = Effect.fnUntraced(function*(options: Options = {}) {
           this.inflight.delete(id)
           fiber.unsafeInterruptAsFork(FiberId.none)
           this.writer.write(Wire.systemError(id, "Timeout", "deadline exceeded while the handler was running"))
-        }, Math.max(0, millis))
+        }, Math.min(Math.max(0, millis), maxTimerMillis))
       }
       if (header.constructing.length > 0) {
         effect = Effect.locally(effect, CoreTransport.constructing, header.constructing)
@@ -258,31 +514,72 @@ export const serve = Effect.fnUntraced(function*(options: Options = {}) {
     }
   }
 
-  const server = Net.createServer((socket) => {
+  const tls = options.tls
+  const accept = (socket: Net.Socket) => {
+    if (awaiting.size >= maxPendingHandshakes) {
+      // The oldest is the likeliest to be a peer that never sends its hello; a real client's arrives at once.
+      awaiting.values().next().value!.close(
+        `closing connection before the handshake: ${awaiting.size} connections are waiting for their hello ` +
+          `(the limit), this was the oldest`
+      )
+    }
     const connection = new ServerConnection(socket)
     open.add(connection)
+    awaiting.add(connection)
+  }
+  const server = tls === undefined
+    ? Net.createServer(accept)
+    : Tls.createServer(
+      { ...Certificates.serverOptions(tls.credentials), handshakeTimeout: handshakeMillis },
+      accept
+    ).on(
+      "tlsClientError",
+      (error, socket) =>
+        bad(`refused a client in the TLS handshake: ${error.message}`, `${socket.remoteAddress}:${socket.remotePort}`)
+    )
+  server.maxConnections = settings.maxConnections
+  server.on("drop", (peer) => {
+    bad(
+      `dropped a connection: ${server.maxConnections} are open (the limit)`,
+      peer === undefined ? undefined : `${peer.remoteAddress}:${peer.remotePort}`
+    )
   })
-  const host = options.host ?? "127.0.0.1"
   const port = yield* Effect.async<number, ServeError>((resume) => {
     const onError = (cause: Error) =>
       resume(Effect.fail(new ServeError({ address: `${host}:${options.port ?? 0}`, cause })))
     server.once("error", onError)
     server.listen({ host, port: options.port ?? 0 }, () => {
       server.off("error", onError)
+      // After listening, errors are those of accepting a connection (e.g. out of file descriptors): the server
+      // keeps serving. Without a listener, Node would throw them and end the process.
+      server.on("error", (cause) => limiter.log(`cannot accept a connection: ${cause.message}`, undefined))
       const address = server.address()
       resume(Effect.succeed(typeof address === "object" && address !== null ? address.port : 0))
     })
   })
+  // Connections that send nothing for a while are closed: a sweep per server, not a timer per connection that
+  // every chunk would have to re-arm.
+  const sweep = setInterval(() => {
+    for (const connection of open) {
+      if (!connection.greeted) continue
+      if (!connection.active && connection.inflight.size === 0) connection.close(undefined)
+      else connection.active = false
+    }
+  }, Math.min(Math.max(1, idleMillis / 2), maxTimerMillis))
+  sweep.unref()
   yield* Effect.addFinalizer(() =>
     Effect.async<void>((resume) => {
+      clearInterval(sweep)
       for (const connection of [...open]) connection.close(undefined)
+      limiter.flush()
       server.close(() => resume(Effect.void))
     })
   )
   const info: Server = {
     address: `${host.includes(":") ? `[${host}]` : host}:${port}`,
     port,
-    connections: () => open.size
+    connections: () => open.size,
+    badConnections: () => badConnections
   }
   return info
 })

@@ -11,7 +11,7 @@
  *
  * @since 0.1.0
  */
-import { Transport, Weavelet } from "@effect-weaver/runtime"
+import { Certificates, Transport, Weavelet } from "@effect-weaver/runtime"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Scope from "effect/Scope"
@@ -75,21 +75,40 @@ export const layer = (options: Options): Layer.Layer<Transport.Transport> =>
  * weavelet's components on `127.0.0.1:0` and connects a client to that
  * server, so every call goes through the wire protocol over a real socket;
  * every retriable call runs twice (the first result is discarded) to expose
- * methods that should be marked `retry: false`.
+ * methods that should be marked `retry: false`. Unless `mtls` is false, the
+ * calls go over mutual TLS with a certificate naming every component, and
+ * the server authorizes them by the call graph this process has seen (see
+ * `Weavelet.requirements`): a call to a component no code resolved is
+ * refused, as a deployment would refuse it.
  *
  * @since 0.1.0
  * @category testing
  */
-export const makeTest = Effect.fnUntraced(function*(options?: { readonly duplicateRetriable?: boolean }) {
+export const makeTest = Effect.fnUntraced(function*(options?: {
+  readonly duplicateRetriable?: boolean | undefined
+  readonly mtls?: boolean | undefined
+}) {
   const scope = yield* Effect.scope
   const started = new Map<Weavelet.Weavelet["Type"], Effect.Effect<Client.Client>>()
   const start = (weavelet: Weavelet.Weavelet["Type"]) =>
     Effect.gen(function*() {
-      const server = yield* Server.serve({ host: "127.0.0.1", port: 0 })
+      const credentials = options?.mtls === false ? undefined : yield* Effect.flatMap(
+        testAuthority,
+        (authority) => authority.issue({ group: "weavertest", components: [...weavelet.components.keys()] })
+      )
+      const server = yield* Server.serve({
+        host: "127.0.0.1",
+        port: 0,
+        tls: credentials === undefined ? undefined : {
+          credentials,
+          authorize: () => Effect.sync(() => [...new Set([...weavelet.requirements.values()].flatMap((to) => [...to]))])
+        }
+      })
       return yield* Client.make({
         deploymentId: weavelet.deploymentId,
         resolve: () => Stream.make([server.address]),
-        duplicateRetriable: options?.duplicateRetriable ?? true
+        duplicateRetriable: options?.duplicateRetriable ?? true,
+        tls: credentials
       })
     }).pipe(Effect.provideService(Weavelet.Weavelet, weavelet), Scope.extend(scope), Effect.orDie)
   const transport: Transport.Transport["Type"] = {
@@ -106,6 +125,9 @@ export const makeTest = Effect.fnUntraced(function*(options?: { readonly duplica
   }
   return transport
 })
+
+/** One authority for the test deployments of this process: made once, its key never leaves memory. */
+const testAuthority = Effect.runSync(Effect.cached(Certificates.makeAuthority("weavertest")))
 
 /**
  * Provides the transport of the `weavertest` RPC runner (see {@link makeTest}).

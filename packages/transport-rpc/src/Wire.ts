@@ -437,14 +437,25 @@ export const encodeHello = (hello: Hello): Buffer => {
  * @category codec
  */
 export const decodeHello = (body: Buffer): Hello | ProtocolError => {
-  if (body.length < 4 || body.length !== 4 + body.readUInt16LE(2)) {
-    return new ProtocolError({ reason: `malformed hello frame (${body.length} bytes)` })
+  if (body.length < 4) {
+    return new ProtocolError({
+      reason: `malformed hello frame: a body of ${body.length} bytes, shorter than its version and id length (4)`
+    })
+  }
+  if (body.length !== 4 + body.readUInt16LE(2)) {
+    return new ProtocolError({
+      reason: `malformed hello frame: its deployment id length says ${body.readUInt16LE(2)} bytes, ` +
+        `it carries ${body.length - 4}`
+    })
   }
   return { version: body.readUInt16LE(0), deploymentId: body.toString("utf8", 4) }
 }
 
 /**
- * Why a handshake is refused, or `undefined` if the peer may talk to us.
+ * Why a handshake is refused, or `undefined` if the peer may talk to us. The
+ * reason is sent to the peer: it never contains this process's deployment
+ * id, which a peer of another deployment (or no deployment at all) has no
+ * business learning.
  *
  * @since 0.1.0
  * @category codec
@@ -454,11 +465,31 @@ export const checkHello = (mine: Hello, theirs: Hello): string | undefined => {
     return `protocol version mismatch: peer speaks version ${theirs.version}, this process speaks ${mine.version}`
   }
   if (theirs.deploymentId !== mine.deploymentId) {
-    return `deployment mismatch: peer belongs to deployment ${JSON.stringify(theirs.deploymentId)}, ` +
-      `this process to ${JSON.stringify(mine.deploymentId)} (calls never cross deployments)`
+    return "deployment mismatch: the peer's deployment id does not match this process's (calls never cross deployments)"
   }
   return undefined
 }
+
+/**
+ * Default limit on the size of a hello frame, the only frame a server reads
+ * before the handshake: a version and a deployment id (a UUID, usually)
+ * fit in a few dozen bytes.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaultMaxHelloBytes = 4 * 1024
+
+/**
+ * A string a peer sent, quoted and cut to at most `max` characters, for log
+ * lines and error details: hostile input must not make either unbounded or
+ * unreadable.
+ *
+ * @since 0.1.0
+ * @category codec
+ */
+export const quote = (value: string, max = 64): string =>
+  value.length <= max ? JSON.stringify(value) : `${JSON.stringify(value.slice(0, max))}… (${value.length} characters)`
 
 /**
  * Flags of a request header.
@@ -784,14 +815,38 @@ export const codec = (spec: Component.AnyMethod): MethodCodec => {
  * stream can no longer be trusted (oversized or malformed frame); the
  * connection must then be closed.
  *
+ * A frame's length is checked against {@link FrameReader.maxFrameBytes} as
+ * soon as its 4 length bytes have arrived, and its type as soon as its fifth
+ * byte has, so a peer that announces a frame it may not send is refused
+ * before its body is buffered.
+ *
  * @since 0.1.0
  * @category codec
  */
 export class FrameReader {
+  /*
+   * Buffering is written by hand, not with `Buffer.concat(pending, chunk)` per chunk: that copies everything
+   * pending again on every chunk, quadratic in a frame's size (a 16 MiB frame in 64 KiB chunks copies ~2 GiB).
+   * The bytes of an incomplete frame go into one buffer grown by doubling, capped at the frame's announced size:
+   * each byte is copied a bounded number of times, and the memory held is at most about twice the bytes that
+   * arrived, whatever the chunk sizes (a list of chunks would cost an object per chunk to a peer that trickles
+   * one byte at a time). Complete frames are handed on in place, inside the chunk they arrived in; only the
+   * part of a chunk that completes a pending frame is copied. No buffer is reused: a receiver may keep
+   * `subarray`s of the frames it was given (msgpackr returns binary values that way).
+   */
+  /** The bytes of the incomplete frame, from its length field on: `pendingBytes` of them. */
   private pending: Buffer | undefined = undefined
+  private pendingBytes = 0
+  /** The size of the incomplete frame, length field included; 0 while its length field is incomplete. */
+  private needed = 0
   private stopped = false
   constructor(
-    readonly maxFrameBytes: number,
+    /**
+     * The largest frame accepted (everything after the length field). It may
+     * change between two pushes, or in `onFrame` (e.g. raised after a
+     * handshake); it applies to every frame whose length has not been read yet.
+     */
+    public maxFrameBytes: number,
     /** A frame arrived; its body is `bytes` from `start` to `end` (sliced only by those who keep it). */
     readonly onFrame: (type: number, id: number, bytes: Buffer, start: number, end: number) => void
   ) {}
@@ -803,7 +858,17 @@ export class FrameReader {
    */
   stop(): void {
     this.stopped = true
-    this.pending = undefined
+    this.clear()
+  }
+
+  /**
+   * Bytes held for a frame that has not arrived in full (for tests and
+   * status pages).
+   *
+   * @since 0.1.0
+   */
+  buffered(): number {
+    return this.pending === undefined ? 0 : this.pending.length
   }
 
   /**
@@ -811,37 +876,95 @@ export class FrameReader {
    */
   push(chunk: Buffer): ProtocolError | undefined {
     if (this.stopped) return undefined
-    let buffer = this.pending === undefined ? chunk : Buffer.concat([this.pending, chunk])
     let offset = 0
-    while (buffer.length - offset >= 4) {
-      const length = buffer.readUInt32LE(offset)
-      if (length > this.maxFrameBytes) {
-        this.pending = undefined
-        return new ProtocolError({ reason: `frame of ${length} bytes exceeds the limit of ${this.maxFrameBytes}` })
+    if (this.pendingBytes > 0) {
+      if (this.needed === 0) {
+        // The length field itself was split: complete it from the chunk (at most 3 bytes).
+        const take = Math.min(4 - this.pendingBytes, chunk.length)
+        this.append(chunk, 0, take)
+        offset = take
+        if (this.pendingBytes < 4) return undefined
+        const length = this.pending!.readUInt32LE(0)
+        const error = this.checkLength(length)
+        if (error !== undefined) return this.fail(error)
+        this.needed = 4 + length
       }
-      if (length < 5) {
-        this.pending = undefined
-        return new ProtocolError({ reason: `frame length ${length} is shorter than a frame header` })
+      const missing = this.needed - this.pendingBytes
+      if (chunk.length - offset < missing) {
+        if (this.pendingBytes < 5 && this.pendingBytes + chunk.length - offset >= 5) {
+          const error = this.checkType(chunk[offset + 4 - this.pendingBytes]!)
+          if (error !== undefined) return this.fail(error)
+        }
+        this.append(chunk, offset, chunk.length)
+        return undefined
       }
-      if (buffer.length - offset < 4 + length) break
-      const type = buffer[offset + 4]!
-      if (type > FrameType.Cancel) {
-        this.pending = undefined
-        return new ProtocolError({ reason: `unknown frame type ${type}` })
-      }
-      const id = buffer.readUInt32LE(offset + 5)
-      const start = offset + headerBytes
-      offset += 4 + length
-      this.onFrame(type, id, buffer, start, offset)
+      this.append(chunk, offset, offset + missing)
+      offset += missing
+      const frame = this.pending!
+      const end = this.needed
+      this.clear()
+      const type = frame[4]!
+      const error = this.checkType(type)
+      if (error !== undefined) return this.fail(error)
+      this.onFrame(type, frame.readUInt32LE(5), frame, headerBytes, end)
       if (this.stopped) return undefined
     }
-    if (offset === buffer.length) {
-      this.pending = undefined
-    } else {
-      buffer = buffer.subarray(offset)
-      this.pending = buffer
+    while (chunk.length - offset >= 4) {
+      const length = chunk.readUInt32LE(offset)
+      const error = this.checkLength(length)
+      if (error !== undefined) return this.fail(error)
+      if (chunk.length - offset < 5) break
+      const type = chunk[offset + 4]!
+      if (type > FrameType.Cancel) return this.fail(this.checkType(type)!)
+      if (chunk.length - offset < 4 + length) break
+      const id = chunk.readUInt32LE(offset + 5)
+      const start = offset + headerBytes
+      offset += 4 + length
+      this.onFrame(type, id, chunk, start, offset)
+      if (this.stopped) return undefined
+    }
+    if (offset < chunk.length) {
+      this.needed = chunk.length - offset >= 4 ? 4 + chunk.readUInt32LE(offset) : 0
+      this.append(chunk, offset, chunk.length)
     }
     return undefined
+  }
+
+  private checkLength(length: number): ProtocolError | undefined {
+    if (length > this.maxFrameBytes) {
+      return new ProtocolError({ reason: `frame of ${length} bytes exceeds the limit of ${this.maxFrameBytes}` })
+    }
+    if (length < 5) return new ProtocolError({ reason: `frame length ${length} is shorter than a frame header` })
+    return undefined
+  }
+
+  private checkType(type: number): ProtocolError | undefined {
+    return type > FrameType.Cancel ? new ProtocolError({ reason: `unknown frame type ${type}` }) : undefined
+  }
+
+  private fail(error: ProtocolError): ProtocolError {
+    this.clear()
+    return error
+  }
+
+  private clear(): void {
+    this.pending = undefined
+    this.pendingBytes = 0
+    this.needed = 0
+  }
+
+  /** Appends `chunk[from, to)` to the pending bytes, growing their buffer by doubling up to the frame's size. */
+  private append(chunk: Buffer, from: number, to: number): void {
+    const size = this.pendingBytes + to - from
+    let buffer = this.pending
+    if (buffer === undefined || size > buffer.length) {
+      const doubled = Math.max(size, 2 * (buffer?.length ?? 0), 256)
+      const next = Buffer.allocUnsafe(this.needed > 0 ? Math.min(this.needed, doubled) : doubled)
+      if (buffer !== undefined) buffer.copy(next, 0, 0, this.pendingBytes)
+      this.pending = buffer = next
+    }
+    chunk.copy(buffer, this.pendingBytes, from, to)
+    this.pendingBytes = size
   }
 }
 

@@ -2,7 +2,7 @@ import { Component, RemoteCallError, Transport, Weaver, WeaverConfig } from "@ef
 import { App, MethodMetrics } from "@effect-weaver/runtime"
 import { TransportRpc } from "@effect-weaver/transport-rpc"
 import { assert, describe, it } from "@effect/vitest"
-import * as Context from "effect/Context"
+import type * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -294,7 +294,7 @@ describe("TransportRpc", () => {
       const weavelet = yield* App.makeWeavelet(Weaver.app({ components: [echoImpl(hooks)] }), {
         config: WeaverConfig.empty()
       }).pipe(Effect.provideService(Transport.Transport, transport))
-      const echo = Context.unsafeGet(weavelet.clients("main"), Echo)
+      const echo = yield* Effect.provide(Echo, weavelet.clients("main") as Context.Context<Echo>)
       assert.strictEqual(yield* echo.count(), 2)
       assert.strictEqual(hooks.calls, 2)
       const labels = MethodMetrics.labels({ caller: "main", component: "test/Echo", method: "countOnce", remote: true })

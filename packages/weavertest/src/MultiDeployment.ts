@@ -30,6 +30,8 @@ export interface TestDeployment {
   readonly transport: Layer.Layer<Transport.Transport>
   /** Serves the fakes of the test process to the replicas; call once its weavelet exists. */
   readonly started: (weavelet: CoreWeavelet.Weavelet["Type"]) => Effect.Effect<void, never, Scope.Scope>
+  /** Reports an edge of the call graph the test process sees to the deployer (mutual TLS authorizes by it). */
+  readonly onRequire: (caller: string, component: string) => void
 }
 
 // Multi tests start processes; a few deployments at a time keep a small machine responsive.
@@ -98,10 +100,15 @@ export const make = (options: {
       logFiles: false,
       output: options.verbose ? undefined : () => undefined
     })
+    // This process hosts the main group: it calls and serves over mutual TLS with the group's certificate.
+    const credentials = yield* deployer.credentials(Deployer.mainGroup).pipe(
+      Effect.mapError((error) => new Deployer.DeployError({ reason: `mutual TLS: ${error.message}` }))
+    )
     const transport = TransportMultiprocess.layer({
       deploymentId: deployer.deploymentId,
       activate: deployer.activate,
-      routing: deployer.routing
+      routing: deployer.routing,
+      tls: credentials
     })
     const started = (weavelet: CoreWeavelet.Weavelet["Type"]) =>
       Effect.gen(function*() {
@@ -115,11 +122,19 @@ export const make = (options: {
             return fake !== undefined ? Effect.succeed(fake) : weavelet.handlers(name)
           }
         }
-        const server = yield* Server.serve({ host: "127.0.0.1", port: 0 }).pipe(
+        const server = yield* Server.serve({
+          host: "127.0.0.1",
+          port: 0,
+          tls: credentials === undefined
+            ? undefined
+            : { credentials, authorize: (peer) => deployer.authorize(peer.group) }
+        }).pipe(
           Effect.provideService(CoreWeavelet.Weavelet, serving),
           Effect.orDie
         )
         yield* deployer.addExternalReplica(Deployer.mainGroup, server.address)
       })
-    return { deployer, transport, started }
+    // Edges reach the deployer at once (it is in this process), before any call they authorize.
+    const onRequire = (caller: string, component: string) => Effect.runSync(deployer.requires(caller, component))
+    return { deployer, transport, started, onRequire }
   })

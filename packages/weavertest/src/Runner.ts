@@ -74,6 +74,8 @@ export interface Deployment {
   readonly hosted: ReadonlySet<string>
   /** Called once the test process's weavelet exists, before the body runs. */
   readonly started: (weavelet: Weavelet.Weavelet["Type"]) => Effect.Effect<void, never, Scope.Scope>
+  /** Told each edge of the call graph the test process sees (see `Weavelet.Options.onRequire`). */
+  readonly onRequire?: ((caller: string, component: string) => void) | undefined
 }
 
 /**
@@ -260,7 +262,8 @@ const runApp = (
         replicaId,
         fakes,
         extraComponents,
-        hosted: deployment?.hosted
+        hosted: deployment?.hosted,
+        onRequire: deployment?.onRequire
       }).pipe(Effect.provide(transport))
       if (deployment !== undefined) yield* deployment.started(weavelet)
       return yield* body.pipe(
@@ -358,7 +361,8 @@ export const multi: Runner = makeRunner({
       return {
         transport: deployment.transport,
         hosted: new Set<string>(),
-        started: deployment.started
+        started: deployment.started,
+        onRequire: deployment.onRequire
       } satisfies Deployment
     })
 })

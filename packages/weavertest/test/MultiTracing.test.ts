@@ -7,7 +7,8 @@ import { Weaver, WeaverConfig } from "@effect-weaver/core"
 import { App, Tracing } from "@effect-weaver/runtime"
 import { MultiDeployment } from "@effect-weaver/weavertest"
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Layer } from "effect"
+import type { Context } from "effect"
+import { Effect, Layer } from "effect"
 import { app, TracedReverser } from "./fixtures/tracing.js"
 
 describe("Tracing under multiprocess", () => {
@@ -26,10 +27,14 @@ describe("Tracing under multiprocess", () => {
       const weavelet = yield* App.makeWeavelet(app, {
         config,
         deploymentId: deployment.deployer.deploymentId,
-        hosted: new Set<string>()
+        hosted: new Set<string>(),
+        onRequire: deployment.onRequire
       }).pipe(Effect.provide(transport))
       yield* deployment.started(weavelet)
-      const reverser = Context.unsafeGet(weavelet.clients(Weaver.mainName), TracedReverser)
+      const reverser = yield* Effect.provide(
+        TracedReverser,
+        weavelet.clients(Weaver.mainName) as Context.Context<TracedReverser>
+      )
       assert.strictEqual(yield* reverser.reverse("abc").pipe(Effect.withSpan("test")), "cba")
       const spans = local.traces().flatMap((t) => local.trace(t.traceId))
       assert.deepStrictEqual(spans.map((s) => s.name).sort(), ["test", "tracing/Reverser.reverse"], "no control spans")

@@ -95,7 +95,7 @@ export const echoImpl = (hooks: Hooks) =>
 /** Serves `hooks`' Echo replica; the server stops when the scope closes. */
 export const serveReplica = (
   hooks: Hooks,
-  options: { readonly deploymentId: string; readonly maxFrameBytes?: number }
+  options: Server.Options & { readonly deploymentId: string }
 ): Effect.Effect<Server.Server, never, Scope.Scope> =>
   Effect.gen(function*() {
     const transport = yield* TransportRpc.make({ resolve: () => Stream.empty })
@@ -104,7 +104,8 @@ export const serveReplica = (
       deploymentId: options.deploymentId,
       replicaId: hooks.replica
     }).pipe(Effect.provideService(Transport.Transport, transport), Effect.orDie)
-    return yield* Server.serve({ maxFrameBytes: options.maxFrameBytes }).pipe(
+    const { deploymentId: _, ...serverOptions } = options
+    return yield* Server.serve(serverOptions).pipe(
       Effect.provideService(Weavelet.Weavelet, weavelet),
       Effect.orDie
     )
