@@ -5,7 +5,7 @@
  * killed by pid.
  */
 import { Component, Transport, Weaver, WeaverConfig } from "@effect-weaver/core"
-import { App, Weavelet } from "@effect-weaver/runtime"
+import { App, type Certificates, Control, Weavelet } from "@effect-weaver/runtime"
 import { Server, TransportRpc } from "@effect-weaver/transport-rpc"
 import { Context, Effect, Schema, type Scope, Stream } from "effect"
 import * as ChildProcess from "node:child_process"
@@ -16,15 +16,21 @@ export class Echo extends Component.Tag("bench/Echo")<Echo>()({
 }) {}
 const EchoImpl = Component.implement(Echo, Effect.succeed({ echo: (s: string) => Effect.succeed(s) }))
 
-/** Serves the echo component on 127.0.0.1; succeeds with the port. */
-export const serveEcho = (deploymentId: string): Effect.Effect<number, never, Scope.Scope> =>
+/** Serves the echo component on 127.0.0.1 (over mutual TLS with `tls`); succeeds with the port. */
+export const serveEcho = (
+  deploymentId: string,
+  tls?: Certificates.Credentials
+): Effect.Effect<number, never, Scope.Scope> =>
   Effect.gen(function*() {
     const transport = yield* TransportRpc.make({ resolve: () => Stream.empty })
     const weavelet = yield* App.makeWeavelet(Weaver.app({ components: [EchoImpl] }), {
       config: WeaverConfig.empty(),
       deploymentId
     }).pipe(Effect.provideService(Transport.Transport, transport), Effect.orDie)
-    const server = yield* Server.serve({ port: 0 }).pipe(
+    const server = yield* Server.serve({
+      port: 0,
+      tls: tls === undefined ? undefined : { credentials: tls, authorize: () => Effect.succeed([Control.anyComponent]) }
+    }).pipe(
       Effect.provideService(Weavelet.Weavelet, weavelet),
       Effect.orDie
     )
@@ -32,9 +38,17 @@ export const serveEcho = (deploymentId: string): Effect.Effect<number, never, Sc
   })
 
 /** The echo component's client, as a component of another process calls it: through the RPC transport. */
-export const echoClient = (deploymentId: string, port: number): Effect.Effect<Echo["Type"], never, Scope.Scope> =>
+export const echoClient = (
+  deploymentId: string,
+  port: number,
+  tls?: Certificates.Credentials
+): Effect.Effect<Echo["Type"], never, Scope.Scope> =>
   Effect.gen(function*() {
-    const transport = yield* TransportRpc.make({ deploymentId, resolve: () => Stream.make([`127.0.0.1:${port}`]) })
+    const transport = yield* TransportRpc.make({
+      deploymentId,
+      resolve: () => Stream.make([`127.0.0.1:${port}`]),
+      tls
+    })
     const weavelet = yield* App.makeWeavelet(Weaver.app({ components: [] }), {
       config: WeaverConfig.empty(),
       deploymentId,

@@ -5,7 +5,10 @@
  * - raw: a Node TCP echo with length-prefixed frames that batches its writes
  *   (one `write` per turn on both sides): the practical limit;
  * - @effect/rpc: `RpcServer`/`RpcClient` over a socket with msgpack;
- * - weaver: a component method called through `@effect-weaver/transport-rpc`.
+ * - weaver: a component method called through `@effect-weaver/transport-rpc`;
+ * - weaver mTLS: the same over mutual TLS 1.3, as `weaver multi deploy` calls
+ *   by default (`[multi] mtls`); aim: ≤ 20 % below weaver's throughput, p50
+ *   still ≤ 1.25× raw.
  *
  * For 16-byte and 1 KiB string payloads: p50/p99 latency with one call in
  * flight, then throughput and CPU per call (client + server) with 64 in
@@ -14,6 +17,7 @@
  * `npm run build && node --import tsx bench/rpc.bench.ts [seconds]`
  * The script starts its own servers (`rpc.bench.ts server <kind>`) and kills them by pid.
  */
+import { Certificates } from "@effect-weaver/runtime"
 import { NodeSocket, NodeSocketServer } from "@effect/platform-node"
 import * as SocketServer from "@effect/platform/SocketServer"
 import { Rpc, RpcClient, RpcGroup, RpcSerialization, RpcServer } from "@effect/rpc"
@@ -23,8 +27,10 @@ import * as Fs from "node:fs"
 import { fileURLToPath } from "node:url"
 import { echoClient, exitWithParent, killChildren, rawClient, rawServer, serveEcho, startServer } from "./echo.js"
 
-type Kind = "raw" | "effect-rpc" | "weaver"
-const KINDS: ReadonlyArray<Kind> = ["raw", "effect-rpc", "weaver"]
+type Kind = "raw" | "effect-rpc" | "weaver" | "weaver mTLS"
+const KINDS: ReadonlyArray<Kind> = ["raw", "effect-rpc", "weaver", "weaver mTLS"]
+/** The credentials of the mTLS server, handed to its process in the environment (a bench, not a deployment). */
+const TLS_ENV = "WEAVER_BENCH_TLS"
 const PAYLOADS = [{ name: "16 B", text: "x".repeat(16) }, { name: "1 KiB", text: "y".repeat(1024) }]
 const THROUGHPUT_SECONDS = Number(process.argv[2] ?? 1)
 const ROUNDS = 7
@@ -57,7 +63,11 @@ const runServer = async (kind: Kind) => {
   const announce = (port: number) => process.stdout.write(`PORT ${port}\n`)
   exitWithParent()
   if (kind === "raw") return announce(await rawServer())
-  const serve = kind === "weaver" ? serveEcho(DEPLOYMENT) : serveEffectRpc
+  const serve = kind === "weaver"
+    ? serveEcho(DEPLOYMENT)
+    : kind === "weaver mTLS"
+    ? serveEcho(DEPLOYMENT, Schema.decodeSync(Schema.parseJson(Certificates.Credentials))(process.env[TLS_ENV]!))
+    : serveEffectRpc
   await Effect.runPromise(
     Effect.scoped(Effect.gen(function*() {
       const port: number = yield* (serve as Effect.Effect<number, unknown, Scope.Scope>)
@@ -133,7 +143,12 @@ const effectCaller = (call: (payload: string) => Effect.Effect<string, unknown>)
     }))
 })
 
-const connect = (kind: Kind, port: number, scope: Scope.CloseableScope): Promise<Caller> => {
+const connect = (
+  kind: Kind,
+  port: number,
+  scope: Scope.CloseableScope,
+  tls: Certificates.Credentials
+): Promise<Caller> => {
   if (kind === "raw") return rawCaller(port)
   if (kind === "effect-rpc") {
     return Effect.runPromise(
@@ -150,7 +165,7 @@ const connect = (kind: Kind, port: number, scope: Scope.CloseableScope): Promise
     )
   }
   return Effect.runPromise(
-    echoClient(DEPLOYMENT, port).pipe(
+    echoClient(DEPLOYMENT, port, kind === "weaver mTLS" ? tls : undefined).pipe(
       Effect.map((echo) => effectCaller((text) => echo.echo(text))),
       Scope.extend(scope)
     )
@@ -207,10 +222,14 @@ const throughputRound = async ({ caller, child }: Live, payload: string) => {
  * median of per-round ratios (this machine is noisy).
  */
 const measureAll = async (scope: Scope.CloseableScope) => {
+  const authority = await Effect.runPromise(Certificates.makeAuthority("bench"))
+  const server = await Effect.runPromise(authority.issue({ group: "echo", components: ["bench/Echo"] }))
+  const client = await Effect.runPromise(authority.issue({ group: "main", components: ["main"] }))
+  process.env[TLS_ENV] = Schema.encodeSync(Schema.parseJson(Certificates.Credentials))(server)
   const live: Array<Live> = []
   for (const kind of KINDS) {
     const { child, port } = await startServer(self, [kind])
-    live.push({ kind, child, caller: await connect(kind, port, scope) })
+    live.push({ kind, child, caller: await connect(kind, port, scope, client) })
   }
   const figures = new Map<string, Map<Kind, Array<Figures>>>()
   for (const payload of PAYLOADS) {
@@ -220,9 +239,9 @@ const measureAll = async (scope: Scope.CloseableScope) => {
       await system.caller.latency(payload.text, WARMUP_CALLS)
       await system.caller.throughput(payload.text, IN_FLIGHT, 1000)
     }
-    const [raw, effectRpc, weaver] = live as [Live, Live, Live]
+    const [raw, effectRpc, weaver, mtls] = live as [Live, Live, Live, Live]
     for (let r = 0; r < ROUNDS; r++) {
-      const order = r % 2 === 0 ? [raw, weaver, effectRpc] : [weaver, raw, effectRpc]
+      const order = r % 2 === 0 ? [raw, weaver, mtls, effectRpc] : [mtls, weaver, raw, effectRpc]
       process.stderr.write(`  ${payload.name} round ${r + 1}\n`)
       const latencies = new Map<Kind, Array<number>>()
       for (const system of order) latencies.set(system.kind, await system.caller.latency(payload.text, LATENCY_CALLS))
@@ -290,6 +309,17 @@ const main = async () => {
       verdicts.push(`${payload.name}: ${name}: ${ok ? "PASS" : "FAIL"}`)
       if (payload.name === "16 B" && !ok) pass = false
     }
+    // mTLS against the same transport without it, round by round.
+    const weaverRuns = byKind.get("weaver")!
+    const mtlsLoss = 1 - median(byKind.get("weaver mTLS")!.map((x, i) => x.throughput / weaverRuns[i]!.throughput))
+    verdicts.push(
+      `${payload.name}: mTLS throughput loss ${(mtlsLoss * 100).toFixed(0)} % (aim ≤ 20 %): ${
+        mtlsLoss <= 0.2 ? "PASS" : "MISS"
+      }`,
+      `${payload.name}: mTLS p50 ${ratio("weaver mTLS", (x) => x.p50).toFixed(2)}× raw (aim ≤ 1.25×): ${
+        ratio("weaver mTLS", (x) => x.p50) <= 1.25 ? "PASS" : "MISS"
+      }`
+    )
   }
   process.stdout.write([...lines, "", ...verdicts, ""].join("\n"))
   if (!pass) process.exitCode = 1
