@@ -13,7 +13,7 @@
  * - `Control` holds what travels on the control plane (the bootstrap, the
  *   errors a handler answers with).
  *
- * A deployer has four duties, and the handler is where it does them:
+ * A deployer has five duties, and the handler is where it does them:
  *
  * 1. components: a weavelet that needs a component asks to `activate` it;
  *    we start the process of the colocation group hosting it (once);
@@ -24,11 +24,15 @@
  *    app) calls `exportListener` with its address; we print it and answer
  *    it as the address users reach (the multi deployer answers a proxy's);
  * 4. telemetry: the envelope hands us every line the process writes; log
- *    entries are among them, and we print them all.
+ *    entries are among them, and we print them all;
+ * 5. security: we make the deployment's certificate authority and hand each
+ *    weavelet the `certificate` of its group, so that weavelets call one
+ *    another over mutual TLS; a weavelet reports which components its code
+ *    `requires`, and a callee asks us whom to `authorize` (`Certificates`).
  *
  * docs/DEPLOYERS.md describes the protocol in full.
  */
-import { App, Control, Envelope, Logging, WeaverConfig } from "@effect-weaver/runtime"
+import { App, Certificates, Control, Envelope, Logging, WeaverConfig } from "@effect-weaver/runtime"
 import { Data, Effect, Scope, Stream, SubscriptionRef } from "effect"
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
@@ -53,6 +57,8 @@ export class DeployerError extends Data.TaggedError("DeployerError")<{
 interface Group {
   readonly name: string
   readonly components: ReadonlyArray<string>
+  /** Its certificate and key, issued on first use. */
+  readonly certificate: Effect.Effect<Certificates.Credentials, Control.ControlError>
   readonly replicas: SubscriptionRef.SubscriptionRef<ReadonlyArray<string>>
   started: boolean
 }
@@ -80,6 +86,13 @@ export const deploy = Effect.fnUntraced(function*(configFile: string) {
     (dir) => Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true }))
   )
 
+  // Service Weaver's mTLS: an authority for this deployment only; its private key never leaves this process.
+  const authority = yield* Certificates.makeAuthority(app).pipe(
+    Effect.mapError((error) => new DeployerError({ reason: error.message }))
+  )
+  // The call graph, as the weavelets report it: which components the code of each component resolved.
+  const graph = new Map<string, Set<string>>()
+
   // Every weavelet runs the same binary; the bootstrap tells it which group it is.
   const command = process.execPath
   const args = ["--enable-source-maps", Path.resolve(config.dir, binary), ...config.serviceweaver.args]
@@ -100,6 +113,11 @@ export const deploy = Effect.fnUntraced(function*(configFile: string) {
       group = {
         name,
         components,
+        certificate: Effect.runSync(Effect.cached(
+          authority.issue({ group: name, components }).pipe(
+            Effect.mapError((error) => new Control.ControlError({ message: error.message }))
+          )
+        )),
         replicas: Effect.runSync(SubscriptionRef.make<ReadonlyArray<string>>([])),
         started: false
       }
@@ -125,7 +143,18 @@ export const deploy = Effect.fnUntraced(function*(configFile: string) {
     exportListener: (listener, address) =>
       Effect.as(say(`deployer: listener ${listener} of group ${group.name} available on ${address}`), address),
     // Service Weaver's HandleTraceSpans: this deployer keeps no traces.
-    traceSpans: () => Effect.void
+    traceSpans: () => Effect.void,
+    // Service Weaver's GetSelfCertificate: the certificate of the weavelet's group, over its control socket.
+    certificate: group.certificate,
+    // An edge of the call graph: the code of `caller` resolved `component`.
+    requires: (caller, component) =>
+      Effect.sync(() => {
+        const required = graph.get(caller) ?? new Set()
+        graph.set(caller, required.add(component))
+      }),
+    // Service Weaver's VerifyClientCertificate: a group may call what its components require.
+    authorize: (name) =>
+      Effect.sync(() => [...(groups.get(name)?.components ?? [])].flatMap((member) => [...(graph.get(member) ?? [])]))
   })
 
   // Service Weaver's spawn: start the weavelet of a group, once.
@@ -149,7 +178,8 @@ export const deploy = Effect.fnUntraced(function*(configFile: string) {
           // Where the weavelet serves its components: any free port on loopback, as all runs on this machine.
           internalAddress: "127.0.0.1:0",
           config: { file: Path.resolve(configFile), dir: config.dir },
-          external: []
+          external: [],
+          mtls: true
         },
         socketDir,
         command,
