@@ -30,7 +30,7 @@ for (const file of [Path.join(root, "packages/cli/dist/weaver.mjs"), bundled]) {
 }
 
 const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "weaver-multi-bench-"))
-const writeConfig = (name: string, binary: string) => {
+const writeConfig = (name: string, binary: string, multi = "") => {
   const file = Path.join(dir, name)
   Fs.writeFileSync(
     file,
@@ -43,11 +43,12 @@ listeners.hello = { address = "127.0.0.1:0" }
 
 [multi]
 listeners.hello = { address = "127.0.0.1:0" }
-`
+${multi}`
   )
   return file
 }
 const config = writeConfig("weaver.toml", bundled)
+const plainConfig = writeConfig("plain.toml", bundled, "mtls = false\n")
 const unbundledConfig = writeConfig("unbundled.toml", Path.join(root, "examples/hello/dist/main.js"))
 const env = { ...process.env, XDG_DATA_HOME: Path.join(dir, "data"), SERVICEWEAVER_LOG_DIR: Path.join(dir, "logs") }
 
@@ -139,9 +140,11 @@ const median = (values: ReadonlyArray<number>) => [...values].sort((a, b) => a -
 const main = async () => {
   const single: Array<Run> = []
   const multi: Array<Run> = []
+  const plain: Array<Run> = []
   for (let i = 0; i < runs; i++) {
     single.push(await deployOnce("single"))
     multi.push(await deployOnce("multi"))
+    plain.push(await deployOnce("multi", plainConfig))
   }
   const unbundled = await deployOnce("multi", unbundledConfig)
   const singleMs = median(single.map((r) => r.millis))
@@ -156,6 +159,12 @@ const main = async () => {
     `  multi deploy (2×2 procs)   ${multiMs.toFixed(0).padStart(6)} ms   runs: ${
       multi.map((r) => r.millis.toFixed(0)).join(", ")
     }\n`
+  )
+  const plainMs = median(plain.map((r) => r.millis))
+  process.stdout.write(
+    `  multi, mtls = false        ${plainMs.toFixed(0).padStart(6)} ms   runs: ${
+      plain.map((r) => r.millis.toFixed(0)).join(", ")
+    } (mutual TLS costs ${(multiMs - plainMs).toFixed(0)} ms)\n`
   )
   process.stdout.write(`  multi / single             ${(multiMs / singleMs).toFixed(2).padStart(6)}×\n`)
   process.stdout.write(
