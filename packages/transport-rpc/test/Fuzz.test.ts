@@ -20,7 +20,7 @@ import { clientOf, Echo, makeHooks, serveReplica } from "./utils/fixture.js"
 
 const deploymentId = "dep-fuzz"
 const targetFrames = 1_000_000
-const timeBudgetMillis = 100_000
+const timeBudgetMillis = 120_000
 const concurrency = 24
 const maxFrameBytes = 64 * 1024
 
@@ -455,6 +455,6 @@ describe("fuzzing the wire server", () => {
         assert.isBelow(memory.after - memory.baseline.heapUsed, 16 * 2 ** 20)
         assert.isAtMost(server.connections(), 1)
       }).pipe(Effect.scoped),
-    150_000
+    180_000
   )
 })
