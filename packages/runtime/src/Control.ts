@@ -24,6 +24,7 @@
  *
  * | Call | Meaning |
  * | --- | --- |
+ * | `GetHealth` | the health probe (Service Weaver's `GetHealth`): answered on the weavelet's event loop, so a stopped or blocked process does not answer |
  * | `GetMetrics` | the weavelet's metric snapshots (`Prometheus.snapshot()`) |
  * | `GetProfile {type, durationMs}` | a gzipped pprof profile of the weavelet (`Profiling.collect`) |
  *
@@ -119,6 +120,7 @@ export class ProfileFailed extends Schema.TaggedError<ProfileFailed>()("ProfileF
  * @category models
  */
 export class WeaveletRpcs extends RpcGroup.make(
+  Rpc.make("GetHealth", { success: Schema.Literal("ok") }),
   Rpc.make("GetMetrics", { success: Schema.Array(Prometheus.MetricSnapshot) }),
   Rpc.make("GetProfile", {
     payload: { type: Schema.Literal("cpu", "heap"), durationMs: Schema.Number },

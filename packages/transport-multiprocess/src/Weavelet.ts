@@ -137,6 +137,8 @@ const watchDeployer = (health: Effect.Effect<unknown, unknown>) =>
 const serveControl = (path: string) =>
   Effect.gen(function*() {
     const handlers = Control.WeaveletRpcs.toLayer({
+      // Answered on this process's one event loop, like every call: a blocked loop leaves the probe unanswered.
+      GetHealth: () => Effect.succeed("ok" as const),
       GetMetrics: () => Effect.sync(() => Prometheus.snapshot()),
       GetProfile: ({ durationMs, type }) =>
         Profiling.collect({ type, duration: Duration.millis(durationMs) }).pipe(
