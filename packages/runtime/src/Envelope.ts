@@ -2,8 +2,8 @@
  * The envelope: the deployer's side of one weavelet process. It starts the
  * process with its bootstrap, serves the control calls the weavelet makes
  * on a private Unix socket, relays the process's stdout and stderr line by
- * line, and kills the process (its whole process group) when its scope
- * closes.
+ * line, probes its health, and kills the process (its whole process group)
+ * when its scope closes.
  *
  * @since 0.1.0
  */
@@ -17,6 +17,7 @@ import * as Data from "effect/Data"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
@@ -110,6 +111,13 @@ export interface Handler {
   readonly authorize?: ((group: string) => Effect.Effect<ReadonlyArray<string>>) | undefined
   /** The code of `caller`, in this weavelet, resolved `component`: an edge of the call graph. */
   readonly requires?: ((caller: string, component: string) => Effect.Effect<void>) | undefined
+  /**
+   * The weavelet stopped answering its health probe (see {@link HealthOptions});
+   * `reason` says for how long. Called before the envelope kills the process:
+   * take its address out of routing here, so that callers stop picking it at
+   * once. Its exit follows, with {@link ExitStatus} `unhealthy` set.
+   */
+  readonly unhealthy?: ((reason: string) => Effect.Effect<void>) | undefined
 }
 
 /**
@@ -121,6 +129,77 @@ export interface Handler {
 export interface ExitStatus {
   readonly code: number | null
   readonly signal: string | null
+  /** Set when the envelope killed the process because it stopped answering its health probe: why. */
+  readonly unhealthy?: string | undefined
+}
+
+/**
+ * The health probe of a weavelet (Service Weaver's `GetHealth`): once the
+ * weavelet is ready, its envelope calls `GetHealth` (`Control.WeaveletRpcs`)
+ * every `interval`. The weavelet answers on its event loop, so a process
+ * that is stopped (SIGSTOP), spins in a busy loop or is otherwise blocked
+ * does not answer. One that has answered no probe for `unhealthyAfter` is
+ * unhealthy: the envelope calls `Handler.unhealthy`, then kills the process
+ * group with SIGKILL, and `exited` completes as for a crash.
+ *
+ * `unhealthyAfter` must be longer than `interval`, and long enough for the
+ * weavelet's longest garbage-collection pause (V8's are usually well under
+ * a second). A probe that timed out while the envelope's own process was
+ * stalled gets one more try.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface HealthOptions {
+  /** How often to probe (default 1 s). */
+  readonly interval: Duration.DurationInput
+  /** How long without an answer makes the weavelet unhealthy (default 3 s). */
+  readonly unhealthyAfter: Duration.DurationInput
+}
+
+/**
+ * The default {@link HealthOptions}: a probe every second, unhealthy after
+ * three seconds without an answer.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaultHealth: { readonly interval: Duration.Duration; readonly unhealthyAfter: Duration.Duration } = {
+  interval: Duration.seconds(1),
+  unhealthyAfter: Duration.seconds(3)
+}
+
+/**
+ * Health options with their defaults filled in, or the reason they are
+ * refused (naming the option and the value); `undefined` when probing is
+ * off (`false`). {@link make} checks its `health` option with it; a deployer
+ * may check its own up front.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const checkHealth = (
+  health: Partial<HealthOptions> | false | undefined
+): Either.Either<typeof defaultHealth | undefined, string> => {
+  if (health === false) return Either.right(undefined)
+  const duration = (name: keyof HealthOptions): Either.Either<Duration.Duration, string> => {
+    const input = health?.[name]
+    if (input === undefined) return Either.right(defaultHealth[name])
+    const decoded = Duration.decodeUnknown(input)
+    return decoded._tag === "Some" && Duration.isFinite(decoded.value) && Duration.toMillis(decoded.value) > 0
+      ? Either.right(decoded.value)
+      : Either.left(`health.${name}: expected a positive finite duration, got ${JSON.stringify(String(input))}`)
+  }
+  return Either.flatMap(
+    Either.all({ interval: duration("interval"), unhealthyAfter: duration("unhealthyAfter") }),
+    (resolved) =>
+      Duration.greaterThan(resolved.unhealthyAfter, resolved.interval)
+        ? Either.right(resolved)
+        : Either.left(
+          `health.unhealthyAfter (${Duration.format(resolved.unhealthyAfter)}) must be longer than health.interval ` +
+            `(${Duration.format(resolved.interval)})`
+        )
+  )
 }
 
 /**
@@ -149,6 +228,8 @@ export interface Options {
   readonly handler: Handler
   /** Receives each line the process writes. */
   readonly output: (stream: "stdout" | "stderr", line: string) => void
+  /** The health probe (see {@link HealthOptions}); on by default with {@link defaultHealth}, off with `false`. */
+  readonly health?: Partial<HealthOptions> | false | undefined
 }
 
 /**
@@ -261,9 +342,10 @@ export const stopGrace = 3_000
  * Starts a weavelet process and serves its control socket. Closing the
  * scope stops the process (SIGTERM, then SIGKILL after {@link stopGrace}).
  *
- * The steps: check the internal address, serve the control socket (whose
- * `Ready` connects to the weavelet's socket), spawn the process with its
- * bootstrap and relay its output, and stop it when the scope closes.
+ * The steps: check the internal address and the health options, serve the
+ * control socket (whose `Ready` connects to the weavelet's socket), spawn
+ * the process with its bootstrap and relay its output, stop it when the
+ * scope closes, and probe its health once it is ready.
  *
  * @since 0.1.0
  * @category constructors
@@ -272,6 +354,7 @@ export const make: (options: Options) => Effect.Effect<Envelope["Type"], Envelop
   .fnUntraced(function*(options: Options) {
     const { group, replicaId } = options.bootstrap
     yield* checkInternalAddress(options.bootstrap)
+    const health = yield* Either.mapLeft(checkHealth(options.health), (reason) => new EnvelopeError({ group, reason }))
     const sockets = socketsOf(options)
     const weavelet = yield* makeWeaveletClient(replicaId, sockets.weavelet)
     yield* serveControl(group, replicaId, sockets.control, options.handler, weavelet.connect)
@@ -282,6 +365,7 @@ export const make: (options: Options) => Effect.Effect<Envelope["Type"], Envelop
       weaveletSocket: sockets.weavelet
     })
     yield* stopOnClose(child)
+    if (health !== undefined) yield* probeHealth(child, weavelet, health, options.handler)
     return {
       replicaId,
       pid: child.pid,
@@ -347,8 +431,10 @@ const makeWeaveletClient = Effect.fnUntraced(function*(replicaId: string, socket
       if (Option.isNone(connected)) return yield* new ReplicaCallError({ replicaId, reason: "not ready" })
       return yield* f(yield* connected.value)
     })
-  return { connect, call }
+  return { replicaId, connect, connected: Deferred.await(client), call }
 })
+
+type WeaveletConnection = Effect.Effect.Success<ReturnType<typeof makeWeaveletClient>>
 
 type WeaveletCall = <A, E>(f: (client: WeaveletClient) => Effect.Effect<A, E>) => Effect.Effect<A, E | ReplicaCallError>
 
@@ -404,8 +490,10 @@ const serveControl = (
   })
 
 interface Child {
-  readonly pid: number
+  pid: number
   readonly exited: Deferred.Deferred<ExitStatus>
+  /** Why the envelope killed it as unhealthy, once it did. */
+  unhealthy: string | undefined
 }
 
 /**
@@ -425,7 +513,12 @@ const spawnWeavelet = Effect.fnUntraced(function*(options: Options, bootstrap: C
       }),
     catch: (cause) => new EnvelopeError({ group, reason: String(cause) })
   })
-  child.once("exit", (code, signal) => Deferred.unsafeDone(exited, Effect.succeed({ code, signal })))
+  const state: Child = { pid: 0, exited, unhealthy: undefined }
+  child.once("exit", (code, signal) =>
+    Deferred.unsafeDone(
+      exited,
+      Effect.succeed(state.unhealthy === undefined ? { code, signal } : { code, signal, unhealthy: state.unhealthy })
+    ))
   const pid = yield* Effect.async<number, EnvelopeError>((resume) => {
     if (child.pid !== undefined) return resume(Effect.succeed(child.pid))
     child.once("error", (cause) => resume(Effect.fail(new EnvelopeError({ group, reason: cause.message }))))
@@ -434,7 +527,8 @@ const spawnWeavelet = Effect.fnUntraced(function*(options: Options, bootstrap: C
   child.on("error", () => undefined)
   lines(child.stdout, (line) => options.output("stdout", line))
   lines(child.stderr, (line) => options.output("stderr", line))
-  return { pid, exited } satisfies Child
+  state.pid = pid
+  return state
 })
 
 /** When the scope closes: SIGTERM to the process group, then SIGKILL after {@link stopGrace}. */
@@ -450,6 +544,51 @@ const stopOnClose = (child: Child): Effect.Effect<void, never, Scope.Scope> =>
       }
     })
   )
+
+/**
+ * Probes the weavelet once it is ready, for the scope: `GetHealth` every
+ * `interval`, each given what is left of `unhealthyAfter` since the last
+ * answer. When that runs out (a probe unanswered, or failing, for
+ * `unhealthyAfter`), the weavelet is unhealthy: `handler.unhealthy` takes it
+ * out of routing, then the process group is killed with SIGKILL. A process
+ * that exits ends the probing.
+ */
+const probeHealth = (
+  child: Child,
+  weavelet: WeaveletConnection,
+  health: typeof defaultHealth,
+  handler: Handler
+): Effect.Effect<void, never, Scope.Scope> => {
+  const interval = Duration.toMillis(health.interval)
+  const bound = Duration.toMillis(health.unhealthyAfter)
+  const getHealth = (within: number) =>
+    weavelet.call((client) => client.GetHealth()).pipe(
+      Effect.timeout(within),
+      Effect.match({ onFailure: () => false, onSuccess: () => true })
+    )
+  const probe = Effect.gen(function*() {
+    yield* weavelet.connected
+    let answeredAt = Date.now()
+    while (true) {
+      yield* Effect.sleep(interval)
+      const sentAt = Date.now()
+      const left = answeredAt + bound - sentAt
+      let answered = left > 0 && (yield* getHealth(left))
+      if (!answered && left > 0 && Date.now() - (sentAt + left) > interval) {
+        // This process stalled itself (its timer fired that late): the answer may be queued behind it. One more try.
+        answered = yield* getHealth(interval)
+      }
+      if (answered) answeredAt = Date.now()
+      else if (Date.now() - answeredAt >= bound) break
+    }
+    if (yield* Deferred.isDone(child.exited)) return
+    const reason = `did not answer its health probe (GetHealth) for ${Duration.format(health.unhealthyAfter)}`
+    child.unhealthy = reason
+    yield* handler.unhealthy?.(reason) ?? Effect.void
+    signalGroup(child.pid, "SIGKILL")
+  })
+  return Effect.asVoid(Effect.forkScoped(Effect.raceFirst(probe, Deferred.await(child.exited))))
+}
 
 /** `GetMetrics`, within 10 s. */
 const replicaMetrics = (
