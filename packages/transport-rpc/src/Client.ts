@@ -2,8 +2,9 @@
  * The client side of the RPC transport: one connection per replica address,
  * with one reader (the socket's `data` handler, resuming calls by id) and one
  * batched writer, a balancer per component, deadlines carried on the wire,
- * cancellation and reconnection with backoff. Retries are the call
- * pipeline's, in core.
+ * cancellation and reconnection with backoff. A replica that leaves a
+ * component's routing fails that component's calls in flight on it at once,
+ * as Unreachable. Retries are the call pipeline's, in core.
  *
  * @since 0.1.0
  */
@@ -79,6 +80,8 @@ export interface Client {
 /** What a connection knows of a call in flight on it. */
 interface Pending {
   readonly prepared: Prepared
+  /** The balancer that picked the replica. */
+  readonly route: Route
   /** A reply frame arrived: its body is `bytes` from `start` to `end`. */
   complete(type: number, bytes: Buffer, start: number, end: number): void
   /** The connection failed. */
@@ -143,6 +146,20 @@ class CallTable {
     return pending
   }
 
+  /** Removes and returns the calls `select` picks. */
+  takeWhere(select: (pending: Pending) => boolean): Array<Pending> {
+    const taken: Array<Pending> = []
+    for (let slot = 0; slot < this.slots.length; slot++) {
+      const pending = this.slots[slot]
+      if (pending === undefined || !select(pending)) continue
+      this.slots[slot] = undefined
+      this.ids[slot] = 0
+      this.size--
+      taken.push(pending)
+    }
+    return taken
+  }
+
   /** Removes and returns every call. */
   clear(): Array<Pending> {
     const calls = this.slots.filter((pending) => pending !== undefined)
@@ -203,7 +220,6 @@ class Connection {
       if (pending === undefined) return // cancelled or timed out: the reply is dropped
       this.resumed++
       pending.complete(type, bytes, start, end)
-      if (this.peer.users === 0 && this.pending.size === 0) this.fail("Unreachable", "replica removed")
     } else if (type === Wire.FrameType.Hello) {
       const hello = Wire.decodeHello(bytes.subarray(start, end))
       const refused = hello instanceof Wire.ProtocolError
@@ -223,7 +239,11 @@ class Connection {
     }
   }
 
-  fail(reason: "Unreachable" | "Protocol", detail: string): void {
+  /**
+   * Closes the connection and fails every call in flight on it. A broken
+   * connection (`backoff`) delays the next dial to its replica.
+   */
+  fail(reason: "Unreachable" | "Protocol", detail: string, backoff = true): void {
     if (this.closed) return
     this.closed = true
     this.writer.close()
@@ -231,7 +251,7 @@ class Connection {
     this.socket.destroy()
     const peer = this.peer
     if (peer.connection === this) peer.connection = undefined
-    if (!this.ready || reason === "Protocol") {
+    if (backoff && (!this.ready || reason === "Protocol")) {
       peer.failures++
       const backoff = Math.min(1000, 10 * 2 ** Math.min(peer.failures, 10))
       peer.retryAt = Date.now() + backoff * (0.6 + 0.4 * Math.random())
@@ -477,10 +497,22 @@ class Peer {
     return true
   }
 
-  /** No balancer lists the replica any more: close the connection once no call is in flight on it. */
-  retire(): void {
+  /**
+   * The replica left the routing of `route`'s component: the deployer took it
+   * out because it is gone or unhealthy (a hung process still accepts
+   * connections, and would never answer). The calls of that component in
+   * flight on it fail now as Unreachable, so that the call pipeline retries
+   * the retriable ones on another replica instead of waiting for their
+   * deadline; once no balancer lists the replica, its connection closes.
+   */
+  leave(route: Route): void {
     const connection = this.connection
-    if (connection !== undefined && connection.pending.size === 0) connection.fail("Unreachable", "replica removed")
+    if (connection === undefined) return
+    const detail = `replica ${this.address} was taken out of routing`
+    if (this.users === 0) return connection.fail("Unreachable", detail, false)
+    for (const call of connection.pending.takeWhere((pending) => pending.route === route)) {
+      call.fail(remoteError(call.prepared.call, "Unreachable", detail))
+    }
   }
 
   close(): void {
@@ -617,10 +649,13 @@ export const make = Effect.fnUntraced(function*(options: Options) {
           Effect.sync(() => {
             const next = [...new Set(addresses)].map((address) => peer(address, component.componentName))
             for (const p of next) p.users++
-            for (const p of balancer.current) {
-              if (--p.users === 0) p.retire()
-            }
+            const previous = balancer.current
             balancer.update(next)
+            const kept = new Set(next)
+            for (const p of previous) {
+              p.users--
+              if (!kept.has(p)) p.leave(route)
+            }
             if (next.length > 0) { for (const call of [...route.waiting]) call.wake() }
           }).pipe(Effect.zipRight(Deferred.succeed(first, undefined)))
         ),
