@@ -13,7 +13,9 @@
  *   that balances across the replicas serving it.
  * - Supervision: a replica that exits is restarted with jittered exponential
  *   backoff; a replica that keeps crashing is given up on with a clear error
- *   while the others keep serving. Every change is pushed to the weavelets as
+ *   while the others keep serving. A replica that hangs (stops answering its
+ *   health probe, see {@link Options.health}) is taken out of routing at
+ *   once, killed, and restarted as a crashed one is. Every change is pushed to the weavelets as
  *   a routing update and written to the registry (`weaver multi status`).
  * - Logs: every line a replica logs or prints is written to its JSON-lines
  *   log file (see `LogFile`) and printed on the deployer's terminal.
@@ -31,6 +33,7 @@
  */
 import type * as Certificates from "@effect-weaver/runtime/Certificates"
 import * as Control from "@effect-weaver/runtime/Control"
+import * as Envelope from "@effect-weaver/runtime/Envelope"
 import * as Logging from "@effect-weaver/runtime/Logging"
 import type * as Profiling from "@effect-weaver/runtime/Profiling"
 import type * as Prometheus from "@effect-weaver/runtime/Prometheus"
@@ -41,6 +44,7 @@ import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
@@ -148,6 +152,14 @@ export interface Options {
    */
   readonly mtls?: boolean | undefined
   readonly restart?: Partial<Restart> | undefined
+  /**
+   * The health probe of every replica (`Envelope.HealthOptions`): `GetHealth`
+   * every `interval` (default 1 s); a replica that answers none for
+   * `unhealthyAfter` (default 3 s) is taken out of routing and out of its
+   * listeners' proxies at once, killed with SIGKILL and restarted as a
+   * crashed one is. `false` turns probing off.
+   */
+  readonly health?: Partial<Envelope.HealthOptions> | false | undefined
   /** Record the deployment in the `multi` registry (default true). */
   readonly register?: boolean | undefined
   /** The config file's path, shown in the registry. */
@@ -268,6 +280,10 @@ const open = Effect.fnUntraced(function*(options: Options) {
   const scope = yield* Effect.scope
   const app = options.app
   const deploymentId = options.deploymentId ?? Crypto.randomUUID()
+  const health = yield* Either.mapLeft(
+    Envelope.checkHealth(options.health),
+    (reason) => new DeployError({ reason: `bad deployer option: ${reason}` })
+  )
   const socketDir = yield* Effect.acquireRelease(
     Effect.sync(() => Fs.mkdtempSync(Path.join(Os.tmpdir(), "weaver-"))),
     (dir) => Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true }))
@@ -297,6 +313,7 @@ const open = Effect.fnUntraced(function*(options: Options) {
     deploymentId,
     options,
     restart: { ...defaultRestart, ...options.restart },
+    health: health ?? false,
     scope,
     socketDir,
     logs,

@@ -4,6 +4,7 @@
  *
  * @internal
  */
+import type * as Envelope from "@effect-weaver/runtime/Envelope"
 import type * as Registry from "@effect-weaver/runtime/Registry"
 import type * as Tracing from "@effect-weaver/runtime/Tracing"
 import type * as Effect from "effect/Effect"
@@ -20,6 +21,8 @@ export interface Deployment {
   readonly deploymentId: string
   readonly options: Options
   readonly restart: Restart
+  /** The replicas' health probe, checked; `false` when off. */
+  readonly health: Envelope.HealthOptions | false
   /** The deployment's scope: replicas, proxies and log files live as long as it. */
   readonly scope: Scope.Scope
   /** The directory of the envelopes' control sockets. */

@@ -139,6 +139,7 @@ const runReplica = (
       env: options.launch.env,
       cwd: options.launch.cwd,
       handler: handler(deployment, group, slot, replicaId),
+      health: deployment.health,
       output: Logs.replicaOutput(deployment.logs, { app, deploymentId, node: replicaId, component: group.name }, writer)
     })
     slot.current = { envelope, address: undefined }
@@ -185,6 +186,18 @@ const handler = (
       slot.current.address = address
       return Effect.zipRight(Groups.publish(group), writeRegistry(deployment))
     }),
+  unhealthy: (reason) =>
+    Effect.suspend(() => {
+      const current = slot.current
+      if (current === undefined || current.envelope.replicaId !== replicaId) return Effect.void
+      // Out of routing and the proxies now; the slot keeps the process until its exit, which the kill brings.
+      current.address = undefined
+      deployment.listeners.drop(replicaId)
+      return Effect.logWarning(
+        `replica ${slot.index + 1} of ${group.name} (pid ${current.envelope.pid}) ${reason}; ` +
+          `taken out of routing, killing it`
+      ).pipe(Effect.zipRight(Groups.publish(group)), Effect.zipRight(writeRegistry(deployment)))
+    }),
   activate: (component) => activate(deployment, component),
   routing: (component) => routing(deployment, component),
   exportListener: (listener, address) =>
@@ -224,4 +237,8 @@ const recordExit = (restart: Restart, crashes: Crashes, started: number, now: nu
 }
 
 const describeExit = (status: Envelope.ExitStatus): string =>
-  status.signal !== null ? `killed by ${status.signal}` : `exit code ${status.code}`
+  status.unhealthy !== undefined
+    ? `was killed (${status.signal ?? `exit code ${status.code}`}): it ${status.unhealthy}`
+    : status.signal !== null
+    ? `killed by ${status.signal}`
+    : `exit code ${status.code}`
