@@ -71,6 +71,10 @@ describe.sequential("a hung replica under weaver multi deploy of hello", () => {
         const url = `http://${yield* proxyAddress(deployment, "hello")}/hello`
         const first = yield* firstAnswer(deployment, `${url}?name=x`)
         assert.strictEqual(first.status, 200, `${first.body}\n--- deployer\n${deployment.output()}`)
+        // Both Reverser replicas ready and serving: each logs "reverser ready" when its first call builds it.
+        const ready = () => deployment.output().split("reverser ready").length - 1
+        for (let i = 0; i < 600 && ready() < 2; i++) yield* timedGet(`${url}?name=warm${i}`)
+        assert.isAtLeast(ready(), 2, `the Reverser replicas did not both serve\n${deployment.output()}`)
         const [victim, survivor] = yield* waitUntil("2 Reverser replicas", deployment, () => {
           const pids = reverserPids(deployment)
           return pids.length === 2 ? pids : undefined
@@ -117,8 +121,16 @@ describe.sequential("a hung replica under weaver multi deploy of hello", () => {
         assert.include(replaced, survivor!)
         yield* waitUntil("the hung replica to be killed", deployment, () =>
           Registry.isAlive(victim!) ? undefined : true, "10 seconds")
-        assert.include(deployment.output(), `pid ${victim}`)
-        assert.include(deployment.output(), "did not answer its health probe")
+        const told = deployment.output().split("\n").filter((line) =>
+          line.includes(`pid ${victim}`)
+        )
+        process.stdout.write(`${told.join("\n")}\n`)
+        assert.isTrue(
+          told.some((line) =>
+            line.includes("did not answer its health probe")
+          ),
+          `the deployer names the hung replica\n--- deployer\n${deployment.output()}`
+        )
         // The replacement serves too.
         for (let i = 0; i < 10; i++) {
           const answer = yield* timedGet(`${url}?name=again${i}`)
