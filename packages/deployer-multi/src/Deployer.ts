@@ -15,6 +15,8 @@
  *   backoff; a replica that keeps crashing is given up on with a clear error
  *   while the others keep serving. Every change is pushed to the weavelets as
  *   a routing update and written to the registry (`weaver multi status`).
+ * - Config: {@link prepare} refuses a config the application would refuse
+ *   (its binary answers a check, see `ConfigCheck`) before any process starts.
  * - Logs: every line a replica logs or prints is written to its JSON-lines
  *   log file (see `LogFile`) and printed on the deployer's terminal.
  * - Status: a status server (see `Status`) serves the metrics of every
@@ -29,6 +31,7 @@
  *
  * @since 0.1.0
  */
+import * as ConfigCheck from "@effect-weaver/runtime/ConfigCheck"
 import type * as Control from "@effect-weaver/runtime/Control"
 import * as Logging from "@effect-weaver/runtime/Logging"
 import type * as Profiling from "@effect-weaver/runtime/Profiling"
@@ -345,30 +348,14 @@ const service = (deployment: Deployment, statusAddress: string | undefined): Dep
  * this process's own Node flags (so a deployer run through a TypeScript
  * loader starts TypeScript binaries too), source maps, the binary resolved
  * against the config file's directory, and `args` and `env` from
- * `[serviceweaver]`.
+ * `[serviceweaver]`. Fails when `binary` is missing or is not a file.
  *
  * @since 0.1.0
  * @category constructors
  */
-export const launchOf = (config: WeaverConfig.WeaverConfig): Effect.Effect<Launch, DeployError> =>
+export const launchOf = (config: WeaverConfig.WeaverConfig): Effect.Effect<Launch, WeaverConfig.WeaverConfigError> =>
   Effect.gen(function*() {
-    const binary = config.serviceweaver.binary
-    if (binary === undefined || binary === "") {
-      return yield* new DeployError({
-        reason: new WeaverConfig.WeaverConfigError({
-          file: config.file,
-          section: "serviceweaver",
-          key: "binary",
-          reason: `missing required key: the application's entry file, for example binary = "./dist/main.js"`
-        }).message
-      })
-    }
-    const resolved = Path.resolve(config.dir, binary)
-    if (!Fs.existsSync(resolved)) {
-      return yield* new DeployError({
-        reason: `${config.file}: [serviceweaver] binary ${resolved} does not exist; run "npm run build" to build it`
-      })
-    }
+    const resolved = yield* ConfigCheck.binary(config)
     const env: Record<string, string | undefined> = { ...process.env }
     for (const entry of config.serviceweaver.env) {
       const eq = entry.indexOf("=")
@@ -385,15 +372,48 @@ export const launchOf = (config: WeaverConfig.WeaverConfig): Effect.Effect<Launc
   })
 
 /**
- * `weaver multi deploy <weaver.toml>`: loads the config, starts the
- * deployment, prints the box with the app and deployment id, and runs until
- * interrupted (Ctrl-C, SIGTERM), then stops every process.
+ * Loads the config file at `configFile` and works out the deployment of it
+ * (its app, a new deployment id, how to launch its binary), after checking
+ * that the application accepts the config: its binary, run once in check
+ * mode, answers (see `ConfigCheck`). Each mistake fails with an error naming
+ * the file, the section and the key, before any process of the deployment
+ * starts.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const prepare = (
+  configFile: string
+): Effect.Effect<Options, WeaverConfig.WeaverConfigError | ConfigCheck.CheckError> =>
+  Effect.gen(function*() {
+    const config = yield* WeaverConfig.load(configFile)
+    const launch = yield* launchOf(config)
+    yield* ConfigCheck.run({ config, command: launch.command, args: launch.args, env: launch.env })
+    const app = config.serviceweaver.name ??
+      Path.basename(launch.args.at(-1 - config.serviceweaver.args.length) ?? "app")
+        .replace(/\.[cm]?[jt]s$/, "")
+    return {
+      app,
+      deploymentId: Crypto.randomUUID(),
+      config,
+      configSource: { file: Path.resolve(configFile), dir: config.dir },
+      configFile: Path.resolve(configFile),
+      launch
+    } satisfies Options
+  })
+
+/**
+ * `weaver multi deploy <weaver.toml>`: checks the config ({@link prepare}),
+ * starts the deployment, prints the box with the app and deployment id, and
+ * runs until interrupted (Ctrl-C, SIGTERM), then stops every process.
  *
  * @since 0.1.0
  * @category runtime
  */
-export const deploy = (configFile: string): Effect.Effect<never, DeployError | WeaverConfig.WeaverConfigError> =>
-  Effect.flatMap(optionsOf(configFile), (options) =>
+export const deploy = (
+  configFile: string
+): Effect.Effect<never, DeployError | WeaverConfig.WeaverConfigError | ConfigCheck.CheckError> =>
+  Effect.flatMap(prepare(configFile), (options) =>
     Deployer.pipe(
       Effect.tap((deployer) =>
         Effect.sync(() => process.stdout.write(`${Logging.banner(deployer.app, deployer.deploymentId)}\n`))
@@ -401,20 +421,3 @@ export const deploy = (configFile: string): Effect.Effect<never, DeployError | W
       Effect.zipRight(Effect.never),
       Effect.provide(layer(options))
     ))
-
-/** The deployment of a config file: its app, a new deployment id, how to launch its binary. */
-const optionsOf = Effect.fnUntraced(function*(configFile: string) {
-  const config = yield* WeaverConfig.load(configFile)
-  const launch = yield* launchOf(config)
-  const app = config.serviceweaver.name ??
-    Path.basename(launch.args.at(-1 - config.serviceweaver.args.length) ?? "app")
-      .replace(/\.[cm]?[jt]s$/, "")
-  return {
-    app,
-    deploymentId: Crypto.randomUUID(),
-    config,
-    configSource: { file: Path.resolve(configFile), dir: config.dir },
-    configFile: Path.resolve(configFile),
-    launch
-  } satisfies Options
-})
