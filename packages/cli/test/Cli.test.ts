@@ -1,4 +1,4 @@
-import { Registry } from "@effect-weaver/runtime"
+import { ConfigCheck, Registry } from "@effect-weaver/runtime"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as ChildProcess from "node:child_process"
@@ -239,10 +239,15 @@ describe("weaver (process)", () => {
   it.scoped("single deploy runs the binary with this terminal's output and exits with its code", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir
+      // Answers the config check by hand (as Weaver.run would), then prints what it was given.
+      const accepted = `${ConfigCheck.marker}{"_tag":"ConfigAccepted","components":[],"listeners":[]}\n`
       yield* Effect.promise(() =>
         Fs.writeFile(
           Path.join(dir, "app.mjs"),
-          `console.log(JSON.stringify({ config: process.env.SERVICEWEAVER_CONFIG, args: process.argv.slice(2) }))\nprocess.exit(7)\n`
+          `if (process.env.${ConfigCheck.env}) {\n  process.stdout.write(${
+            JSON.stringify(accepted)
+          })\n  process.exit(0)\n}\n` +
+            `console.log(JSON.stringify({ config: process.env.SERVICEWEAVER_CONFIG, args: process.argv.slice(2) }))\nprocess.exit(7)\n`
         )
       )
       const config = yield* writeConfig(dir, `[serviceweaver]\nbinary = "app.mjs"\nargs = ["--flag", "x y"]\n`)
