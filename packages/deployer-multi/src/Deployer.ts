@@ -15,6 +15,9 @@
  *   backoff; a replica that keeps crashing is given up on with a clear error
  *   while the others keep serving. Every change is pushed to the weavelets as
  *   a routing update and written to the registry (`weaver multi status`).
+ *   Once every replica of the main group has been given up on, nothing is
+ *   left to serve: the deployment fails ({@link Deployer.failure}), is
+ *   recorded as failed in the registry, and stops.
  * - Config: {@link prepare} refuses a config the application would refuse
  *   (its binary answers a check, see `ConfigCheck`) before any process starts.
  * - Logs: every line a replica logs or prints is written to its JSON-lines
@@ -41,6 +44,7 @@ import * as Tracing from "@effect-weaver/runtime/Tracing"
 import * as WeaverConfig from "@effect-weaver/runtime/WeaverConfig"
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
+import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -182,6 +186,8 @@ export interface GroupInfo {
   readonly replicas: ReadonlyArray<ReplicaInfo>
   /** Restarts so far. */
   readonly restarts: number
+  /** Replicas given up on: each crashed `Restart.maxCrashes` times within `Restart.window`. */
+  readonly givenUp: number
 }
 
 /**
@@ -211,6 +217,12 @@ export class Deployer extends Context.Tag("@effect-weaver/deployer-multi/Deploye
   readonly profile: (options: Profiling.CollectOptions) => Effect.Effect<Uint8Array, Profiling.ProfilingError>
   /** The status server's `host:port` (recorded in the registry), if it runs; see {@link Options.status}. */
   readonly statusAddress: string | undefined
+  /**
+   * Fails once the deployment can serve nothing any more: every replica of
+   * the main group was given up on (crash loops). Never succeeds.
+   * {@link deploy} ends with it.
+   */
+  readonly failure: Effect.Effect<never, DeployError>
 }>() {}
 
 /**
@@ -284,6 +296,7 @@ const open = Effect.fnUntraced(function*(options: Options) {
     listeners: yield* Listeners.make(options.config),
     traces: Tracing.makeStore(),
     updateRegistry,
+    failed: yield* Deferred.make<string>(),
     stopping: false
   }
   return deployment
@@ -339,7 +352,8 @@ const service = (deployment: Deployment, statusAddress: string | undefined): Dep
         return Effect.zipRight(Groups.publish(group), writeRegistry(deployment))
       }),
     groups: Effect.sync(() => [...groups.all.values()].map(Groups.info)),
-    proxies: Effect.sync(() => new Map([...listeners.proxies].map(([name, proxy]) => [name, proxy.address])))
+    proxies: Effect.sync(() => new Map([...listeners.proxies].map(([name, proxy]) => [name, proxy.address]))),
+    failure: Effect.flatMap(Deferred.await(deployment.failed), (reason) => new DeployError({ reason }))
   }
 }
 
@@ -405,7 +419,8 @@ export const prepare = (
 /**
  * `weaver multi deploy <weaver.toml>`: checks the config ({@link prepare}),
  * starts the deployment, prints the box with the app and deployment id, and
- * runs until interrupted (Ctrl-C, SIGTERM), then stops every process.
+ * runs until interrupted (Ctrl-C, SIGTERM), then stops every process. Fails
+ * if the deployment fails ({@link Deployer.failure}).
  *
  * @since 0.1.0
  * @category runtime
@@ -418,6 +433,6 @@ export const deploy = (
       Effect.tap((deployer) =>
         Effect.sync(() => process.stdout.write(`${Logging.banner(deployer.app, deployer.deploymentId)}\n`))
       ),
-      Effect.zipRight(Effect.never),
+      Effect.flatMap((deployer) => deployer.failure),
       Effect.provide(layer(options))
     ))

@@ -1,8 +1,10 @@
 /**
  * `weaver multi deploy` as users run it (the built CLI): every bad config of
  * deployer-single's fixtures/badConfigs.ts is refused with the same line as
- * `weaver single deploy` prints, before any replica starts; and no replica
- * outlives the command killed with SIGKILL.
+ * `weaver single deploy` prints, before any replica starts; a deployment
+ * whose main replicas all crash-loop ends with an error, exit code 1 and a
+ * failed entry in `weaver multi status`; and no replica outlives the command
+ * killed with SIGKILL.
  */
 import { Registry } from "@effect-weaver/runtime"
 import { assert, describe, it } from "@effect/vitest"
@@ -13,7 +15,12 @@ import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { root, weaver } from "../../deployer-single/test/fixtures/badConfigs.js"
-import { refusesEveryBadConfig } from "../../deployer-single/test/fixtures/cli.js"
+import {
+  answeringCheck,
+  noProcessIn,
+  refusesEveryBadConfig,
+  runWeaver
+} from "../../deployer-single/test/fixtures/cli.js"
 
 describe.concurrent("weaver multi deploy refuses a bad config before starting anything", () => {
   refusesEveryBadConfig("multi")
@@ -42,6 +49,43 @@ const entryIn = (dir: string): Registry.Deployment | undefined => {
     ? undefined
     : JSON.parse(Fs.readFileSync(Path.join(registry, files[0]!), "utf8")) as Registry.Deployment
 }
+
+it.scopedLive(
+  "a deployment whose main replicas all crash-loop stops with an error and shows as failed",
+  () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      // Accepts any config when checked, and fails at once when run: every replica crash-loops from the start.
+      Fs.writeFileSync(
+        Path.join(dir, "app.mjs"),
+        answeringCheck(`console.error("cannot open the database")\nprocess.exit(3)\n`)
+      )
+      Fs.writeFileSync(
+        Path.join(dir, "weaver.toml"),
+        `[serviceweaver]\nname = "crashy"\nbinary = "app.mjs"\n[multi]\nlisteners.web = { address = "127.0.0.1:0" }\n`
+      )
+      const result = yield* runWeaver(["multi", "deploy", "weaver.toml"], dir)
+      assert.strictEqual(result.code, 1, result.stdout + result.stderr)
+      const error = result.stderr.trim().split("\n").at(-1)!
+      assert.match(
+        error,
+        /^weaver: every replica of main crash-looped and was given up on \(the last: exit code 3\); nothing is left to serve the listeners, so deployment [0-9a-f]{8} of crashy stops\. See "weaver multi logs" for the replicas' output\.$/
+      )
+      assert.include(result.stderr, "cannot open the database")
+      yield* noProcessIn(dir)
+
+      const entry = entryIn(dir)
+      assert.isDefined(entry?.failure, "the failed deployment's registry entry is kept")
+      assert.strictEqual(entry!.components.find((c) => c.name === "main")?.givenUp, 2)
+      const status = yield* runWeaver(["multi", "status"], dir)
+      assert.strictEqual(status.code, 0, status.stderr)
+      assert.include(status.stdout, "FAILED DEPLOYMENTS")
+      assert.match(status.stdout, new RegExp(`│ crashy │ ${entry!.deploymentId} │ \\d+s ago │ every replica of main`))
+      // Not among the live deployments: the DEPLOYMENTS table, before COMPONENTS, does not list it.
+      assert.notInclude(status.stdout.slice(0, status.stdout.indexOf("COMPONENTS")), "crashy")
+    }),
+  90_000
+)
 
 it.scopedLive("no replica outlives weaver multi deploy killed with SIGKILL", () =>
   Effect.gen(function*() {
