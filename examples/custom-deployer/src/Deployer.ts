@@ -11,7 +11,9 @@
  *   control calls the weavelet makes, by calling the `Envelope.Handler` we
  *   give it;
  * - `Control` holds what travels on the control plane (the bootstrap, the
- *   errors a handler answers with).
+ *   errors a handler answers with);
+ * - `ConfigCheck` runs the binary once to check the config against the
+ *   application, before anything of the deployment starts.
  *
  * A deployer has five duties, and the handler is where it does them:
  *
@@ -32,7 +34,7 @@
  *
  * docs/DEPLOYERS.md describes the protocol in full.
  */
-import { App, Certificates, Control, Envelope, Logging, WeaverConfig } from "@effect-weaver/runtime"
+import { App, Certificates, ConfigCheck, Control, Envelope, Logging, WeaverConfig } from "@effect-weaver/runtime"
 import { Data, Effect, Scope, Stream, SubscriptionRef } from "effect"
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
@@ -72,11 +74,24 @@ const say = (line: string) => Effect.sync(() => process.stdout.write(`${line}\n`
  * after a grace period; `Envelope.make` does it).
  */
 export const deploy = Effect.fnUntraced(function*(configFile: string) {
+  // The config as the deployer sees it: TOML, [serviceweaver], [single], [multi], the binary is a file.
   const config = yield* WeaverConfig.load(configFile)
-  const binary = config.serviceweaver.binary
-  if (binary === undefined) {
-    return yield* new DeployerError({ reason: `${config.file}: [serviceweaver] names no binary to deploy` })
+  const binary = yield* ConfigCheck.binary(config)
+
+  // Every weavelet runs the same binary; the bootstrap tells it which group it is.
+  const command = process.execPath
+  const args = ["--enable-source-maps", binary, ...config.serviceweaver.args]
+  const env: Record<string, string | undefined> = { ...process.env }
+  for (const entry of config.serviceweaver.env) {
+    const eq = entry.indexOf("=")
+    env[entry.slice(0, eq)] = entry.slice(eq + 1)
   }
+
+  // The config as the application sees it (its listeners, components, component sections): the binary, run
+  // once with ConfigCheck.env set, answers instead of running. A refused config fails here, naming the file,
+  // the section and the key, and no process of the deployment is started.
+  yield* ConfigCheck.run({ config, command, args, env })
+
   const app = config.serviceweaver.name ?? "app"
   const deploymentId = Crypto.randomUUID()
   const scope = yield* Effect.scope
@@ -92,15 +107,6 @@ export const deploy = Effect.fnUntraced(function*(configFile: string) {
   )
   // The call graph, as the weavelets report it: which components the code of each component resolved.
   const graph = new Map<string, Set<string>>()
-
-  // Every weavelet runs the same binary; the bootstrap tells it which group it is.
-  const command = process.execPath
-  const args = ["--enable-source-maps", Path.resolve(config.dir, binary), ...config.serviceweaver.args]
-  const env: Record<string, string | undefined> = { ...process.env }
-  for (const entry of config.serviceweaver.env) {
-    const eq = entry.indexOf("=")
-    env[entry.slice(0, eq)] = entry.slice(eq + 1)
-  }
 
   // Colocation groups, as Service Weaver forms them: one per `colocate` entry of weaver.toml, one per other
   // component. The group holding the main component runs main, and is named after it.

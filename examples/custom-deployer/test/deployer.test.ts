@@ -8,6 +8,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect, Schedule } from "effect"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
+import * as Os from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 
@@ -17,28 +18,29 @@ const helloBinary = Path.join(root, "examples/hello/dist/hello.mjs")
 const main = fileURLToPath(new URL("../src/main.ts", import.meta.url))
 
 /** The deployer as a process (through tsx), with its output; killed with the scope if still running. */
-const startDeployer = Effect.acquireRelease(
-  Effect.sync(() => {
-    let output = ""
-    const child = ChildProcess.spawn(
-      process.execPath,
-      ["--conditions=@effect-weaver/source", "--import", "tsx", main, helloConfig],
-      { cwd: root, env: { ...process.env, NO_COLOR: "1" }, stdio: ["ignore", "pipe", "pipe"] }
-    )
-    child.stdout.setEncoding("utf8").on("data", (chunk: string) => (output += chunk))
-    child.stderr.setEncoding("utf8").on("data", (chunk: string) => (output += chunk))
-    const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)))
-    return { child, exited, output: () => output }
-  }),
-  ({ child, output }) =>
+const startDeployer = (config: string) =>
+  Effect.acquireRelease(
     Effect.sync(() => {
-      // Only if the test failed half-way: nothing of the deployment may outlive it.
-      for (const [, pid] of output().matchAll(/started group \S+ as pid (\d+)/g)) {
-        if (Registry.isAlive(Number(pid))) process.kill(Number(pid), "SIGKILL")
-      }
-      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")
-    })
-)
+      let output = ""
+      const child = ChildProcess.spawn(
+        process.execPath,
+        ["--conditions=@effect-weaver/source", "--import", "tsx", main, config],
+        { cwd: root, env: { ...process.env, NO_COLOR: "1" }, stdio: ["ignore", "pipe", "pipe"] }
+      )
+      child.stdout.setEncoding("utf8").on("data", (chunk: string) => (output += chunk))
+      child.stderr.setEncoding("utf8").on("data", (chunk: string) => (output += chunk))
+      const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)))
+      return { child, exited, output: () => output }
+    }),
+    ({ child, output }) =>
+      Effect.sync(() => {
+        // Only if the test failed half-way: nothing of the deployment may outlive it.
+        for (const [, pid] of output().matchAll(/started group \S+ as pid (\d+)/g)) {
+          if (Registry.isAlive(Number(pid))) process.kill(Number(pid), "SIGKILL")
+        }
+        if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")
+      })
+  )
 
 /** Polls the deployer's output for `pattern` every 100 ms for up to 60 s. */
 const waitFor = (output: () => string, pattern: RegExp) =>
@@ -53,7 +55,7 @@ describe("the custom deployer", () => {
     () =>
       Effect.gen(function*() {
         assert.isTrue(Fs.existsSync(helloBinary), `${helloBinary} is missing: run "npm run build" first`)
-        const deployer = yield* startDeployer
+        const deployer = yield* startDeployer(helloConfig)
         const [, address] = yield* waitFor(deployer.output, /listener hello of group main available on (\S+)\n/)
 
         const response = yield* Effect.promise(() =>
@@ -78,5 +80,34 @@ describe("the custom deployer", () => {
         for (const { group, pid } of pids) assert.isFalse(Registry.isAlive(pid), `${group} (pid ${pid}) outlived it`)
       }),
     120_000
+  )
+})
+
+describe("the custom deployer and a config the application refuses", () => {
+  it.scopedLive(
+    "prints the application's error, starts no process and exits with 1",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* Effect.acquireRelease(
+          Effect.sync(() => Fs.mkdtempSync(Path.join(Os.tmpdir(), "custom-deployer-test-"))),
+          (dir) => Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true }))
+        )
+        const config = Path.join(dir, "weaver.toml")
+        // hello declares the listener "hello" only: the deployer cannot tell, the application's binary can.
+        Fs.writeFileSync(
+          config,
+          `[serviceweaver]\nname = "hello"\nbinary = "${helloBinary}"\n` +
+            `[multi]\nlisteners.hi = { address = "127.0.0.1:0" }\n`
+        )
+        const deployer = yield* startDeployer(config)
+        const code = yield* Effect.promise(() => deployer.exited).pipe(Effect.timeout("60 seconds"))
+        assert.strictEqual(code, 1, deployer.output())
+        assert.strictEqual(
+          deployer.output(),
+          `custom-deployer: ${config}: [multi] key "listeners.hi": unknown listener "hi" ` +
+            `(the application declares: hello)\n`
+        )
+      }),
+    90_000
   )
 })

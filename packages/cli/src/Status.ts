@@ -81,12 +81,19 @@ export const shortId = (deploymentId: string): string => deploymentId.slice(0, 8
 /**
  * Renders the three status tables for `deployments`, ordered by app name and
  * then by age, as `weaver single status` prints them. Tables are printed with
- * empty bodies when nothing is deployed, as Service Weaver does.
+ * empty bodies when nothing is deployed, as Service Weaver does. Replicas
+ * given up on after crash loops are counted next to the pids; `failed`
+ * deployments (see `Registry.failures`), if any, get a fourth table with
+ * their error.
  *
  * @since 0.1.0
  * @category combinators
  */
-export const render = (deployments: ReadonlyArray<Registry.Deployment>, now: number): string => {
+export const render = (
+  deployments: ReadonlyArray<Registry.Deployment>,
+  now: number,
+  failed: ReadonlyArray<Registry.Deployment> = []
+): string => {
   const sorted = [...deployments].sort((a, b) => a.app < b.app ? -1 : a.app > b.app ? 1 : a.startedAt - b.startedAt)
   return [
     box(
@@ -102,7 +109,10 @@ export const render = (deployments: ReadonlyArray<Registry.Deployment>, now: num
           d.app,
           shortId(d.deploymentId),
           Logging.shortComponent(c.name),
-          [...c.pids].sort((a, b) => a - b).join(" ")
+          [
+            ...[...c.pids].sort((a, b) => a - b),
+            ...(c.givenUp === undefined ? [] : [`(${c.givenUp} given up)`])
+          ].join(" ")
         ])
       )
     ),
@@ -110,19 +120,50 @@ export const render = (deployments: ReadonlyArray<Registry.Deployment>, now: num
       "LISTENERS",
       ["APP", "DEPLOYMENT", "LISTENER", "ADDRESS"],
       sorted.flatMap((d) => d.listeners.map((l) => [d.app, shortId(d.deploymentId), l.name, l.address]))
-    )
+    ),
+    ...(failed.length === 0 ? [] : [
+      box(
+        "FAILED DEPLOYMENTS",
+        ["APP", "DEPLOYMENT", "FAILED", "ERROR"],
+        failed.map((d) => [
+          d.app,
+          d.deploymentId,
+          `${age(d.failure?.at ?? d.startedAt, now)} ago`,
+          wrap(d.failure?.reason ?? "", 60)
+        ])
+      )
+    ])
   ].join("")
+}
+
+/** `text` broken into lines of at most `width` characters, at spaces. */
+const wrap = (text: string, width: number): string => {
+  const lines: Array<string> = []
+  let line = ""
+  for (const word of text.split(" ")) {
+    if (line !== "" && line.length + 1 + word.length > width) {
+      lines.push(line)
+      line = word
+    } else {
+      line = line === "" ? word : `${line} ${word}`
+    }
+  }
+  return [...lines, line].join("\n")
 }
 
 /**
  * The status tables of a tool's live deployments, dropping registry entries
- * whose processes are gone.
+ * whose processes are gone, and of its failed ones.
  *
  * @since 0.1.0
  * @category accessors
  */
 export const snapshot = (tool: Registry.Tool): Effect.Effect<string> =>
-  Effect.map(Registry.list(tool), (deployments) => render(deployments, Date.now()))
+  Effect.zipWith(
+    Registry.list(tool),
+    Registry.failures(tool),
+    (deployments, failed) => render(deployments, Date.now(), failed)
+  )
 
 /**
  * Prints the status tables of a tool's live deployments on standard output.

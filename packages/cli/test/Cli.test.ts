@@ -1,4 +1,4 @@
-import { Registry } from "@effect-weaver/runtime"
+import { ConfigCheck, Registry } from "@effect-weaver/runtime"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as ChildProcess from "node:child_process"
@@ -87,6 +87,29 @@ describe("Status.render", () => {
     assert.include(text, "│ 59m │")
   })
 
+  it("counts replicas given up on, and draws a table of failed deployments with their error", () => {
+    const text = Status.render(
+      [deployment({ components: [{ name: "hello/Reverser", pids: [12, 7], givenUp: 1 }] })],
+      125_000,
+      [deployment({
+        deploymentId: "99999999-failed",
+        failure: { reason: "every replica of main crash-looped and was given up on", at: 5_000 }
+      })]
+    )
+    assert.include(text, "│ hello.Reverser │ 7 12 (1 given up) │")
+    assert.include(
+      text,
+      `╭───────────────────────────────────────────────────────────────────────────────────────────╮
+│ FAILED DEPLOYMENTS                                                                        │
+├───────┬─────────────────┬────────┬────────────────────────────────────────────────────────┤
+│ APP   │ DEPLOYMENT      │ FAILED │ ERROR                                                  │
+├───────┼─────────────────┼────────┼────────────────────────────────────────────────────────┤
+│ hello │ 99999999-failed │ 2m ago │ every replica of main crash-looped and was given up on │
+╰───────┴─────────────────┴────────┴────────────────────────────────────────────────────────╯
+`
+    )
+  })
+
   it("formats ages in the largest whole unit", () => {
     assert.deepStrictEqual(
       [0, 59_999, 60_000, 3_599_999, 3_600_000, 86_400_000 * 3].map((ms) => Status.age(0, ms)),
@@ -134,6 +157,28 @@ describe("Status.snapshot", () => {
       assert.notInclude(text, "22222222")
       const files = yield* Effect.promise(() => Fs.readdir(dir))
       assert.deepStrictEqual(files, ["11111111-alive.registration.json"])
+    }))
+
+  it.scoped("keeps a failed deployment whose process is gone and shows it as failed, not as live", () =>
+    Effect.gen(function*() {
+      yield* withRegistryIn(yield* tempDir)
+      const pid = yield* deadPid
+      const dir = Registry.directory("multi")
+      yield* Effect.promise(() => Fs.mkdir(dir, { recursive: true }))
+      const failed = deployment({
+        tool: "multi",
+        deploymentId: "33333333-failed",
+        pid,
+        failure: { reason: "every replica of main crash-looped", at: Date.now() }
+      })
+      yield* Effect.promise(() =>
+        Fs.writeFile(Path.join(dir, `${failed.deploymentId}.registration.json`), JSON.stringify(failed))
+      )
+      const text = yield* Status.snapshot("multi")
+      assert.match(text, /│ hello │ 33333333-failed │ \d+s ago │ every replica of main crash-looped │/)
+      assert.notInclude(text.slice(0, text.indexOf("COMPONENTS")), "33333333")
+      assert.deepStrictEqual(yield* Registry.list("multi"), [])
+      assert.deepStrictEqual(yield* Effect.promise(() => Fs.readdir(dir)), ["33333333-failed.registration.json"])
     }))
 })
 
@@ -239,10 +284,15 @@ describe("weaver (process)", () => {
   it.scoped("single deploy runs the binary with this terminal's output and exits with its code", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir
+      // Answers the config check by hand (as Weaver.run would), then prints what it was given.
+      const accepted = `${ConfigCheck.marker}{"_tag":"ConfigAccepted","components":[],"listeners":[]}\n`
       yield* Effect.promise(() =>
         Fs.writeFile(
           Path.join(dir, "app.mjs"),
-          `console.log(JSON.stringify({ config: process.env.SERVICEWEAVER_CONFIG, args: process.argv.slice(2) }))\nprocess.exit(7)\n`
+          `if (process.env.${ConfigCheck.env}) {\n  process.stdout.write(${
+            JSON.stringify(accepted)
+          })\n  process.exit(0)\n}\n` +
+            `console.log(JSON.stringify({ config: process.env.SERVICEWEAVER_CONFIG, args: process.argv.slice(2) }))\nprocess.exit(7)\n`
         )
       )
       const config = yield* writeConfig(dir, `[serviceweaver]\nbinary = "app.mjs"\nargs = ["--flag", "x y"]\n`)

@@ -8,6 +8,7 @@ import * as Address from "@effect-weaver/runtime/Address"
 import * as AppModel from "@effect-weaver/runtime/App"
 import type * as Component from "@effect-weaver/runtime/Component"
 import { callSite } from "@effect-weaver/runtime/Component"
+import * as ConfigCheck from "@effect-weaver/runtime/ConfigCheck"
 import * as HttpMetrics from "@effect-weaver/runtime/HttpMetrics"
 import * as Logging from "@effect-weaver/runtime/Logging"
 import * as Runtime from "@effect-weaver/runtime/Runtime"
@@ -171,6 +172,10 @@ const launchedRuntime: Effect.Effect<Layer.Layer<Runtime.Runtime>> = Effect.susp
  * process is interrupted; started by a deployer, the process hosts what the
  * deployer assigns it. A `Runtime` already in context is used instead.
  *
+ * A deployer checking a config before it deploys (`ConfigCheck.env` is set)
+ * gets its answer instead: the config is checked against the application,
+ * the result printed, and the process exits without running anything.
+ *
  * @example
  * ```ts
  * Weaver.run(app).pipe(NodeRuntime.runMain)
@@ -180,6 +185,10 @@ const launchedRuntime: Effect.Effect<Layer.Layer<Runtime.Runtime>> = Effect.susp
  * @category running
  */
 export const run = <E>(app: App<never, E>): Effect.Effect<void, E | WeaverConfig.WeaverConfigError> =>
+  Effect.suspend(() => ConfigCheck.requested() ? ConfigCheck.answer(AppModel.shape(app)) : runOnRuntime(app))
+
+/** Runs `app` on the runtime in context, or on the one the process was launched with. */
+const runOnRuntime = <E>(app: App<never, E>): Effect.Effect<void, E | WeaverConfig.WeaverConfigError> =>
   Effect.flatMap(
     Effect.serviceOption(Runtime.Runtime),
     Option.match({

@@ -1,9 +1,14 @@
 import { Component, Weaver, WeaverConfig } from "@effect-weaver/core"
-import { App } from "@effect-weaver/runtime"
+import { App, ConfigCheck } from "@effect-weaver/runtime"
 import * as TransportLocal from "@effect-weaver/transport-local"
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { assert, describe, it } from "@effect/vitest"
 import { Cause, Deferred, Effect, Exit, Fiber, Schema } from "effect"
+import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import { fileURLToPath } from "node:url"
 
 class NotFound extends Schema.TaggedError<NotFound>()("NotFound", { key: Schema.String }) {}
 
@@ -154,4 +159,55 @@ describe("Weaver", () => {
       assert.strictEqual((error as Error).message, `<inline config>: [serviceweaver] key "nmae": unknown key`)
     })
   })
+})
+
+describe("Weaver.run asked to check a config (ConfigCheck.env set)", () => {
+  const fixture = fileURLToPath(new URL("fixtures/checked.ts", import.meta.url))
+
+  /** Runs the fixture app in check mode on `toml`: its exit code, its answer line, and what of it ran. */
+  const check = (toml: string) =>
+    Effect.gen(function*() {
+      const dir = yield* Effect.acquireRelease(
+        Effect.sync(() => Fs.mkdtempSync(Path.join(Os.tmpdir(), "weaver-check-"))),
+        (dir) => Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true }))
+      )
+      const config = Path.join(dir, "weaver.toml")
+      Fs.writeFileSync(config, toml)
+      const result = ChildProcess.spawnSync(
+        process.execPath,
+        ["--conditions=@effect-weaver/source", "--import", "tsx", fixture],
+        { env: { ...process.env, [ConfigCheck.env]: config, RAN: Path.join(dir, "ran") }, encoding: "utf8" }
+      )
+      const line = result.stdout.split("\n").find((l) => l.startsWith(ConfigCheck.marker))
+      return {
+        code: result.status,
+        answer: line === undefined ? undefined : JSON.parse(line.slice(ConfigCheck.marker.length)),
+        ran: Fs.existsSync(Path.join(dir, "ran")) ? Fs.readFileSync(Path.join(dir, "ran"), "utf8") : "",
+        config
+      }
+    })
+
+  it.scoped("answers with what the app declares, and runs nothing", () =>
+    Effect.gen(function*() {
+      const accepted = yield* check(
+        `["check/Cache"]\nsize = 10\n[multi]\nlisteners.web = { address = "127.0.0.1:0" }\n`
+      )
+      assert.deepStrictEqual(accepted.answer, {
+        _tag: "ConfigAccepted",
+        components: ["check/Cache"],
+        listeners: ["web"]
+      })
+      assert.strictEqual(accepted.code, 0)
+      assert.strictEqual(accepted.ran, "")
+      const refused = yield* check(`["check/Cache"]\nsize = "ten"\n`)
+      assert.deepStrictEqual(refused.answer, {
+        _tag: "WeaverConfigError",
+        file: refused.config,
+        section: "check/Cache",
+        key: "size",
+        reason: `Expected number, actual "ten"`
+      })
+      assert.strictEqual(refused.code, 1)
+      assert.strictEqual(refused.ran, "")
+    }), 60_000)
 })

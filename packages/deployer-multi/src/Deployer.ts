@@ -17,6 +17,11 @@
  *   health probe, see {@link Options.health}) is taken out of routing at
  *   once, killed, and restarted as a crashed one is. Every change is pushed to the weavelets as
  *   a routing update and written to the registry (`weaver multi status`).
+ *   Once every replica of the main group has been given up on, nothing is
+ *   left to serve: the deployment fails ({@link Deployer.failure}), is
+ *   recorded as failed in the registry, and stops.
+ * - Config: {@link prepare} refuses a config the application would refuse
+ *   (its binary answers a check, see `ConfigCheck`) before any process starts.
  * - Logs: every line a replica logs or prints is written to its JSON-lines
  *   log file (see `LogFile`) and printed on the deployer's terminal.
  * - Status: a status server (see `Status`) serves the metrics of every
@@ -32,6 +37,7 @@
  * @since 0.1.0
  */
 import type * as Certificates from "@effect-weaver/runtime/Certificates"
+import * as ConfigCheck from "@effect-weaver/runtime/ConfigCheck"
 import * as Control from "@effect-weaver/runtime/Control"
 import * as Envelope from "@effect-weaver/runtime/Envelope"
 import * as Logging from "@effect-weaver/runtime/Logging"
@@ -42,6 +48,7 @@ import * as Tracing from "@effect-weaver/runtime/Tracing"
 import * as WeaverConfig from "@effect-weaver/runtime/WeaverConfig"
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
+import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -198,6 +205,8 @@ export interface GroupInfo {
   readonly replicas: ReadonlyArray<ReplicaInfo>
   /** Restarts so far. */
   readonly restarts: number
+  /** Replicas given up on: each crashed `Restart.maxCrashes` times within `Restart.window`. */
+  readonly givenUp: number
 }
 
 /**
@@ -237,6 +246,12 @@ export class Deployer extends Context.Tag("@effect-weaver/deployer-multi/Deploye
   readonly authorize: (group: string) => Effect.Effect<ReadonlyArray<string>>
   /** Records an edge of the call graph reported outside the deployer's processes. */
   readonly requires: (caller: string, component: string) => Effect.Effect<void>
+  /**
+   * Fails once the deployment can serve nothing any more: every replica of
+   * the main group was given up on (crash loops). Never succeeds.
+   * {@link deploy} ends with it.
+   */
+  readonly failure: Effect.Effect<never, DeployError>
 }>() {}
 
 /**
@@ -322,6 +337,7 @@ const open = Effect.fnUntraced(function*(options: Options) {
     traces: Tracing.makeStore(),
     security,
     updateRegistry,
+    failed: yield* Deferred.make<string>(),
     stopping: false
   }
   return deployment
@@ -385,7 +401,8 @@ const service = (deployment: Deployment, statusAddress: string | undefined): Dep
     },
     authorize: (name) => Effect.sync(() => deployment.security?.authorize(name) ?? [Control.anyComponent]),
     requires: (caller, component) => Effect.sync(() => deployment.security?.requires(caller, component)),
-    proxies: Effect.sync(() => new Map([...listeners.proxies].map(([name, proxy]) => [name, proxy.address])))
+    proxies: Effect.sync(() => new Map([...listeners.proxies].map(([name, proxy]) => [name, proxy.address]))),
+    failure: Effect.flatMap(Deferred.await(deployment.failed), (reason) => new DeployError({ reason }))
   }
 }
 
@@ -394,30 +411,14 @@ const service = (deployment: Deployment, statusAddress: string | undefined): Dep
  * this process's own Node flags (so a deployer run through a TypeScript
  * loader starts TypeScript binaries too), source maps, the binary resolved
  * against the config file's directory, and `args` and `env` from
- * `[serviceweaver]`.
+ * `[serviceweaver]`. Fails when `binary` is missing or is not a file.
  *
  * @since 0.1.0
  * @category constructors
  */
-export const launchOf = (config: WeaverConfig.WeaverConfig): Effect.Effect<Launch, DeployError> =>
+export const launchOf = (config: WeaverConfig.WeaverConfig): Effect.Effect<Launch, WeaverConfig.WeaverConfigError> =>
   Effect.gen(function*() {
-    const binary = config.serviceweaver.binary
-    if (binary === undefined || binary === "") {
-      return yield* new DeployError({
-        reason: new WeaverConfig.WeaverConfigError({
-          file: config.file,
-          section: "serviceweaver",
-          key: "binary",
-          reason: `missing required key: the application's entry file, for example binary = "./dist/main.js"`
-        }).message
-      })
-    }
-    const resolved = Path.resolve(config.dir, binary)
-    if (!Fs.existsSync(resolved)) {
-      return yield* new DeployError({
-        reason: `${config.file}: [serviceweaver] binary ${resolved} does not exist; run "npm run build" to build it`
-      })
-    }
+    const resolved = yield* ConfigCheck.binary(config)
     const env: Record<string, string | undefined> = { ...process.env }
     for (const entry of config.serviceweaver.env) {
       const eq = entry.indexOf("=")
@@ -434,36 +435,53 @@ export const launchOf = (config: WeaverConfig.WeaverConfig): Effect.Effect<Launc
   })
 
 /**
- * `weaver multi deploy <weaver.toml>`: loads the config, starts the
- * deployment, prints the box with the app and deployment id, and runs until
- * interrupted (Ctrl-C, SIGTERM), then stops every process.
+ * Loads the config file at `configFile` and works out the deployment of it
+ * (its app, a new deployment id, how to launch its binary), after checking
+ * that the application accepts the config: its binary, run once in check
+ * mode, answers (see `ConfigCheck`). Each mistake fails with an error naming
+ * the file, the section and the key, before any process of the deployment
+ * starts.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const prepare = (
+  configFile: string
+): Effect.Effect<Options, WeaverConfig.WeaverConfigError | ConfigCheck.CheckError> =>
+  Effect.gen(function*() {
+    const config = yield* WeaverConfig.load(configFile)
+    const launch = yield* launchOf(config)
+    yield* ConfigCheck.run({ config, command: launch.command, args: launch.args, env: launch.env })
+    const app = config.serviceweaver.name ??
+      Path.basename(launch.args.at(-1 - config.serviceweaver.args.length) ?? "app")
+        .replace(/\.[cm]?[jt]s$/, "")
+    return {
+      app,
+      deploymentId: Crypto.randomUUID(),
+      config,
+      configSource: { file: Path.resolve(configFile), dir: config.dir },
+      configFile: Path.resolve(configFile),
+      launch
+    } satisfies Options
+  })
+
+/**
+ * `weaver multi deploy <weaver.toml>`: checks the config ({@link prepare}),
+ * starts the deployment, prints the box with the app and deployment id, and
+ * runs until interrupted (Ctrl-C, SIGTERM), then stops every process. Fails
+ * if the deployment fails ({@link Deployer.failure}).
  *
  * @since 0.1.0
  * @category runtime
  */
-export const deploy = (configFile: string): Effect.Effect<never, DeployError | WeaverConfig.WeaverConfigError> =>
-  Effect.flatMap(optionsOf(configFile), (options) =>
+export const deploy = (
+  configFile: string
+): Effect.Effect<never, DeployError | WeaverConfig.WeaverConfigError | ConfigCheck.CheckError> =>
+  Effect.flatMap(prepare(configFile), (options) =>
     Deployer.pipe(
       Effect.tap((deployer) =>
         Effect.sync(() => process.stdout.write(`${Logging.banner(deployer.app, deployer.deploymentId)}\n`))
       ),
-      Effect.zipRight(Effect.never),
+      Effect.flatMap((deployer) => deployer.failure),
       Effect.provide(layer(options))
     ))
-
-/** The deployment of a config file: its app, a new deployment id, how to launch its binary. */
-const optionsOf = Effect.fnUntraced(function*(configFile: string) {
-  const config = yield* WeaverConfig.load(configFile)
-  const launch = yield* launchOf(config)
-  const app = config.serviceweaver.name ??
-    Path.basename(launch.args.at(-1 - config.serviceweaver.args.length) ?? "app")
-      .replace(/\.[cm]?[jt]s$/, "")
-  return {
-    app,
-    deploymentId: Crypto.randomUUID(),
-    config,
-    configSource: { file: Path.resolve(configFile), dir: config.dir },
-    configFile: Path.resolve(configFile),
-    launch
-  } satisfies Options
-})

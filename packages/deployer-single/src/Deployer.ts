@@ -7,12 +7,17 @@
  *
  * A running deployment is the {@link Deployer} service ({@link make},
  * {@link layer}); {@link deploy} is the whole command. The steps: work out
- * the launch from the config ({@link launchOf}, {@link prepare}), spawn the
- * process, forward this process's signals to it while it runs, and stop it
- * when the scope closes.
+ * the launch from the config and check the config against the application
+ * ({@link launchOf}, {@link prepare}: nothing starts with a config the
+ * application would refuse), spawn the process, forward this process's
+ * signals to it while it runs, and stop it when the scope closes. The
+ * process exits by itself if this one dies, even by SIGKILL
+ * (`Runtime.deployerPidEnv`).
  *
  * @since 0.1.0
  */
+import * as ConfigCheck from "@effect-weaver/runtime/ConfigCheck"
+import * as Runtime from "@effect-weaver/runtime/Runtime"
 import * as WeaverConfig from "@effect-weaver/runtime/WeaverConfig"
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
@@ -21,13 +26,11 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import * as ChildProcess from "node:child_process"
-import * as Fs from "node:fs/promises"
 import * as Os from "node:os"
 import * as Path from "node:path"
 
 /**
- * A deployment that could not be started: the binary is missing or the
- * process could not be spawned.
+ * A deployment that could not be started: the process could not be spawned.
  *
  * @since 0.1.0
  * @category errors
@@ -91,39 +94,29 @@ export const launchOf = (config: WeaverConfig.WeaverConfig): Effect.Effect<Launc
     }
   })
 
-const checkBinary = (config: WeaverConfig.WeaverConfig, binary: string): Effect.Effect<void, DeployError> =>
-  Effect.tryPromise({
-    try: () => Fs.stat(binary),
-    catch: (e) => (e as NodeJS.ErrnoException).code ?? String(e)
-  }).pipe(
-    Effect.matchEffect({
-      onFailure: (code) =>
-        new DeployError({
-          reason: code === "ENOENT"
-            ? `${config.file}: [serviceweaver] binary ${binary} does not exist; run "npm run build" to build it`
-            : `${config.file}: [serviceweaver] binary ${binary} cannot be read: ${code}`
-        }),
-      onSuccess: (stat) =>
-        stat.isFile()
-          ? Effect.void
-          : new DeployError({ reason: `${config.file}: [serviceweaver] binary ${binary} is not a file` })
-    })
-  )
-
 /**
  * Loads the config file at `configFile` and checks that the application can
- * be launched: the config is valid, `binary` is set and the file exists.
+ * be launched with it: the config is valid, `binary` is a file, and the
+ * application accepts the config (its binary, run once in check mode,
+ * answers: see `ConfigCheck`). Each mistake fails with an error naming the
+ * file, the section and the key; nothing else is left running.
  *
  * @since 0.1.0
  * @category constructors
  */
 export const prepare = (
   configFile: string
-): Effect.Effect<Launch, WeaverConfig.WeaverConfigError | DeployError> =>
+): Effect.Effect<Launch, WeaverConfig.WeaverConfigError | ConfigCheck.CheckError> =>
   Effect.gen(function*() {
     const config = yield* WeaverConfig.load(configFile)
     const result = yield* launchOf(config)
-    yield* checkBinary(config, result.binary)
+    yield* ConfigCheck.binary(config)
+    yield* ConfigCheck.run({
+      config,
+      command: process.execPath,
+      args: result.args,
+      env: { ...process.env, ...result.env }
+    })
     return result
   })
 
@@ -176,7 +169,9 @@ export const make: (launch: Launch) => Effect.Effect<Deployer["Type"], DeployErr
  * @since 0.1.0
  * @category layers
  */
-export const layer = (configFile: string): Layer.Layer<Deployer, WeaverConfig.WeaverConfigError | DeployError> =>
+export const layer = (
+  configFile: string
+): Layer.Layer<Deployer, WeaverConfig.WeaverConfigError | ConfigCheck.CheckError | DeployError> =>
   Layer.scoped(Deployer, Effect.flatMap(prepare(configFile), make))
 
 /**
@@ -194,15 +189,16 @@ export const spawn = (launch: Launch): Effect.Effect<number, DeployError> =>
 /**
  * Deploys the application of the config file at `configFile` in a single
  * process and waits for it to end. Succeeds with the application's exit
- * code; fails, before starting anything, if the config is bad or the binary
- * is missing.
+ * code; fails, before starting the application, if the config is bad, the
+ * binary is missing or the application refuses the config.
  *
  * @since 0.1.0
  * @category runtime
  */
 export const deploy = (
   configFile: string
-): Effect.Effect<number, WeaverConfig.WeaverConfigError | DeployError> => Effect.flatMap(prepare(configFile), spawn)
+): Effect.Effect<number, WeaverConfig.WeaverConfigError | ConfigCheck.CheckError | DeployError> =>
+  Effect.flatMap(prepare(configFile), spawn)
 
 interface App {
   readonly process: ChildProcess.ChildProcess
@@ -214,7 +210,8 @@ interface App {
 const spawnApp = Effect.fnUntraced(function*(launch: Launch) {
   const exited = yield* Deferred.make<number>()
   const child = ChildProcess.spawn(process.execPath, launch.args, {
-    env: { ...process.env, ...launch.env },
+    // With this process's pid, the application exits when this process dies, even by SIGKILL.
+    env: { ...process.env, ...launch.env, [Runtime.deployerPidEnv]: String(process.pid) },
     stdio: "inherit",
     detached: true
   })

@@ -12,6 +12,7 @@ import * as Fs from "node:fs/promises"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import * as Deployer from "../src/Deployer.js"
+import { answeringCheck } from "./fixtures/cli.js"
 
 const tempDir = Effect.acquireRelease(
   Effect.promise(() => Fs.mkdtemp(Path.join(Os.tmpdir(), "weaver-single-test-"))),
@@ -49,15 +50,42 @@ describe("Deployer.prepare", () => {
       )
       assert.include(bad.message, `${unknownKey}: [serviceweaver] key "binray": unknown key`)
       assert.include(missing.message, `${noBinary}: [serviceweaver] key "binary": missing required key`)
-      assert.strictEqual(absent._tag, "DeployError")
-      assert.include(absent.message, Path.join(Path.dirname(noFile), "dist/main.js"))
-      assert.include(absent.message, `run "npm run build"`)
+      assert.strictEqual(absent._tag, "WeaverConfigError")
+      assert.strictEqual(
+        absent.message,
+        `${noFile}: [serviceweaver] key "binary": ${
+          Path.join(Path.dirname(noFile), "dist/main.js")
+        } does not exist; build it first (e.g. "npm run build")`
+      )
+    }))
+
+  it.scopedLive("refuses a config the application refuses, with the application's error, running nothing", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const ran = Path.join(dir, "ran")
+      // Answers the check as Weaver.run would for an app without a listener "web"; writes `ran` if run for real.
+      yield* write(
+        Path.join(dir, "app.mjs"),
+        `import * as Fs from "node:fs"
+if (process.env.WEAVER_CHECK_CONFIG) {
+  const error = { _tag: "WeaverConfigError", file: process.env.WEAVER_CHECK_CONFIG, section: "single", key: "listeners.web", reason: "unknown listener" }
+  process.stdout.write("some output of the app\\n\\u001eweaver:check " + JSON.stringify(error) + "\\n")
+  process.exit(1)
+}
+Fs.writeFileSync(${JSON.stringify(ran)}, "")
+`
+      )
+      const config = yield* writeConfig(dir, `[serviceweaver]\nbinary = "app.mjs"\n`)
+      const error = yield* Effect.flip(Deployer.deploy(config))
+      assert.strictEqual(error._tag, "WeaverConfigError")
+      assert.strictEqual(error.message, `${config}: [single] key "listeners.web": unknown listener`)
+      assert.isFalse(yield* Effect.promise(() => Fs.access(ran).then(() => true, () => false)))
     }))
 
   it.scoped("launches node with source maps, the binary resolved against the config and its args", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir
-      yield* write(Path.join(dir, "app.mjs"), "")
+      yield* write(Path.join(dir, "app.mjs"), answeringCheck(""))
       const config = yield* writeConfig(
         dir,
         `[serviceweaver]\nbinary = "app.mjs"\nargs = ["--flag", "x y"]\nenv = ["GREETING=a=b"]\n`
@@ -78,10 +106,10 @@ describe("Deployer.deploy", () => {
       const out = Path.join(dir, "out.json")
       yield* write(
         Path.join(dir, "app.mjs"),
-        `import * as Fs from "node:fs"
+        answeringCheck(`import * as Fs from "node:fs"
 Fs.writeFileSync(process.env.OUT, JSON.stringify({ config: process.env.SERVICEWEAVER_CONFIG, greeting: process.env.GREETING, args: process.argv.slice(2) }))
 process.exit(7)
-`
+`)
       )
       const config = yield* writeConfig(
         dir,
@@ -94,7 +122,7 @@ process.exit(7)
   it.scopedLive("succeeds with 128 + the signal number when the application is killed by a signal", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir
-      yield* write(Path.join(dir, "app.mjs"), `process.kill(process.pid, "SIGKILL")\n`)
+      yield* write(Path.join(dir, "app.mjs"), answeringCheck(`process.kill(process.pid, "SIGKILL")\n`))
       const config = yield* writeConfig(dir, `[serviceweaver]\nbinary = "app.mjs"\n`)
       assert.strictEqual(yield* Deployer.deploy(config), 128 + Os.constants.signals.SIGKILL)
     }))
@@ -107,14 +135,14 @@ describe("Deployer.layer", () => {
       const out = Path.join(dir, "out.txt")
       yield* write(
         Path.join(dir, "app.mjs"),
-        `import * as Fs from "node:fs"
+        answeringCheck(`import * as Fs from "node:fs"
 process.on("SIGTERM", () => {
   Fs.writeFileSync(process.env.OUT, "stopped")
   process.exit(0)
 })
 Fs.writeFileSync(process.env.OUT, "running")
 setInterval(() => {}, 1000)
-`
+`)
       )
       const config = yield* writeConfig(dir, `[serviceweaver]\nbinary = "app.mjs"\nenv = ["OUT=${out}"]\n`)
       const scope = yield* Scope.make()

@@ -27,10 +27,20 @@ export const Deployment = Schema.Struct({
   pid: Schema.Number,
   startedAt: Schema.Number,
   configFile: Schema.optional(Schema.String),
-  components: Schema.Array(Schema.Struct({ name: Schema.String, pids: Schema.Array(Schema.Number) })),
+  components: Schema.Array(Schema.Struct({
+    name: Schema.String,
+    pids: Schema.Array(Schema.Number),
+    /** Replicas given up on after crash loops (multi). */
+    givenUp: Schema.optional(Schema.Number)
+  })),
   listeners: Schema.Array(Schema.Struct({ name: Schema.String, address: Schema.String })),
   /** The deployment's status server (`host:port`), serving its metrics; see `StatusServer`. */
-  statusAddress: Schema.optional(Schema.String)
+  statusAddress: Schema.optional(Schema.String),
+  /**
+   * Why the deployment failed, and when: an entry with a failure outlives its
+   * process, for `weaver <tool> status` to report, until `weaver <tool> purge`.
+   */
+  failure: Schema.optional(Schema.Struct({ reason: Schema.String, at: Schema.Number }))
 })
 
 /**
@@ -94,8 +104,9 @@ export const isAlive = (pid: number): boolean => {
 }
 
 /**
- * Records a deployment for as long as the scope lasts. Returns a function
- * that updates the entry.
+ * Records a deployment for as long as the scope lasts (longer if it was
+ * given a `failure`: see {@link failures}). Returns a function that updates
+ * the entry.
  *
  * @since 0.1.0
  * @category constructors
@@ -108,7 +119,10 @@ export const register = (
     const semaphore = yield* Effect.makeSemaphore(1)
     yield* Effect.acquireRelease(
       write(current).pipe(Effect.ignoreLogged),
-      () => Effect.promise(() => Fs.rm(fileOf(current.tool, current.deploymentId), { force: true }))
+      () =>
+        current.failure !== undefined
+          ? Effect.void
+          : Effect.promise(() => Fs.rm(fileOf(current.tool, current.deploymentId), { force: true }))
     )
     return (f: (d: Deployment) => Deployment) =>
       semaphore.withPermits(1)(
@@ -119,28 +133,46 @@ export const register = (
       )
   })
 
-/**
- * Lists live deployments, oldest first, deleting entries whose owning
- * process is gone.
- *
- * @since 0.1.0
- * @category accessors
- */
-export const list = (tool: Tool): Effect.Effect<ReadonlyArray<Deployment>> =>
-  Effect.promise(async () => {
+/** Every readable entry, deleting those whose owning process is gone and which record no failure. */
+const entries = (tool: Tool): Promise<Array<Deployment>> =>
+  (async () => {
     const dir = directory(tool)
     const names = await Fs.readdir(dir).catch(() => [] as Array<string>)
-    const live: Array<Deployment> = []
+    const kept: Array<Deployment> = []
     for (const name of names.filter((n) => n.endsWith(".registration.json"))) {
       const file = Path.join(dir, name)
       const text = await Fs.readFile(file, "utf8").catch(() => undefined)
       if (text === undefined) continue
       const entry = decode(text)
-      if (entry._tag === "Some" && isAlive(entry.value.pid)) {
-        live.push(entry.value)
+      if (entry._tag === "Some" && (entry.value.failure !== undefined || isAlive(entry.value.pid))) {
+        kept.push(entry.value)
       } else {
         await Fs.rm(file, { force: true })
       }
     }
-    return live.sort((a, b) => a.startedAt - b.startedAt)
-  })
+    return kept.sort((a, b) => a.startedAt - b.startedAt)
+  })()
+
+/**
+ * Lists live deployments, oldest first, deleting entries whose owning
+ * process is gone. Failed deployments are not listed: see {@link failures}.
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const list = (tool: Tool): Effect.Effect<ReadonlyArray<Deployment>> =>
+  Effect.promise(() => entries(tool)).pipe(
+    Effect.map((all) => all.filter((d) => d.failure === undefined))
+  )
+
+/**
+ * Lists failed deployments (those whose entry records a `failure`), oldest
+ * first. They stay until `weaver <tool> purge` deletes the registry.
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const failures = (tool: Tool): Effect.Effect<ReadonlyArray<Deployment>> =>
+  Effect.promise(() => entries(tool)).pipe(
+    Effect.map((all) => all.filter((d) => d.failure !== undefined))
+  )

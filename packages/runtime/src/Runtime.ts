@@ -58,6 +58,18 @@ export const weaveletEnv = "WEAVER_WEAVELET"
 export const launchedByDeployer = (): boolean => process.env[weaveletEnv] !== undefined
 
 /**
+ * The environment variable through which a deployer that runs the
+ * application as its own child process (`weaver single deploy`) gives its
+ * pid: the single-process runtime then exits when that process is gone, even
+ * killed with SIGKILL, so that no application outlives its deployer.
+ * (Weavelets watch their deployer through their control socket too.)
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const deployerPidEnv = "WEAVER_DEPLOYER_PID"
+
+/**
  * The single-process runtime, as Service Weaver's `weaver.Run` without a
  * deployer: the config comes from the file named by `SERVICEWEAVER_CONFIG`
  * (if set), every component is hosted here over `transport` and constructed
@@ -74,6 +86,7 @@ const runSingle = <E>(
   transport: Layer.Layer<Transport>
 ): Effect.Effect<void, E | WeaverConfig.WeaverConfigError> =>
   Effect.gen(function*() {
+    yield* exitWithDeployer
     yield* Tracing.preload
     const configFile = process.env.SERVICEWEAVER_CONFIG
     const config = configFile ? yield* WeaverConfig.load(configFile) : WeaverConfig.empty()
@@ -122,6 +135,40 @@ const runSingle = <E>(
       )
     )
   }).pipe(Effect.scoped)
+
+/**
+ * For the lifetime of the scope, exits this process once the deployer named
+ * by {@link deployerPidEnv} is gone, if one is named.
+ *
+ * Node has no `PR_SET_PDEATHSIG`, so the process watches for itself: every
+ * 250 ms it reads its parent pid (`process.ppid`, one `getppid()` call).
+ * When the deployer dies, by SIGKILL too, the kernel gives its children
+ * another parent (init or a subreaper), and the parent pid no longer is the
+ * deployer's. The deployer's pid comes from the deployer, not from the parent
+ * pid at start-up, so a deployer that died before the watch began is noticed
+ * too. (A pipe whose end-of-file tells the same, at once, needs a file
+ * descriptor of the application's own; this deployer gives the application
+ * its terminal.) The stop is graceful, SIGTERM (`NodeRuntime.runMain`
+ * interrupts main and closes the listeners), then forced after 2 s.
+ */
+const exitWithDeployer: Effect.Effect<void, never, Scope.Scope> = Effect.suspend(() => {
+  const deployer = Number(process.env[deployerPidEnv])
+  if (!(deployer > 0)) return Effect.void
+  return Effect.asVoid(Effect.acquireRelease(
+    Effect.sync(() => {
+      const timer = setInterval(() => {
+        if (process.ppid === deployer) return
+        clearInterval(timer)
+        process.stderr.write(`the deployer (pid ${deployer}) is gone; the application stops\n`)
+        setTimeout(() => process.exit(1), 2_000).unref()
+        process.kill(process.pid, "SIGTERM")
+      }, 250)
+      timer.unref()
+      return timer
+    }),
+    (timer) => Effect.sync(() => clearInterval(timer))
+  ))
+})
 
 /** The status server, if it can bind: without one the app still runs, only `weaver single metrics` misses it. */
 const startStatusServer = (options: StatusServer.Options): Effect.Effect<string | undefined, never, Scope.Scope> =>

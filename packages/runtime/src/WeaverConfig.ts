@@ -3,7 +3,6 @@
  *
  * @since 0.1.0
  */
-import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as ParseResult from "effect/ParseResult"
@@ -16,17 +15,20 @@ import { parse as parseToml, TomlError } from "smol-toml"
  * A mistake in a config file. The message names the file, and where known
  * the line and column, the section and the key.
  *
+ * A `Schema.TaggedError`: an application checking a config for its deployer
+ * (`ConfigCheck`) sends it to the deployer's process.
+ *
  * @since 0.1.0
  * @category errors
  */
-export class WeaverConfigError extends Data.TaggedError("WeaverConfigError")<{
-  readonly file: string
-  readonly section?: string | undefined
-  readonly key?: string | undefined
-  readonly line?: number | undefined
-  readonly column?: number | undefined
-  readonly reason: string
-}> {
+export class WeaverConfigError extends Schema.TaggedError<WeaverConfigError>()("WeaverConfigError", {
+  file: Schema.String,
+  section: Schema.optional(Schema.String),
+  key: Schema.optional(Schema.String),
+  line: Schema.optional(Schema.Number),
+  column: Schema.optional(Schema.Number),
+  reason: Schema.String
+}) {
   /**
    * @since 0.1.0
    */
@@ -327,6 +329,7 @@ export const validate = (
 ): Either.Either<ReadonlyMap<string, unknown>, WeaverConfigError> => {
   const { file } = config
   const known = [...app.listeners].sort().join(", ") || "none"
+  const components = [...app.components.keys()].sort().join(", ") || "none"
   for (const tool of ["single", "multi"] as const) {
     for (const name of Object.keys(config[tool].listeners)) {
       if (!app.listeners.has(name)) {
@@ -349,7 +352,7 @@ export const validate = (
             file,
             section: "serviceweaver",
             key: "colocate",
-            reason: `unknown component ${component}`
+            reason: `unknown component ${component} (the application's components: ${components})`
           })
         )
       }
@@ -362,7 +365,7 @@ export const validate = (
         new WeaverConfigError({
           file,
           section,
-          reason: `no component named ${section} in the application`
+          reason: `no component named ${section} in the application (its components: ${components})`
         })
       )
     }

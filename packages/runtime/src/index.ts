@@ -41,6 +41,13 @@ export * as Component from "./Component.js"
 export * as ComponentError from "./ComponentError.js"
 
 /**
+ * The config check a deployer asks of an application's binary.
+ *
+ * @since 0.1.0
+ */
+export * as ConfigCheck from "./ConfigCheck.js"
+
+/**
  * The control plane between envelopes and weavelets.
  *
  * @since 0.1.0

@@ -143,7 +143,8 @@ describe("WeaverConfig", () => {
     it("an unknown component", () => {
       assert.strictEqual(
         errorOf(`[serviceweaver]\ncolocate = [["cfg/Greeter", "cfg/Nope"]]\n${validGreeter}`),
-        `weaver.toml: [serviceweaver] key "colocate": unknown component cfg/Nope`
+        `weaver.toml: [serviceweaver] key "colocate": unknown component cfg/Nope ` +
+          `(the application's components: cfg/Cache, cfg/Greeter, cfg/Plain)`
       )
     })
   })
@@ -164,7 +165,8 @@ describe("WeaverConfig", () => {
     it("a section for a component not in the app", () => {
       assert.strictEqual(
         errorOf(`["cfg/Nope"]\nx = 1\n${validGreeter}`),
-        `weaver.toml: ["cfg/Nope"]: no component named cfg/Nope in the application`
+        `weaver.toml: ["cfg/Nope"]: no component named cfg/Nope in the application ` +
+          `(its components: cfg/Cache, cfg/Greeter, cfg/Plain)`
       )
     })
     it("a component's missing section when its schema requires keys", () => {

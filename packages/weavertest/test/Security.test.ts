@@ -79,7 +79,7 @@ describe("mutual TLS", () => {
         assert.strictEqual(yield* teller.balance(), 42)
         const groups = yield* deployment.deployer.groups
         const address = groups.filter((g) => g.components.includes("security/Vault"))
-        .flatMap((g) => g.replicas).find((r) => r.address !== undefined)?.address
+          .flatMap((g) => g.replicas).find((r) => r.address !== undefined)?.address
         assert.isDefined(address, "a ready Vault replica")
         const port = Number(address!.slice(address!.lastIndexOf(":") + 1))
         const hello = Wire.encodeHello({ version: Wire.version, deploymentId: deployment.deployer.deploymentId })

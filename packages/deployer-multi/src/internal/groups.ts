@@ -29,6 +29,8 @@ export const mainGroup = "main"
 export interface Slot {
   readonly index: number
   current: { readonly envelope: Envelope.Envelope["Type"]; address: string | undefined } | undefined
+  /** Set when the slot's replica crash-looped and is not restarted again. */
+  givenUp: boolean
 }
 
 /** @internal */
@@ -85,7 +87,10 @@ export const make = (config: WeaverConfig.WeaverConfig, externalComponents: Read
         name,
         components,
         runMain: name === mainGroup,
-        slots: Array.from({ length: config.multi.replicas }, (_, index) => ({ index, current: undefined })),
+        slots: Array.from(
+          { length: config.multi.replicas },
+          (_, index) => ({ index, current: undefined, givenUp: false })
+        ),
         addresses: Effect.runSync(SubscriptionRef.make<ReadonlyArray<string>>([])),
         external: [],
         started: false,
@@ -140,6 +145,7 @@ export const info = (group: Group): GroupInfo => ({
   components: group.components,
   started: group.started,
   restarts: group.restarts,
+  givenUp: group.slots.filter((slot) => slot.givenUp).length,
   replicas: group.slots.flatMap((s) =>
     s.current === undefined
       ? []

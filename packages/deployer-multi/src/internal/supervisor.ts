@@ -14,7 +14,7 @@ import type * as Stream from "effect/Stream"
 import * as Crypto from "node:crypto"
 import type { Restart } from "../Deployer.js"
 import type { Deployment } from "./deployment.js"
-import { writeRegistry } from "./deployment.js"
+import { givenUp, writeRegistry } from "./deployment.js"
 import * as Groups from "./groups.js"
 import * as Logs from "./logs.js"
 
@@ -87,14 +87,18 @@ export const supervise = (deployment: Deployment, group: Groups.Group, slot: Gro
       if (deployment.stopping) return
       const delay = recordExit(deployment.restart, crashes, started, Date.now())
       if (delay === undefined) {
+        slot.givenUp = true
         const survivors = group.slots.filter((s) => s.current !== undefined).length
-        return yield* Effect.logError(
+        yield* Effect.logError(
           `crash loop: replica ${slot.index + 1} of ${group.name} exited ${crashes.times.length} times within ` +
             `${Duration.format(deployment.restart.window)} (last: pid ${pid ?? "?"}, ${describeExit(status)}); ` +
             `it is not restarted again. ` +
-            `The deployment keeps serving with ${survivors} other replica(s) of ${group.name}; ` +
+            (survivors === 0
+              ? `No other replica of ${group.name} is running; `
+              : `The deployment keeps serving with ${survivors} other replica(s) of ${group.name}; `) +
             `see "weaver multi logs" for its output.`
         )
+        return yield* givenUp(deployment, group, describeExit(status))
       }
       yield* Effect.logWarning(
         `replica ${slot.index + 1} of ${group.name} (pid ${pid ?? "?"}) ${describeExit(status)}; ` +
