@@ -9,6 +9,7 @@ import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Path from "node:path"
@@ -114,8 +115,15 @@ describe.sequential("the status server of weaver multi deploy", () => {
     "a CPU profile under load merges one replica of each group, scaled by its 2 replicas and labelled by group",
     () =>
       Effect.gen(function*() {
-        // The profile is scaled by the replicas that are ready: wait for both of each group (main's and Greeter's).
+        // The profile is scaled by the replicas that are ready: wait until the status server reaches both of each
+        // group (main's and Greeter's). The registry lists a replica's pid before it is ready.
         yield* waitUntil("2 replicas of each group", deployment, () => replicaPids(deployment).length >= 4 || undefined)
+        yield* Effect.gen(function*() {
+          const json = yield* get(`http://${status}${StatusServer.metricsPath}`)
+          const snapshots = Schema.decodeUnknownSync(Schema.parseJson(StatusServer.MetricsResponse))(json.body)
+          const ready = new Set(snapshots.map((s) => s.labels.serviceweaver_node)).size
+          if (ready < 4) return yield* Effect.fail(new Error(`${ready} of 4 replicas ready`))
+        }).pipe(Effect.retry({ schedule: Schedule.spaced("100 millis"), times: 300 }))
         let done = false
         const load = yield* Effect.fork(
           Effect.forEach(
