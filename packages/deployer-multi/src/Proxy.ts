@@ -73,7 +73,28 @@ export interface Options {
   readonly address: string
   /** How long a request waits for the first replica (default 10 seconds). */
   readonly startupWait?: Duration.DurationInput | undefined
+  /** How long a client has to send a request's headers (default 10 seconds); then it gets 408 and is closed. */
+  readonly headersTimeout?: Duration.DurationInput | undefined
+  /** How long a client has to send a whole request, body included (default 5 minutes). */
+  readonly requestTimeout?: Duration.DurationInput | undefined
+  /** The most connections open at once (default 4096); more are closed as they are accepted. */
+  readonly maxConnections?: number | undefined
 }
+
+/**
+ * The limits of a proxy against clients that send too much or too slowly:
+ * Node's HTTP server answers headers over 16 KiB with 431 and malformed
+ * requests with 400, and closes the connection; a body streams through to
+ * the replica, never held whole.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaults = {
+  headersTimeout: Duration.seconds(10),
+  requestTimeout: Duration.minutes(5),
+  maxConnections: 4096
+} as const
 
 const hopByHop = new Set([
   "connection",
@@ -106,8 +127,14 @@ const refused = (error: unknown): boolean => {
 export const make: (options: Options) => Effect.Effect<Proxy["Type"], ProxyError, Scope.Scope> = Effect.fnUntraced(
   function*(options: Options) {
     const balancer = makeBalancer(options)
-    const server = Http.createServer((req, res) => forward(balancer, req, res, 0))
+    const server = Http.createServer({
+      headersTimeout: Duration.toMillis(options.headersTimeout ?? defaults.headersTimeout),
+      requestTimeout: Duration.toMillis(options.requestTimeout ?? defaults.requestTimeout),
+      // Checked this often (Node's default is every 30 s, which lets a slow client keep its socket that long).
+      connectionsCheckingInterval: 1_000
+    }, (req, res) => forward(balancer, req, res, 0))
     server.keepAliveTimeout = 5_000
+    server.maxConnections = options.maxConnections ?? defaults.maxConnections
     yield* listen(server, options)
     yield* Effect.addFinalizer(() => close(server, balancer))
     return {
