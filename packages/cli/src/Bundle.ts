@@ -47,17 +47,26 @@ export class BundleError extends Data.TaggedError("BundleError")<{
 /**
  * Packages left out of every bundle and imported from `node_modules` at run
  * time: they load native addons or ship executables by path, which a bundle
- * cannot carry.
+ * cannot carry; or, for @peculiar/x509 and the Reflect polyfill it needs,
+ * only a deployer loads them, when it makes a deployment's certificates
+ * (`Certificates.makeAuthority`), and half a megabyte of them would
+ * otherwise be parsed at every start of every process.
  *
  * @since 0.1.0
  * @category constants
  */
-export const alwaysExternal: ReadonlyArray<string> = ["@datadog/pprof", "msgpackr-extract", "esbuild", "fsevents"]
+export const alwaysExternal: ReadonlyArray<string> = [
+  "@datadog/pprof",
+  "msgpackr-extract",
+  "esbuild",
+  "fsevents",
+  "@peculiar/x509",
+  "reflect-metadata"
+]
 
 /**
  * CommonJS packages that Effect's Node platform imports when it loads but an
- * application seldom uses: undici (its HTTP client) and ws (WebSockets); and
- * @peculiar/x509, with which only a deployer makes certificates. They
+ * application seldom uses: undici (its HTTP client) and ws (WebSockets). They
  * are a third of a bundle and would be parsed and run at every start, so a
  * bundle loads them from `node_modules` the first time one of their exports
  * is read instead (or, with `bundleOnUse`, carries them but runs them only
@@ -66,7 +75,7 @@ export const alwaysExternal: ReadonlyArray<string> = ["@datadog/pprof", "msgpack
  * @since 0.1.0
  * @category constants
  */
-export const loadedOnUse: ReadonlyArray<string> = ["undici", "ws", "@peculiar/x509"]
+export const loadedOnUse: ReadonlyArray<string> = ["undici", "ws"]
 
 /**
  * What {@link make} wrote.
