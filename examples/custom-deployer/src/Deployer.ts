@@ -81,11 +81,7 @@ export const deploy = Effect.fnUntraced(function*(configFile: string) {
   // Every weavelet runs the same binary; the bootstrap tells it which group it is.
   const command = process.execPath
   const args = ["--enable-source-maps", binary, ...config.serviceweaver.args]
-  const env: Record<string, string | undefined> = { ...process.env }
-  for (const entry of config.serviceweaver.env) {
-    const eq = entry.indexOf("=")
-    env[entry.slice(0, eq)] = entry.slice(eq + 1)
-  }
+  const env: Record<string, string | undefined> = { ...process.env, ...WeaverConfig.environment(config) }
 
   // The config as the application sees it (its listeners, components, component sections): the binary, run
   // once with ConfigCheck.env set, answers instead of running. A refused config fails here, naming the file,

@@ -419,11 +419,7 @@ const service = (deployment: Deployment, statusAddress: string | undefined): Dep
 export const launchOf = (config: WeaverConfig.WeaverConfig): Effect.Effect<Launch, WeaverConfig.WeaverConfigError> =>
   Effect.gen(function*() {
     const resolved = yield* ConfigCheck.binary(config)
-    const env: Record<string, string | undefined> = { ...process.env }
-    for (const entry of config.serviceweaver.env) {
-      const eq = entry.indexOf("=")
-      env[entry.slice(0, eq)] = entry.slice(eq + 1)
-    }
+    const env: Record<string, string | undefined> = { ...process.env, ...WeaverConfig.environment(config) }
     const execArgv = process.execArgv.includes("--enable-source-maps")
       ? process.execArgv
       : [...process.execArgv, "--enable-source-maps"]

@@ -81,12 +81,7 @@ export const launchOf = (config: WeaverConfig.WeaverConfig): Effect.Effect<Launc
       })
     }
     const resolved = Path.resolve(config.dir, binary)
-    const env: Record<string, string> = {}
-    for (const entry of config.serviceweaver.env) {
-      const eq = entry.indexOf("=")
-      env[entry.slice(0, eq)] = entry.slice(eq + 1)
-    }
-    env.SERVICEWEAVER_CONFIG = Path.resolve(config.file)
+    const env = { ...WeaverConfig.environment(config), SERVICEWEAVER_CONFIG: Path.resolve(config.file) }
     return {
       binary: resolved,
       args: ["--enable-source-maps", resolved, ...config.serviceweaver.args],

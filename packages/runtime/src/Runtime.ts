@@ -90,10 +90,7 @@ const runSingle = <E>(
     yield* Tracing.preload
     const configFile = process.env.SERVICEWEAVER_CONFIG
     const config = configFile ? yield* WeaverConfig.load(configFile) : WeaverConfig.empty()
-    for (const entry of config.serviceweaver.env) {
-      const eq = entry.indexOf("=")
-      process.env[entry.slice(0, eq)] = entry.slice(eq + 1)
-    }
+    Object.assign(process.env, WeaverConfig.environment(config))
     const deploymentId = Crypto.randomUUID()
     const replicaId = Crypto.randomUUID()
     const name = App.name(config)

@@ -73,6 +73,22 @@ const GoDuration = Schema.String.pipe(
 const goUnits: Record<string, number> = { ns: 1e-6, us: 1e-3, "µs": 1e-3, ms: 1, s: 1e3, m: 60e3, h: 3600e3 }
 
 /**
+ * The variables `[serviceweaver] env` sets, each `KEY=value` split at its
+ * first `=` (the config's schema refuses an entry without one).
+ *
+ * @since 0.1.0
+ * @category getters
+ */
+export const environment = (config: WeaverConfig): Record<string, string> => {
+  const variables: Record<string, string> = {}
+  for (const entry of config.serviceweaver.env) {
+    const eq = entry.indexOf("=")
+    variables[entry.slice(0, eq)] = entry.slice(eq + 1)
+  }
+  return variables
+}
+
+/**
  * The milliseconds of a Go duration string as the config accepts them
  * (`"1h30m"`, `"250ms"`).
  *
