@@ -1,6 +1,6 @@
 import { Profiling, StatusServer } from "@effect-weaver/runtime"
 import { assert, describe, it } from "@effect/vitest"
-import { Duration, Effect, Exit, Fiber } from "effect"
+import { Duration, Effect, Exit, Fiber, Option } from "effect"
 import * as Zlib from "node:zlib"
 import * as Format from "pprof-format"
 
@@ -34,8 +34,12 @@ const total = (p: Format.Profile, index: number) => p.sample.reduce((sum, s) => 
 /** A CPU profile of this process while `profilingTestBusyLoop` spins for 300 ms. */
 const profileBusyLoop = Effect.gen(function*() {
   const fiber = yield* Effect.fork(Profiling.collect({ type: "cpu", duration: "600 millis" }))
-  yield* Effect.sleep("50 millis")
-  profilingTestBusyLoop(300)
+  // Spins in slices until the profile is done, so the loop fills the profile's window however late the profiler
+  // starts on a loaded machine (a single 300 ms spin could end before it did).
+  while (Option.isNone(yield* Fiber.poll(fiber))) {
+    profilingTestBusyLoop(20)
+    yield* Effect.sleep("1 millis")
+  }
   return yield* Fiber.join(fiber)
 })
 
@@ -71,7 +75,7 @@ describe("Profiling.collect", () => {
       const profile = Format.Profile.decode(Zlib.gunzipSync(bytes))
       assert.deepStrictEqual(sampleTypes(profile), ["sample/count", "wall/nanoseconds", "cpu/nanoseconds"])
       const cpu = valueIn(profile, "profilingTestBusyLoop", 2)
-      // 300 ms of spinning; allow for a loaded machine stealing CPU.
+      // Most of 600 ms spinning; allow for a loaded machine stealing CPU.
       assert.isAbove(cpu, 50_000_000, `cpu ns in the busy loop: ${cpu}`)
       assert.isAbove(valueIn(profile, "profilingTestBusyLoop", 0), 0)
     }))
