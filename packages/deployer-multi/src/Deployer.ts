@@ -38,7 +38,7 @@
  */
 import type * as Certificates from "@effect-weaver/runtime/Certificates"
 import * as ConfigCheck from "@effect-weaver/runtime/ConfigCheck"
-import * as Control from "@effect-weaver/runtime/Control"
+import type * as Control from "@effect-weaver/runtime/Control"
 import * as Envelope from "@effect-weaver/runtime/Envelope"
 import * as Logging from "@effect-weaver/runtime/Logging"
 import type * as Profiling from "@effect-weaver/runtime/Profiling"
@@ -399,8 +399,8 @@ const service = (deployment: Deployment, statusAddress: string | undefined): Dep
         ? Effect.succeed(undefined)
         : security.credentials(groups.all.get(name) ?? groups.of(name))
     },
-    authorize: (name) => Effect.sync(() => deployment.security?.authorize(name) ?? [Control.anyComponent]),
-    requires: (caller, component) => Effect.sync(() => deployment.security?.requires(caller, component)),
+    authorize: (name) => Security.authorize(deployment.security, name),
+    requires: (caller, component) => Security.requires(deployment.security, caller, component),
     proxies: Effect.sync(() => new Map([...listeners.proxies].map(([name, proxy]) => [name, proxy.address]))),
     failure: Effect.flatMap(Deferred.await(deployment.failed), (reason) => new DeployError({ reason }))
   }

@@ -463,7 +463,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
   }
 
   const requirements = new Map<string, Set<string>>()
-  const require = (caller: string, component: string) => {
+  const recordEdge = (caller: string, component: string) => {
     let required = requirements.get(caller)
     if (required === undefined) requirements.set(caller, required = new Set())
     if (required.has(component)) return
@@ -475,7 +475,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     const client: Record<string, (payload?: unknown) => Effect.Effect<unknown, unknown>> & {
       [clientResolved]?: () => void
     } = {}
-    client[clientResolved] = () => require(caller, component.componentName)
+    client[clientResolved] = () => recordEdge(caller, component.componentName)
     let resolved: Connection | undefined
     const connect = Effect.tap(connection(component), (c) => {
       resolved = c

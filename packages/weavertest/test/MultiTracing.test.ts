@@ -3,34 +3,19 @@
  * replica process runs the Reverser (server span and a user span) and sends
  * its finished spans to the deployer's trace store over the control socket.
  */
-import { Weaver, WeaverConfig } from "@effect-weaver/core"
-import { App, Tracing } from "@effect-weaver/runtime"
-import { MultiDeployment } from "@effect-weaver/weavertest"
+import { Weaver } from "@effect-weaver/core"
+import { Tracing } from "@effect-weaver/runtime"
 import { assert, describe, it } from "@effect/vitest"
 import type { Context } from "effect"
-import { Effect, Layer } from "effect"
+import { Effect } from "effect"
 import { app, TracedReverser } from "./fixtures/tracing.js"
+import { deployHere } from "./utils/multi.js"
 
 describe("Tracing under multiprocess", () => {
   it.live("a replica's server span reaches the deployer's store, parented on the caller's client span", () => {
     const local = Tracing.makeStore()
     return Effect.gen(function*() {
-      const config = WeaverConfig.empty()
-      const deployment = yield* MultiDeployment.make({
-        app,
-        config,
-        configText: undefined,
-        deploymentId: crypto.randomUUID(),
-        fakes: new Map()
-      })
-      const transport = yield* Layer.build(deployment.transport)
-      const weavelet = yield* App.makeWeavelet(app, {
-        config,
-        deploymentId: deployment.deployer.deploymentId,
-        hosted: new Set<string>(),
-        onRequire: deployment.onRequire
-      }).pipe(Effect.provide(transport))
-      yield* deployment.started(weavelet)
+      const { deployment, weavelet } = yield* deployHere(app)
       const reverser = yield* Effect.provide(
         TracedReverser,
         weavelet.clients(Weaver.mainName) as Context.Context<TracedReverser>

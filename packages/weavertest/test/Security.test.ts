@@ -3,16 +3,16 @@
  * TLS with a certificate per colocation group; a callee serves a group only
  * the components that group's code resolved (`yield*`).
  */
-import { WeaverConfig } from "@effect-weaver/core"
-import { App, Certificates, Weavelet } from "@effect-weaver/runtime"
+import { Certificates, Weavelet } from "@effect-weaver/runtime"
 import * as Server from "@effect-weaver/transport-rpc/Server"
 import * as Wire from "@effect-weaver/transport-rpc/Wire"
-import { MultiDeployment, weavertest } from "@effect-weaver/weavertest"
+import { weavertest } from "@effect-weaver/weavertest"
 import { assert, describe, expect, it } from "@effect/vitest"
-import { Context, Effect, Layer, Metric } from "effect"
+import { Context, Effect, Metric } from "effect"
 import * as Net from "node:net"
 import * as Tls from "node:tls"
 import { app, Teller, Vault } from "./fixtures/security.js"
+import { deployHere } from "./utils/multi.js"
 
 /** A call to Vault by the test body (main) through a client it never resolved: main does not require Vault. */
 const unrequiredCall = Effect.gen(function*() {
@@ -59,22 +59,7 @@ describe("mutual TLS", () => {
     "a stranger with the deployment id but no certificate, or another authority's, is refused",
     () =>
       Effect.gen(function*() {
-        const config = WeaverConfig.empty()
-        const deployment = yield* MultiDeployment.make({
-          app,
-          config,
-          configText: undefined,
-          deploymentId: crypto.randomUUID(),
-          fakes: new Map()
-        })
-        const transport = yield* Layer.build(deployment.transport)
-        const weavelet = yield* App.makeWeavelet(app, {
-          config,
-          deploymentId: deployment.deployer.deploymentId,
-          hosted: new Set<string>(),
-          onRequire: deployment.onRequire
-        }).pipe(Effect.provide(transport))
-        yield* deployment.started(weavelet)
+        const { deployment, weavelet } = yield* deployHere(app)
         const teller = yield* Effect.provide(Teller, weavelet.clients("main") as Context.Context<Teller>)
         assert.strictEqual(yield* teller.balance(), 42)
         const groups = yield* deployment.deployer.groups

@@ -69,3 +69,17 @@ export const make = (
       }
     }
   })
+
+/**
+ * `Authorize` and `Requires` as the envelope handler and the deployer
+ * service answer them: without mutual TLS, every component may be called
+ * and no edge is kept.
+ *
+ * @internal
+ */
+export const authorize = (security: Security | undefined, name: string): Effect.Effect<ReadonlyArray<string>> =>
+  Effect.sync(() => security?.authorize(name) ?? [Control.anyComponent])
+
+/** @internal */
+export const requires = (security: Security | undefined, caller: string, component: string): Effect.Effect<void> =>
+  Effect.sync(() => security?.requires(caller, component))

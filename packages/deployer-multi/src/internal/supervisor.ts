@@ -17,6 +17,7 @@ import type { Deployment } from "./deployment.js"
 import { givenUp, writeRegistry } from "./deployment.js"
 import * as Groups from "./groups.js"
 import * as Logs from "./logs.js"
+import * as Security from "./security.js"
 
 /**
  * Starts the group hosting `component` if it is not running
@@ -182,8 +183,8 @@ const handler = (
 ): Envelope.Handler => ({
   traceSpans: (spans) => Effect.sync(() => deployment.traces.add(spans)),
   certificate: deployment.security?.credentials(group),
-  authorize: (name) => Effect.sync(() => deployment.security?.authorize(name) ?? [Control.anyComponent]),
-  requires: (caller, component) => Effect.sync(() => deployment.security?.requires(caller, component)),
+  authorize: (name) => Security.authorize(deployment.security, name),
+  requires: (caller, component) => Security.requires(deployment.security, caller, component),
   ready: (address) =>
     Effect.suspend(() => {
       if (slot.current === undefined || slot.current.envelope.replicaId !== replicaId) return Effect.void
