@@ -6,6 +6,7 @@ export default [
   "packages/transport-multiprocess",
   "packages/deployer-single",
   "packages/deployer-multi",
+  "packages/deployer-kube",
   "packages/weavertest",
   "packages/cli",
   "examples/hello",

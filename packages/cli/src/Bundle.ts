@@ -101,9 +101,15 @@ export const defaultOut = (entry: string): string =>
   Path.join(Path.dirname(entry), `${Path.basename(entry).replace(/\.[cm]?[jt]sx?$/, "")}.bundle.mjs`)
 
 // CommonJS dependencies in an ES module bundle call `require` (for Node built-ins among others),
-// which ES modules do not have; the banner defines one, under a name no bundled module can clash with.
-const banner = `import { createRequire as __weaverCreateRequire } from "node:module";
-const require = __weaverCreateRequire(import.meta.url);`
+// which ES modules do not have; the banner defines one, under a name no bundled module can clash with: when
+// the entry is itself a bundle (`weaver kube deploy` bundles the binary weaver.toml names, often one already),
+// its own banner's name is taken, so the next free one is used.
+const banner = (entryText: string) => {
+  let name = "__weaverCreateRequire"
+  for (let n = 2; entryText.includes(name); n++) name = `__weaverCreateRequire${n}`
+  return `import { createRequire as ${name} } from "node:module";
+const require = ${name}(import.meta.url);`
+}
 
 /**
  * Bundles `entry` into the ES module `out` (with `out.map`).
@@ -139,7 +145,7 @@ export const make = Effect.fnUntraced(function*(options: {
         sourcesContent: false,
         external: [...alwaysExternal, ...(options.external ?? [])],
         plugins: [onUse(loadedOnUse, Path.dirname(out), options.bundleOnUse === true)],
-        banner: { js: banner },
+        banner: { js: banner(Fs.readFileSync(entry, "utf8")) },
         // A third less to parse at every start; identifiers keep their names for stack traces.
         minifyWhitespace: true,
         minifySyntax: true,

@@ -1,6 +1,7 @@
 /**
  * The `weaver` command tree: `weaver single deploy|status|metrics|profile|dashboard|purge`,
- * `weaver multi deploy|status|logs|metrics|profile|dashboard|purge`, `weaver bundle` and `weaver version`,
+ * `weaver multi deploy|status|logs|metrics|profile|dashboard|purge`, `weaver kube deploy|status|delete`,
+ * `weaver bundle` and `weaver version`,
  * on `@effect/cli`.
  *
  * @since 0.1.0
@@ -19,6 +20,7 @@ import * as Fs from "node:fs"
 import * as Path from "node:path"
 import * as Bundle from "./Bundle.js"
 import * as Dashboard from "./dashboard/Server.js"
+import * as Kube from "./Kube.js"
 import * as Logs from "./Logs.js"
 import * as Metrics from "./Metrics.js"
 import * as Profile from "./Profile.js"
@@ -245,7 +247,7 @@ const versionCommand = Command.make("version", {}, () => Console.log(versionLine
  */
 export const command = Command.make("weaver").pipe(
   Command.withDescription("Deploy and manage Service Weaver applications"),
-  Command.withSubcommands([single, multi, bundle, versionCommand])
+  Command.withSubcommands([single, multi, Kube.command, bundle, versionCommand])
 )
 
 const usages: ReadonlyArray<{ readonly path: ReadonlyArray<string>; readonly line: string }> = [
@@ -262,6 +264,9 @@ const usages: ReadonlyArray<{ readonly path: ReadonlyArray<string>; readonly lin
   { path: ["multi", "profile"], line: "weaver multi profile [--type=cpu|heap] [--duration=30s] <deployment>" },
   { path: ["multi", "dashboard"], line: "weaver multi dashboard [--host=127.0.0.1] [--port=0]" },
   { path: ["multi", "purge"], line: "weaver multi purge [--force]" },
+  { path: ["kube", "deploy"], line: "weaver kube deploy [--apply] [--out=<dir>] <config.yaml>" },
+  { path: ["kube", "status"], line: "weaver kube status [--namespace=<namespace>]" },
+  { path: ["kube", "delete"], line: "weaver kube delete [--namespace=<namespace>] <version>" },
   { path: ["bundle"], line: "weaver bundle [--out=<file>] [--external=<package>]... [--bundle-on-use] <entry>" },
   { path: ["version"], line: "weaver version" }
 ]

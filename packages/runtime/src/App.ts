@@ -78,7 +78,13 @@ export interface App<R = never, E = unknown> {
  */
 export const shape = (app: App<any, any>): WeaverConfig.AppShape => ({
   components: new Map(app.implementations.map((impl) => [impl.component.componentName, impl.config])),
-  listeners: app.listeners
+  listeners: app.listeners,
+  serves: new Map([
+    ...(app.main === undefined || app.main.listeners.length === 0 ? [] : [[mainName, app.main.listeners] as const]),
+    ...app.implementations.filter((impl) => impl.listeners.length > 0).map((impl) =>
+      [impl.component.componentName, impl.listeners] as const
+    )
+  ])
 })
 
 /**

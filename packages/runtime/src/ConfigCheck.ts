@@ -67,7 +67,15 @@ export class Accepted extends Schema.TaggedClass<Accepted>()("ConfigAccepted", {
   /** The full names of the components the application implements (main not included). */
   components: Schema.Array(Schema.String),
   /** The listeners the application declares. */
-  listeners: Schema.Array(Schema.String)
+  listeners: Schema.Array(Schema.String),
+  /**
+   * Which component serves each listener it declares (`main` for the main
+   * component's): a deployer that exposes listeners per colocation group
+   * (`weaver kube deploy`) routes each to the group of its component.
+   */
+  serves: Schema.optionalWith(Schema.Record({ key: Schema.String, value: Schema.Array(Schema.String) }), {
+    default: () => ({})
+  })
 }) {}
 
 /**
@@ -134,7 +142,12 @@ export const validate = (
 ): Either.Either<Accepted, WeaverConfig.WeaverConfigError> =>
   Either.map(
     WeaverConfig.validate(config, app),
-    () => new Accepted({ components: [...app.components.keys()], listeners: [...app.listeners] })
+    () =>
+      new Accepted({
+        components: [...app.components.keys()],
+        listeners: [...app.listeners],
+        serves: Object.fromEntries(app.serves ?? [])
+      })
   )
 
 /**

@@ -188,6 +188,15 @@ export const Bootstrap = Schema.Struct({
    * {@link defaultInternalAddress} when absent.
    */
   internalAddress: Schema.optionalWith(InternalAddress, { default: () => defaultInternalAddress }),
+  /**
+   * Where each listener binds, by name (`host:port`, port 0 for any free
+   * port); a listener not named binds any free port on loopback. A deployer
+   * whose users reach listeners from other machines (`weaver kube deploy`)
+   * names them all.
+   */
+  listeners: Schema.optionalWith(Schema.Record({ key: Schema.String, value: InternalAddress }), {
+    default: () => ({})
+  }),
   /** The envelope's Unix socket. */
   controlSocket: Schema.String,
   /** Where the weavelet serves {@link WeaveletRpcs}; not served when absent. */

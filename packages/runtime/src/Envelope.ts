@@ -214,9 +214,11 @@ export interface Options {
    * the weavelet socket). `internalAddress` is the address the weavelet must
    * serve its components on, e.g. `127.0.0.1:0`.
    */
-  readonly bootstrap: Omit<Control.Bootstrap, "controlSocket" | "mtls"> & {
+  readonly bootstrap: Omit<Control.Bootstrap, "controlSocket" | "mtls" | "listeners"> & {
     /** Whether the weavelet uses mutual TLS (default false); the handler's `certificate` then issues its credentials. */
     readonly mtls?: boolean | undefined
+    /** Where each listener binds (default: any free port on loopback). */
+    readonly listeners?: Readonly<Record<string, string>> | undefined
   }
   /** Directory for the control socket (private to the deployment). */
   readonly socketDir: string
@@ -361,6 +363,7 @@ export const make: (options: Options) => Effect.Effect<Envelope["Type"], Envelop
     const child = yield* spawnWeavelet(options, {
       ...options.bootstrap,
       mtls: options.bootstrap.mtls ?? false,
+      listeners: options.bootstrap.listeners ?? {},
       controlSocket: sockets.control,
       weaveletSocket: sockets.weavelet
     })

@@ -330,6 +330,8 @@ export const load = (path: string): Effect.Effect<WeaverConfig, WeaverConfigErro
 export interface AppShape {
   readonly components: ReadonlyMap<string, Schema.Schema<any, any, never> | undefined>
   readonly listeners: ReadonlySet<string>
+  /** The listeners each component serves, by component name (`main` for the main component). */
+  readonly serves?: ReadonlyMap<string, ReadonlyArray<string>> | undefined
 }
 
 /**

@@ -244,7 +244,7 @@ export const run = <E>(
         onRequire: edges.report,
         listeners: {
           declared: app.listeners,
-          address: () => "127.0.0.1:0",
+          address: (name) => boot.listeners[name] ?? "127.0.0.1:0",
           onListening: (name, address) =>
             client.ExportListener({ listener: name, address }).pipe(
               Effect.tap((proxy) =>
