@@ -16,6 +16,11 @@ export * as Dashboard from "./dashboard/Server.js"
 /**
  * @since 0.1.0
  */
+export * as Kube from "./Kube.js"
+
+/**
+ * @since 0.1.0
+ */
 export * as Logs from "./Logs.js"
 
 /**
