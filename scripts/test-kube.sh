@@ -17,7 +17,7 @@ if ! bash scripts/kube-cluster.sh up; then
   exit 1
 fi
 eval "$(bash scripts/kube-cluster.sh env)"
-npx vitest run --config vitest.kube.config.ts --reporter=default --reporter=json --outputFile="$report"
+npx vitest run --root packages/deployer-kube --config vitest.e2e.config.ts --reporter=default --reporter=json --outputFile="$PWD/$report"
 status=$?
 bash scripts/kube-cluster.sh down || { failed "tearing the cluster down"; exit 1; }
 
@@ -26,8 +26,9 @@ leftovers=""
 ip netns list | grep -qw "${WEAVER_KUBE_NS:-wvkube}" && leftovers="$leftovers namespace"
 [ -e "$WEAVER_KUBE_STATE" ] && leftovers="$leftovers $WEAVER_KUBE_STATE"
 findmnt -rno TARGET | grep -q "^$WEAVER_KUBE_STATE" && leftovers="$leftovers mounts"
-for pid in $(ls /proc | grep -E '^[0-9]+$'); do
-  if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "$WEAVER_KUBE_STATE"; then leftovers="$leftovers process-$pid"; fi
+for pid in $(ls /proc | grep -E "^[0-9]+$"); do
+  cmdline=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") || continue
+  case "$cmdline" in *"$WEAVER_KUBE_STATE"*) leftovers="$leftovers process-$pid" ;; esac
 done
 if [ -n "$leftovers" ]; then failed "left behind:$leftovers"; exit 1; fi
 

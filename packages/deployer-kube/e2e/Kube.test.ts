@@ -93,9 +93,10 @@ const deploy = async (app: "hello" | "who", variant = "blue", tool = weaver): Pr
     ].join("\n")
   )
   const started = performance.now()
+  const command = tool === weaver ? [weaver, "kube", "deploy"] : [tool, "deploy"]
   const { stdout } = await execFile(
     process.execPath,
-    [weaver, "kube", "deploy", "--apply", "--out", dir, "kube.yaml"],
+    [...command, "--apply", "--out", dir, "kube.yaml"],
     {
       cwd: dir,
       maxBuffer: 32 * 1024 * 1024
