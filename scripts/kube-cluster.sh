@@ -25,7 +25,7 @@ REGISTRY=$NODE_IP:5000
 BIN=$CACHE/bin
 CGROUP=wvkube
 SYSCTLS="vm.overcommit_memory kernel.panic kernel.panic_on_oops"
-PACKAGES="golang-go rsync gcc libc6-dev etcd-server containerd runc podman iptables docker-registry openssl"
+PACKAGES="golang-go rsync gcc libc6-dev etcd-server containerd runc podman iptables docker-registry openssl curl"
 
 log() { echo "[kube-cluster] $*" >&2; }
 in_ns() { nsenter --net="/run/netns/$NS" "$@"; }
