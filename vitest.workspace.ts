@@ -12,5 +12,6 @@ export default [
   "examples/hello",
   "examples/greeter",
   "examples/embed",
-  "examples/custom-deployer"
+  "examples/custom-deployer",
+  "examples/bank"
 ]

@@ -9,6 +9,11 @@ export * as Fake from "./Fake.js"
 export * as Runner from "./Runner.js"
 
 /**
+ * @since 0.1.0
+ */
+export * as Sim from "./Sim.js"
+
+/**
  * The entry point of tests: `weavertest.allRunners()`, `weavertest.fake(…)`.
  *
  * @since 0.1.0

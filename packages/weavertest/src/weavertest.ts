@@ -46,3 +46,12 @@ export { allRunners, local, makeRunner, multi, payloadOf, rpc } from "./Runner.j
  * @category models
  */
 export type { Arbitraries, ArbitraryValues, Options, Requirement, Runner, RunnerDefinition } from "./Runner.js"
+
+/**
+ * The deterministic simulator (Service Weaver's `sim`): `weavertest.sim.search(workload, options)`; see the
+ * `Sim` module.
+ *
+ * @since 0.1.0
+ * @category testing
+ */
+export * as sim from "./Sim.js"
