@@ -195,7 +195,8 @@ describe("Weaver.run asked to check a config (ConfigCheck.env set)", () => {
       assert.deepStrictEqual(accepted.answer, {
         _tag: "ConfigAccepted",
         components: ["check/Cache"],
-        listeners: ["web"]
+        listeners: ["web"],
+        serves: { main: ["web"] }
       })
       assert.strictEqual(accepted.code, 0)
       assert.strictEqual(accepted.ran, "")

@@ -198,6 +198,41 @@ const isRemoteCallError = (exit: Exit.Exit<unknown, unknown>) =>
 const toArbitrary = (value: Schema.Schema.Any | FastCheck.Arbitrary<any>): FastCheck.Arbitrary<any> =>
   Schema.isSchema(value) ? Arbitrary.make(value as Schema.Schema<any, any, never>) : value
 
+// The arguments' arbitrary of each op, made once (deriving one from Schemas costs more than an execution).
+const argumentsOf = new WeakMap<Op, FastCheck.Arbitrary<ReadonlyArray<unknown>>>()
+const argumentsArbitrary = (op: Op) => {
+  let arbitrary = argumentsOf.get(op)
+  if (arbitrary === undefined) {
+    arbitrary = FastCheck.tuple(...op.args.map(toArbitrary))
+    argumentsOf.set(op, arbitrary)
+  }
+  return arbitrary
+}
+
+/**
+ * fast-check's random source (a pure-rand generator) over the execution's
+ * seeded generator, so that arguments are drawn from the same seed as every
+ * scheduling decision, without building a fast-check runner per op.
+ */
+class SeededSource {
+  constructor(private readonly pcg: PCGRandom) {}
+  clone(): SeededSource {
+    const copy = new PCGRandom()
+    copy.setState(this.pcg.getState() as [number, number, number, number])
+    return new SeededSource(copy)
+  }
+  next(): [number, SeededSource] {
+    const copy = this.clone()
+    return [copy.unsafeNext(), copy]
+  }
+  unsafeNext(): number {
+    return this.pcg.integer(4294967296) | 0
+  }
+  getState(): ReadonlyArray<number> {
+    return this.pcg.getState()
+  }
+}
+
 /**
  * A scheduler that runs nothing by itself: tasks wait until the simulator
  * drains them, which it does to completion between two events.
@@ -224,7 +259,8 @@ type Pending =
     readonly from: string
     readonly call: Transport.Call
     readonly payload: unknown
-    readonly resume: (exit: Exit.Exit<unknown, unknown>) => void
+    /** Resumed with the replica the call is delivered to, or with an injected failure. */
+    readonly resume: (exit: Exit.Exit<number, unknown>) => void
   }
   | {
     readonly _tag: "Reply"
@@ -327,20 +363,36 @@ export const run = (workload: Workload, options: Options): Effect.Effect<Executi
           const replica = replicaOf.get(weavelet) ?? 0
           return {
             remote: true,
+            // The handler runs in the caller's fiber, between two suspensions the scheduler ends: delivery of the
+            // call (to the replica it picks) and delivery of the reply. No fiber per call: executions stay cheap.
             invoke: (call, payload) =>
-              Effect.flatMap(CurrentOp, (op) =>
-                Effect.async<unknown, unknown>((resume) => {
-                  pending.push({
-                    _tag: "Call",
-                    op,
-                    id: nextId++,
-                    // The ops play main on replica 0; main's calls are theirs.
-                    from: call.caller === App.mainName && op > 0 ? `op${op}` : `${call.caller}#${replica}`,
-                    call,
-                    payload,
-                    resume
-                  })
-                }))
+              Effect.flatMap(CurrentOp, (op) => {
+                const id = nextId++
+                // The ops play main on replica 0; main's calls are theirs.
+                const from = call.caller === App.mainName && op > 0 ? `op${op}` : `${call.caller}#${replica}`
+                return Effect.async<number, unknown>((resume) => {
+                  pending.push({ _tag: "Call", op, id, from, call, payload, resume })
+                }).pipe(
+                  Effect.flatMap((target) =>
+                    Effect.flatMap(
+                      Effect.exit(connectionOf(call.component, target).invoke(call, payload)),
+                      (exit) =>
+                        Effect.async<unknown, unknown>((resume) => {
+                          pending.push({
+                            _tag: "Reply",
+                            op,
+                            id,
+                            from: `${call.component}#${target}`,
+                            to: from,
+                            call,
+                            exit: asDelivered(call, exit),
+                            resume
+                          })
+                        })
+                    )
+                  )
+                )
+              })
           }
         })
     }
@@ -382,13 +434,11 @@ export const run = (workload: Workload, options: Options): Effect.Effect<Executi
 
     // The ops of this execution and their arguments, drawn up front from the seed.
     const opNames = Object.keys(workload.ops).sort()
-    const planned = Array.from({ length: options.ops }, (_, i) => {
+    const random = new FastCheck.Random(new SeededSource(new PCGRandom(options.seed)) as any)
+    const planned = Array.from({ length: options.ops }, () => {
       const name = opNames[rng.integer(opNames.length)]!
       const spec = workload.ops[name]!
-      const args = spec.args.length === 0 ? [] : FastCheck.sample(
-        FastCheck.tuple(...spec.args.map(toArbitrary)),
-        { seed: (options.seed * 31 + i) | 0, numRuns: 1 }
-      )[0]!
+      const args = spec.args.length === 0 ? [] : argumentsArbitrary(spec).generate(random, undefined).value
       return { name, spec, args }
     })
 
@@ -424,25 +474,7 @@ export const run = (workload: Workload, options: Options): Effect.Effect<Executi
             history.push({ _tag: "Fail", op: event.op, id: event.id, from: event.from, to, when: "before" })
             return event.resume(injected(event.call, "before"))
           }
-          const handler = Effect.runFork(
-            connectionOf(event.call.component, replica).invoke(event.call, event.payload).pipe(
-              Effect.provideService(CurrentOp, event.op)
-            ),
-            { scheduler }
-          )
-          handler.addObserver((exit) =>
-            pending.push({
-              _tag: "Reply",
-              op: event.op,
-              id: event.id,
-              from: to,
-              to: event.from,
-              call: event.call,
-              exit: asDelivered(event.call, exit),
-              resume: event.resume
-            })
-          )
-          return
+          return event.resume(Exit.succeed(replica))
         }
         case "Reply": {
           if (faults && options.failureRate > 0 && rng.number() < options.failureRate / 2) {
