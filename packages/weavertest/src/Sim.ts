@@ -37,6 +37,8 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as FastCheck from "effect/FastCheck"
 import type * as Fiber from "effect/Fiber"
+import * as FiberRef from "effect/FiberRef"
+import * as FiberRefs from "effect/FiberRefs"
 import type * as Scheduler from "effect/Scheduler"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
@@ -362,6 +364,7 @@ export const run = (workload: Workload, options: Options): Effect.Effect<Executi
           components.set(component.componentName, component)
           const replica = replicaOf.get(weavelet) ?? 0
           return {
+            // Remote: the call pipeline treats a local connection's handler as its own and may run it directly.
             remote: true,
             // The handler runs in the caller's fiber, between two suspensions the scheduler ends: delivery of the
             // call (to the replica it picks) and delivery of the reply. No fiber per call: executions stay cheap.
@@ -415,15 +418,18 @@ export const run = (workload: Workload, options: Options): Effect.Effect<Executi
     // The driver: ops call components as the main component of replica 0.
     const driver = weavelets[0]!
     const clients = driver.clients(App.mainName)
+    // Every op's fiber starts with the driver's clients in its context: set once, not provided per op.
+    const context = Context.add(clients, Weavelet.Weavelet, driver)
     const start = <A, E>(effect: Effect.Effect<A, E, any>, op: number) =>
-      Effect.runFork(
-        effect.pipe(
-          Effect.provide(clients),
-          Effect.provideService(Weavelet.Weavelet, driver),
-          Effect.provideService(CurrentOp, op)
-        ) as Effect.Effect<A, E>,
-        { scheduler }
-      )
+      Effect.runFork(effect as Effect.Effect<A, E>, {
+        scheduler,
+        updateRefs: (refs, id) =>
+          FiberRefs.updateAs(refs, {
+            fiberId: id,
+            fiberRef: FiberRef.currentContext,
+            value: Context.add(context, CurrentOp, op)
+          })
+      })
     const watch = (fiber: Fiber.RuntimeFiber<unknown, unknown>, op: number, name: string) =>
       fiber.addObserver((exit) => {
         if (op > 0) history.push({ _tag: "End", op, result: showExit(exit) })
