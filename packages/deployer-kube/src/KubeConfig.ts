@@ -164,7 +164,9 @@ export const ListenerSpec = Schema.Struct({
  */
 export const GroupSpec = Schema.Struct({
   name: DnsLabel,
-  components: Schema.NonEmptyArray(Schema.String),
+  components: Schema.Array(Schema.String).pipe(
+    Schema.minItems(1, { message: () => "expected at least one component (a group of none runs nothing)" })
+  ),
   resourceSpec: Schema.optional(ResourceSpec),
   scalingSpec: Schema.optional(ScalingSpec),
   probeSpec: Schema.optional(ProbeSpec),
