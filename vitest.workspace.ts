@@ -4,6 +4,7 @@ export default [
   "packages/transport-local",
   "packages/transport-rpc",
   "packages/transport-multiprocess",
+  "packages/transport-worker",
   "packages/deployer-single",
   "packages/deployer-multi",
   "packages/deployer-kube",

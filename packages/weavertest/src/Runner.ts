@@ -7,9 +7,10 @@
 import { Weaver, WeaverConfig } from "@effect-weaver/core"
 import type { Component } from "@effect-weaver/core"
 import type { Transport } from "@effect-weaver/core"
-import { App, Logging, Weavelet } from "@effect-weaver/runtime"
+import { App, Logging, Transport as CoreTransport, Weavelet } from "@effect-weaver/runtime"
 import * as TransportLocal from "@effect-weaver/transport-local/TransportLocal"
 import * as TransportRpc from "@effect-weaver/transport-rpc/TransportRpc"
+import * as TransportWorker from "@effect-weaver/transport-worker/TransportWorker"
 import { it } from "@effect/vitest"
 import * as Arbitrary from "effect/Arbitrary"
 import type * as Context from "effect/Context"
@@ -60,6 +61,8 @@ export interface DeploySetup {
   readonly configText: string | undefined
   readonly deploymentId: string
   readonly fakes: ReadonlyMap<string, Weavelet.AnyHandlers>
+  /** The faked components (their method specs). */
+  readonly fakeComponents: ReadonlyArray<Component.Any>
 }
 
 /**
@@ -250,7 +253,14 @@ const runApp = (
         .filter((component) => !implemented.has(component.componentName))
       const deployment = definition.deploy === undefined
         ? undefined
-        : yield* definition.deploy({ app, config, configText: options.config, deploymentId, fakes })
+        : yield* definition.deploy({
+          app,
+          config,
+          configText: options.config,
+          deploymentId,
+          fakes,
+          fakeComponents: (options.fakes ?? []).map((fake) => fake.component)
+        })
       // Built first in the test's scope, so it is released last: components may still call out while closing.
       const transport = yield* Layer.buildWithScope(
         deployment?.transport ?? definition.transport ?? TransportLocal.layer,
@@ -368,6 +378,64 @@ export const multi: Runner = makeRunner({
 })
 
 /**
+ * Runs each component group in a worker thread of the test's process
+ * (`@effect-weaver/transport-worker`): calls cross threads over
+ * MessagePorts, encoded with the methods' schemas, while the test thread
+ * runs the body and serves the fakes. Like Multi, the app must be defined in
+ * a module of its own (the workers import a bundle of it).
+ *
+ * @since 0.1.0
+ * @category testing
+ */
+export const worker: Runner = makeRunner({
+  name: "Worker",
+  timeout: 60_000,
+  deploy: (setup) =>
+    Effect.gen(function*() {
+      const module = setup.app.module
+      if (module === undefined) {
+        return yield* Effect.dieMessage(
+          "weavertest: the Worker runner loads the app in worker threads, but cannot tell which module defines it: " +
+            "define it with Weaver.app in a module of its own"
+        )
+      }
+      const bundle = yield* AppBundle.make(module, "worker")
+      const implemented = setup.app.implementations.map((impl) => impl.component)
+      const names = implemented.map((c) => c.componentName).filter((name) => !setup.fakes.has(name))
+      const placed = new Set<string>()
+      const groups: Array<ReadonlyArray<string>> = []
+      for (const name of names) {
+        if (placed.has(name)) continue
+        const group = (setup.config.serviceweaver.colocate.find((entry) => entry.includes(name)) ?? [name])
+          .filter((member) => names.includes(member) && !placed.has(member))
+        group.forEach((member) => placed.add(member))
+        groups.push(group)
+      }
+      const hub = yield* TransportWorker.make({
+        deploymentId: setup.deploymentId,
+        appModule: { url: bundle.moduleUrl, components: implemented.map((c) => c.componentName) },
+        groups,
+        config: { file: setup.config.file, dir: setup.config.dir, text: setup.configText ?? "" }
+      })
+      const specs = new Map([...implemented, ...setup.fakeComponents].map((c) => [c.componentName, c] as const))
+      return {
+        transport: Layer.succeed(CoreTransport.Transport, hub.transport),
+        hosted: new Set<string>(),
+        started: (weavelet) =>
+          Effect.sync(() =>
+            hub.serve(
+              (name) => {
+                const fake = setup.fakes.get(name)
+                return fake !== undefined ? Effect.succeed(fake as any) : weavelet.handlers(name) as any
+              },
+              (name, method) => specs.get(name)?.methods[method]
+            )
+          )
+      } satisfies Deployment
+    })
+})
+
+/**
  * Every runner, with `options` applied to each. Loop over it to run the same
  * test under every deployment:
  *
@@ -381,4 +449,4 @@ export const multi: Runner = makeRunner({
  * @category testing
  */
 export const allRunners = (options?: Options): ReadonlyArray<Runner> =>
-  [local, rpc, multi].map((runner) => options === undefined ? runner : runner.with(options))
+  [local, rpc, multi, worker].map((runner) => options === undefined ? runner : runner.with(options))

@@ -37,7 +37,7 @@ export type { Fake } from "./Fake.js"
  * @since 0.1.0
  * @category testing
  */
-export { allRunners, local, makeRunner, multi, payloadOf, rpc } from "./Runner.js"
+export { allRunners, local, makeRunner, multi, payloadOf, rpc, worker } from "./Runner.js"
 
 /**
  * Runner types; see the `Runner` module.

@@ -79,17 +79,22 @@ const bundles = new Map<string, Promise<Built>>()
  *
  * @internal
  */
-export const make = (module: string): Effect.Effect<AppBundle, AppBundleError> =>
+export const make = (
+  module: string,
+  /** The weavelet the bundle starts: a replica process's, or a worker thread's (`transport-worker`). */
+  weavelet: "process" | "worker" = "process"
+): Effect.Effect<AppBundle, AppBundleError> =>
   Effect.tryPromise({
     try: async () => {
       const file = module.startsWith("file:") ? Url.fileURLToPath(module) : module
-      const cached = await bundles.get(file)?.catch(() => undefined)
+      const key = `${weavelet}:${file}`
+      const cached = await bundles.get(key)?.catch(() => undefined)
       // Reused unless the app changed or the file is gone (removed as too old by another process).
       if (cached !== undefined && !changed(cached) && touch(cached.bundle.args[0]!)) return cached.bundle
-      const building = build(file)
-      bundles.set(file, building)
+      const building = build(file, weavelet)
+      bundles.set(key, building)
       // A failed build is not kept: the next test tries again (the file may have been fixed).
-      building.catch(() => bundles.get(file) === building && bundles.delete(file))
+      building.catch(() => bundles.get(key) === building && bundles.delete(key))
       return (await building).bundle
     },
     catch: (error) => error instanceof AppBundleError ? error : new AppBundleError({ reason: String(error) })
@@ -104,7 +109,7 @@ const changed = (built: Built): boolean =>
     }
   })
 
-const build = async (file: string): Promise<Built> => {
+const build = async (file: string, weavelet: "process" | "worker"): Promise<Built> => {
   const startedAt = Date.now()
   const esbuild = await import("esbuild")
   const appPath = JSON.stringify(file)
@@ -119,7 +124,9 @@ const build = async (file: string): Promise<Built> => {
           `export * from ${appPath}`,
           `import * as app from ${appPath}`,
           `export default app.default`,
-          `import { main } from "@effect-weaver/transport-multiprocess/Weavelet"`,
+          weavelet === "process"
+            ? `import { main } from "@effect-weaver/transport-multiprocess/Weavelet"`
+            : `import { main } from "@effect-weaver/transport-worker/Worker"`,
           `setImmediate(main)`
         ].join("\n"),
         // The weavelet is resolved from this package, which depends on it; the app by its absolute path.

@@ -1,0 +1,97 @@
+/**
+ * The worker thread's side of `TransportWorker`: in a worker started by the
+ * hub, {@link main} imports the app, builds a weavelet hosting the worker's
+ * group, serves calls that arrive from the hub, and sends the group's calls
+ * to other components to the hub. Outside such a worker it does nothing, so
+ * an app module may call it unconditionally.
+ *
+ * @since 0.1.0
+ */
+import * as App from "@effect-weaver/runtime/App"
+import * as Component from "@effect-weaver/runtime/Component"
+import * as Transport from "@effect-weaver/runtime/Transport"
+import * as Weavelet from "@effect-weaver/runtime/Weavelet"
+import * as WeaverConfig from "@effect-weaver/runtime/WeaverConfig"
+import * as Effect from "effect/Effect"
+import * as WorkerThreads from "node:worker_threads"
+import { Caller, Dispatcher, type Message } from "./internal/protocol.js"
+import type { WorkerData } from "./TransportWorker.js"
+
+const isApp = (u: unknown): u is App.App<any, any> =>
+  typeof u === "object" && u !== null && (u as { readonly _tag?: unknown })._tag === "App" &&
+  Array.isArray((u as { readonly implementations?: unknown }).implementations)
+
+/**
+ * Whether this thread is a worker the hub started.
+ *
+ * @since 0.1.0
+ * @category running
+ */
+export const isWorker = (): boolean =>
+  !WorkerThreads.isMainThread && (WorkerThreads.workerData as WorkerData | undefined)?.weaverWorker === true
+
+const run = (data: WorkerData, port: WorkerThreads.MessagePort) =>
+  Effect.gen(function*() {
+    const module = yield* Effect.tryPromise({
+      try: () => import(data.appModule.url) as Promise<Record<string, unknown>>,
+      catch: (cause) => new Error(`cannot import ${data.appModule.url}: ${String(cause)}`)
+    })
+    const wanted = [...data.appModule.components].sort().join(",")
+    const app = Object.values(module).find((value) =>
+      isApp(value) && value.implementations.map((impl) => impl.component.componentName).sort().join(",") === wanted
+    ) as App.App<any, any> | undefined
+    if (app === undefined) {
+      return yield* Effect.fail(new Error(`${data.appModule.url} exports no Weaver.app with the components ${wanted}`))
+    }
+    const config = yield* WeaverConfig.parse(data.config.text, data.config.file, data.config.dir)
+    const hosted = new Set(data.group)
+    const caller = new Caller(() => Effect.succeed({ postMessage: (m: Message) => port.postMessage(m) }))
+    const transport: Transport.Transport["Type"] = {
+      name: "worker",
+      connect: (component) =>
+        hosted.has(component.componentName)
+          ? Weavelet.localConnection(component)
+          : Effect.succeed({ remote: true, invoke: (call, payload) => caller.invoke(call, payload) })
+    }
+    const components = new Map<string, Component.Any>([
+      ...app.implementations.map((impl) => [impl.component.componentName, impl.component] as const),
+      ...Object.values(module).filter(Component.isComponent).map((c) => [c.componentName, c] as const)
+    ])
+    const weavelet = yield* App.makeWeavelet(app, {
+      config,
+      deploymentId: data.deploymentId,
+      replicaId: `worker-${WorkerThreads.threadId}`,
+      hosted,
+      extraComponents: [...components.values()].filter((c) => !app.implementations.some((i) => i.component === c))
+    }).pipe(Effect.provideService(Transport.Transport, transport))
+    const dispatcher = new Dispatcher(
+      { postMessage: (m) => port.postMessage(m) },
+      (component, method) => hosted.has(component) ? components.get(component)?.methods[method] : undefined,
+      (component) => weavelet.handlers(component)
+    )
+    port.on("message", (message: Message) => {
+      if (message.t === "call") dispatcher.call(message)
+      else if (message.t === "reply") caller.complete(message.id, message.outcome)
+      else dispatcher.interrupt(message.id)
+    })
+    port.postMessage({ t: "ready" })
+    return yield* Effect.never
+  }).pipe(Effect.scoped)
+
+/**
+ * Runs the worker's side when this thread is a worker the hub started;
+ * does nothing otherwise.
+ *
+ * @since 0.1.0
+ * @category running
+ */
+export const main = (): void => {
+  if (!isWorker() || WorkerThreads.parentPort === null) return
+  const port = WorkerThreads.parentPort
+  Effect.runFork(run(WorkerThreads.workerData as WorkerData, port)).addObserver((exit) => {
+    if (exit._tag === "Failure") {
+      port.postMessage({ t: "failed", reason: String(exit.cause) })
+      process.exitCode = 1
+    }
+  })
+}
