@@ -34,8 +34,12 @@ import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import * as Crypto from "node:crypto"
+import * as Fs from "node:fs"
 import * as Http from "node:http"
 import * as Net from "node:net"
+import * as Path from "node:path"
+import * as Url from "node:url"
+import * as WorkerThreads from "node:worker_threads"
 
 /**
  * The name of the main component, in logs, metrics and status tables.
@@ -159,8 +163,40 @@ const launchedRuntime: Effect.Effect<Layer.Layer<Runtime.Runtime>> = Effect.susp
     ? Effect.promise(() => import("@effect-weaver/transport-multiprocess/Weavelet")).pipe(
       Effect.map((module) => module.layer)
     )
-    : Effect.succeed(Runtime.layerSingle(TransportLocal.layer))
+    : inWorkerThread()
+    ? Effect.promise(() => import("@effect-weaver/transport-worker/Worker")).pipe(
+      Effect.map((module) => Layer.succeed(Runtime.Runtime, { name: "worker", run: module.runApp }))
+    )
+    : Effect.succeed(Runtime.layerSingle(singleTransport))
 )
+
+/** Whether this is a worker thread the single runtime started for a colocation group (`[single] workers`). */
+const inWorkerThread = () =>
+  !WorkerThreads.isMainThread &&
+  (WorkerThreads.workerData as { weaverWorker?: unknown } | undefined)?.weaverWorker === true
+
+/**
+ * The single runtime's transport: direct calls, or with `[single] workers` each colocation group in a worker
+ * thread running this very program (`Weaver.run` there serves the group).
+ */
+const singleTransport: Runtime.SingleTransport = ({ app, config, deploymentId }) =>
+  !config.single.workers ? TransportLocal.layer : Layer.unwrapEffect(
+    Effect.promise(() => import("@effect-weaver/transport-worker/TransportWorker")).pipe(
+      Effect.map((TransportWorker) => {
+        const components = app.implementations.map((impl) => impl.component.componentName)
+        return TransportWorker.layer({
+          deploymentId,
+          appModule: { url: Url.pathToFileURL(Path.resolve(process.argv[1]!)).href, components },
+          groups: TransportWorker.groupsOf(components, config.serviceweaver.colocate),
+          config: {
+            file: config.file,
+            dir: config.dir,
+            text: Fs.existsSync(config.file) ? Fs.readFileSync(config.file, "utf8") : ""
+          }
+        })
+      })
+    )
+  )
 
 /**
  * Runs an application in this process, as Service Weaver's `weaver.Run`

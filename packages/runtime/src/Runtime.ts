@@ -78,12 +78,24 @@ export const deployerPidEnv = "WEAVER_DEPLOYER_PID"
  * @since 0.1.0
  * @category layers
  */
-export const layerSingle = (transport: Layer.Layer<Transport>): Layer.Layer<Runtime> =>
+export const layerSingle = (transport: Layer.Layer<Transport> | SingleTransport): Layer.Layer<Runtime> =>
   Layer.succeed(Runtime, { name: "single", run: (app) => runSingle(app, transport) })
+
+/**
+ * A transport for the single-process runtime chosen once the config is
+ * loaded (`[single] workers` picks worker threads).
+ * @since 0.1.0
+ * @category models
+ */
+export type SingleTransport = (options: {
+  readonly app: App.App<any, any>
+  readonly config: WeaverConfig.WeaverConfig
+  readonly deploymentId: string
+}) => Layer.Layer<Transport>
 
 const runSingle = <E>(
   app: App.App<never, E>,
-  transport: Layer.Layer<Transport>
+  transportOf: Layer.Layer<Transport> | SingleTransport
 ): Effect.Effect<void, E | WeaverConfig.WeaverConfigError> =>
   Effect.gen(function*() {
     yield* exitWithDeployer
@@ -109,6 +121,7 @@ const runSingle = <E>(
       statusAddress
     })
     const origin = { app: name, deploymentId, replicaId }
+    const transport = typeof transportOf === "function" ? transportOf({ app, config, deploymentId }) : transportOf
     yield* Effect.gen(function*() {
       const weavelet = yield* App.makeWeavelet(app, {
         config,

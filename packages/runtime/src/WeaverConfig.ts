@@ -131,7 +131,13 @@ export const ServiceWeaverSection = Schema.Struct({
  * @category schemas
  */
 export const SingleSection = Schema.Struct({
-  listeners: Schema.optionalWith(Listeners, { default: () => ({}) })
+  listeners: Schema.optionalWith(Listeners, { default: () => ({}) }),
+  /**
+   * Run each colocation group in a worker thread of the process
+   * (`@effect-weaver/transport-worker`): another core for each, without
+   * another process. Main stays on the main thread.
+   */
+  workers: Schema.optionalWith(Schema.Boolean, { default: () => false })
 })
 
 /**
@@ -212,7 +218,7 @@ export const empty = (file = "<no config>", dir = process.cwd()): WeaverConfig =
   file,
   dir,
   serviceweaver: { args: [], env: [], colocate: [] },
-  single: { listeners: {} },
+  single: { listeners: {}, workers: false },
   multi: { listeners: {}, replicas: 2, mtls: true },
   sections: {}
 })

@@ -249,7 +249,7 @@ Times = 2
       rollout: "1h30m"
     })
     assert.deepStrictEqual(WeaverConfig.environment(config), { A: "1", B: "two=2", EMPTY: "" })
-    assert.deepStrictEqual(config.single, { listeners: { web: { address: "localhost:0" } } })
+    assert.deepStrictEqual(config.single, { listeners: { web: { address: "localhost:0" } }, workers: false })
     assert.deepStrictEqual(config.multi, { listeners: { web: { address: "[::1]:8080" } }, replicas: 3, mtls: true })
     assert.deepStrictEqual(decoded.get("cfg/Greeter"), { Greeting: "Bonjour", Times: 2 })
     assert.isFalse(decoded.has("cfg/Plain"))

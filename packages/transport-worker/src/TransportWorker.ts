@@ -88,6 +88,32 @@ interface Thread {
 }
 
 /**
+ * The colocation groups of an app's components: one per `colocate` entry of
+ * weaver.toml, one per other component; `exclude`d ones (fakes, or what
+ * the hub's thread hosts) in none.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const groupsOf = (
+  components: ReadonlyArray<string>,
+  colocate: ReadonlyArray<ReadonlyArray<string>>,
+  exclude: (component: string) => boolean = () => false
+): ReadonlyArray<ReadonlyArray<string>> => {
+  const names = components.filter((name) => !exclude(name))
+  const placed = new Set<string>()
+  const groups: Array<ReadonlyArray<string>> = []
+  for (const name of names) {
+    if (placed.has(name)) continue
+    const group = (colocate.find((entry) => entry.includes(name)) ?? [name])
+      .filter((member) => names.includes(member) && !placed.has(member))
+    group.forEach((member) => placed.add(member))
+    groups.push(group)
+  }
+  return groups
+}
+
+/**
  * Makes the hub: worker threads start on the first call to their group and
  * stop with the scope. A worker that dies fails the calls in flight to it
  * (`Unreachable`, which the call pipeline retries for retriable methods) and

@@ -30,7 +30,7 @@ const isApp = (u: unknown): u is App.App<any, any> =>
 export const isWorker = (): boolean =>
   !WorkerThreads.isMainThread && (WorkerThreads.workerData as WorkerData | undefined)?.weaverWorker === true
 
-const run = (data: WorkerData, port: WorkerThreads.MessagePort) =>
+const findApp = (data: WorkerData) =>
   Effect.gen(function*() {
     const module = yield* Effect.tryPromise({
       try: () => import(data.appModule.url) as Promise<Record<string, unknown>>,
@@ -43,6 +43,16 @@ const run = (data: WorkerData, port: WorkerThreads.MessagePort) =>
     if (app === undefined) {
       return yield* Effect.fail(new Error(`${data.appModule.url} exports no Weaver.app with the components ${wanted}`))
     }
+    return { app, extra: Object.values(module).filter(Component.isComponent) }
+  })
+
+const serve = (
+  app: App.App<any, any>,
+  extra: ReadonlyArray<Component.Any>,
+  data: WorkerData,
+  port: WorkerThreads.MessagePort
+) =>
+  Effect.gen(function*() {
     const config = yield* WeaverConfig.parse(data.config.text, data.config.file, data.config.dir)
     const hosted = new Set(data.group)
     const caller = new Caller(() => Effect.succeed({ postMessage: (m: Message) => port.postMessage(m) }))
@@ -55,7 +65,7 @@ const run = (data: WorkerData, port: WorkerThreads.MessagePort) =>
     }
     const components = new Map<string, Component.Any>([
       ...app.implementations.map((impl) => [impl.component.componentName, impl.component] as const),
-      ...Object.values(module).filter(Component.isComponent).map((c) => [c.componentName, c] as const)
+      ...extra.map((c) => [c.componentName, c] as const)
     ])
     const weavelet = yield* App.makeWeavelet(app, {
       config,
@@ -87,11 +97,28 @@ const run = (data: WorkerData, port: WorkerThreads.MessagePort) =>
  */
 export const main = (): void => {
   if (!isWorker() || WorkerThreads.parentPort === null) return
-  const port = WorkerThreads.parentPort
-  Effect.runFork(run(WorkerThreads.workerData as WorkerData, port)).addObserver((exit) => {
+  const data = WorkerThreads.workerData as WorkerData
+  report(Effect.flatMap(findApp(data), ({ app, extra }) => serve(app, extra, data, WorkerThreads.parentPort!)))
+}
+
+/**
+ * The worker's side for an app already loaded: what `Weaver.run(app)` does
+ * in a worker the hub started (the app's own binary, under
+ * `[single] workers`). Runs until the hub terminates the thread.
+ *
+ * @since 0.1.0
+ * @category running
+ */
+export const runApp = (app: App.App<any, any>): Effect.Effect<void> =>
+  Effect.async<void>(() => {
+    if (!isWorker() || WorkerThreads.parentPort === null) return
+    report(serve(app, [], WorkerThreads.workerData as WorkerData, WorkerThreads.parentPort))
+  })
+
+const report = (effect: Effect.Effect<unknown, unknown>) =>
+  Effect.runFork(effect).addObserver((exit) => {
     if (exit._tag === "Failure") {
-      port.postMessage({ t: "failed", reason: String(exit.cause) })
+      WorkerThreads.parentPort?.postMessage({ t: "failed", reason: String(exit.cause) })
       process.exitCode = 1
     }
   })
-}

@@ -401,16 +401,11 @@ export const worker: Runner = makeRunner({
       }
       const bundle = yield* AppBundle.make(module, "worker")
       const implemented = setup.app.implementations.map((impl) => impl.component)
-      const names = implemented.map((c) => c.componentName).filter((name) => !setup.fakes.has(name))
-      const placed = new Set<string>()
-      const groups: Array<ReadonlyArray<string>> = []
-      for (const name of names) {
-        if (placed.has(name)) continue
-        const group = (setup.config.serviceweaver.colocate.find((entry) => entry.includes(name)) ?? [name])
-          .filter((member) => names.includes(member) && !placed.has(member))
-        group.forEach((member) => placed.add(member))
-        groups.push(group)
-      }
+      const groups = TransportWorker.groupsOf(
+        implemented.map((c) => c.componentName),
+        setup.config.serviceweaver.colocate,
+        (name) => setup.fakes.has(name)
+      )
       const hub = yield* TransportWorker.make({
         deploymentId: setup.deploymentId,
         appModule: { url: bundle.moduleUrl, components: implemented.map((c) => c.componentName) },
