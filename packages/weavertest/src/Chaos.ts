@@ -123,7 +123,7 @@ export interface ReplicaGroup {
  * `(yield* Chaos).counts()`. Without chaos, its counts stay at zero.
  *
  * @since 0.1.0
- * @category models
+ * @category tags
  */
 export class Chaos extends Context.Tag("@effect-weaver/weavertest/Chaos")<Chaos, {
   /** The options in force, with the seed used; undefined without chaos. */
@@ -414,7 +414,8 @@ export const summary = (test: string, service: Chaos["Type"]): string => {
 /**
  * Chaos options from the `WEAVERTEST_CHAOS` environment variable, which
  * gives chaos to every runner whose options do not set `chaos`: a rate
- * (`0.05`) or a comma-separated list such as `rate=0.05,seed=7,kill,delayMillis=20`.
+ * (`0.05`) or a comma-separated list such as `rate=0.05,seed=7,kill,delayMillis=20`
+ * (`killEveryMillis=500` and `killProbability=1` set the kills' {@link KillOptions}).
  *
  * @since 0.1.0
  * @category constructors
@@ -433,6 +434,8 @@ export const fromEnv = (text: string | undefined): Options | undefined => {
     rate: number("rate") ?? 0.05,
     seed: number("seed"),
     delayMillis: number("delayMillis"),
-    kill: kill === undefined || kill === "false" ? false : true
+    kill: kill === undefined || kill === "false"
+      ? false
+      : { everyMillis: number("killEveryMillis"), probability: number("killProbability") }
   }
 }
