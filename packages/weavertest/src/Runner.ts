@@ -127,8 +127,9 @@ export interface Runner {
   /**
    * Registers a vitest test named `<runner>/<name>` (real time, as `it.live`)
    * that starts `app` and runs `body` with a client of every component in
-   * its context. The body plays the main component; the app's own main is
-   * not run. Logs are quiet unless `WEAVERTEST_VERBOSE` is set.
+   * its context (and the test's `Chaos.Chaos`). The body plays the main
+   * component; the app's own main is not run. Logs are quiet unless
+   * `WEAVERTEST_VERBOSE` is set.
    */
   readonly test: <A, E, R extends Requirement>(
     name: string,

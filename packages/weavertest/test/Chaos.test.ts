@@ -6,7 +6,7 @@
  * seed gives the same faults to the same calls.
  */
 import type { RemoteCallError } from "@effect-weaver/core"
-import { weavertest } from "@effect-weaver/weavertest"
+import { Chaos, weavertest } from "@effect-weaver/weavertest"
 import { assert, describe, it } from "@effect/vitest"
 import { Cause, Effect, Exit, Option } from "effect"
 import * as Fs from "node:fs"
@@ -167,4 +167,18 @@ describe("the fault schedule", () => {
         new Set(["drop", "delay", "duplicate", "reorder"] as const)
       )
     }))
+})
+
+describe("WEAVERTEST_CHAOS", () => {
+  it("is a rate, or a list of options", () => {
+    assert.isUndefined(Chaos.fromEnv(undefined))
+    assert.isUndefined(Chaos.fromEnv(" "))
+    assert.deepStrictEqual(Chaos.fromEnv("0.1"), { rate: 0.1, seed: undefined, delayMillis: undefined, kill: false })
+    assert.deepStrictEqual(Chaos.fromEnv("rate=0.3,seed=7,kill,killEveryMillis=300,delayMillis=20"), {
+      rate: 0.3,
+      seed: 7,
+      delayMillis: 20,
+      kill: { everyMillis: 300, probability: undefined }
+    })
+  })
 })
