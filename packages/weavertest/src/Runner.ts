@@ -7,12 +7,14 @@
 import { Weaver, WeaverConfig } from "@effect-weaver/core"
 import type { Component } from "@effect-weaver/core"
 import type { Transport } from "@effect-weaver/core"
+import * as Deployer from "@effect-weaver/deployer-multi/Deployer"
 import { App, Logging, Transport as CoreTransport, Weavelet } from "@effect-weaver/runtime"
 import * as TransportLocal from "@effect-weaver/transport-local/TransportLocal"
 import * as TransportRpc from "@effect-weaver/transport-rpc/TransportRpc"
 import * as TransportWorker from "@effect-weaver/transport-worker/TransportWorker"
 import { it } from "@effect/vitest"
 import * as Arbitrary from "effect/Arbitrary"
+import * as Console from "effect/Console"
 import type * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as FastCheck from "effect/FastCheck"
@@ -23,6 +25,7 @@ import * as Runtime from "effect/Runtime"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Crypto from "node:crypto"
+import * as Chaos from "./Chaos.js"
 import type * as Fake from "./Fake.js"
 import * as AppBundle from "./internal/appBundle.js"
 import * as MultiDeployment from "./MultiDeployment.js"
@@ -79,6 +82,8 @@ export interface Deployment {
   readonly started: (weavelet: Weavelet.Weavelet["Type"]) => Effect.Effect<void, never, Scope.Scope>
   /** Told each edge of the call graph the test process sees (see `Weavelet.Options.onRequire`). */
   readonly onRequire?: ((caller: string, component: string) => void) | undefined
+  /** The groups of replicas the deployment started, for chaos to kill (see `Chaos.killReplicas`). */
+  readonly groups?: Effect.Effect<ReadonlyArray<Chaos.ReplicaGroup>> | undefined
 }
 
 /**
@@ -89,6 +94,11 @@ export interface Deployment {
  *   components' config schemas, and a mistake fails the test with a message
  *   naming the section and key.
  * - `fakes`: components to replace (see `weavertest.fake`).
+ * - `chaos`: faults injected into the calls of the test's process, and
+ *   replicas killed under Multi (see the `Chaos` module): e.g.
+ *   `{ rate: 0.05, seed: 7, kill: true }`. Unset, it is read from the
+ *   `WEAVERTEST_CHAOS` environment variable (`Chaos.fromEnv`); `false` turns
+ *   it off whatever the environment says.
  *
  * @since 0.1.0
  * @category models
@@ -96,6 +106,7 @@ export interface Deployment {
 export interface Options {
   readonly config?: string | undefined
   readonly fakes?: ReadonlyArray<Fake.Fake> | undefined
+  readonly chaos?: Chaos.Options | false | undefined
 }
 
 /**
@@ -119,8 +130,9 @@ export interface Runner {
   /**
    * Registers a vitest test named `<runner>/<name>` (real time, as `it.live`)
    * that starts `app` and runs `body` with a client of every component in
-   * its context. The body plays the main component; the app's own main is
-   * not run. Logs are quiet unless `WEAVERTEST_VERBOSE` is set.
+   * its context (and the test's `Chaos.Chaos`). The body plays the main
+   * component; the app's own main is not run. Logs are quiet unless
+   * `WEAVERTEST_VERBOSE` is set.
    */
   readonly test: <A, E, R extends Requirement>(
     name: string,
@@ -232,7 +244,8 @@ const runApp = (
   options: Options,
   app: Weaver.App<any, any>,
   body: Effect.Effect<unknown, unknown, unknown>,
-  appName: string
+  appName: string,
+  testName: string
 ): Effect.Effect<unknown, unknown> =>
   Effect.suspend(() => {
     const deploymentId = Crypto.randomUUID()
@@ -261,9 +274,14 @@ const runApp = (
           fakes,
           fakeComponents: (options.fakes ?? []).map((fake) => fake.component)
         })
+      const chaosOptions = options.chaos === false
+        ? undefined
+        : options.chaos ?? Chaos.fromEnv(process.env.WEAVERTEST_CHAOS)
+      const chaos = chaosOptions === undefined ? undefined : Chaos.make(chaosOptions)
+      const transportLayer = deployment?.transport ?? definition.transport ?? TransportLocal.layer
       // Built first in the test's scope, so it is released last: components may still call out while closing.
       const transport = yield* Layer.buildWithScope(
-        deployment?.transport ?? definition.transport ?? TransportLocal.layer,
+        chaos === undefined ? transportLayer : Chaos.layer(chaos, transportLayer),
         yield* Effect.scope
       )
       const weavelet = yield* App.makeWeavelet(app, {
@@ -276,9 +294,18 @@ const runApp = (
         onRequire: deployment?.onRequire
       }).pipe(Effect.provide(transport))
       if (deployment !== undefined) yield* deployment.started(weavelet)
+      if (chaos !== undefined) {
+        // Printed after the kills stop (finalizers run last first), and whether the body passed or not.
+        yield* Effect.addFinalizer(() => Console.log(Chaos.summary(testName, chaos.service)))
+        const kill = chaosOptions?.kill
+        if (kill !== undefined && kill !== false && deployment?.groups !== undefined) {
+          yield* Effect.forkScoped(Chaos.killReplicas(chaos, deployment.groups))
+        }
+      }
       return yield* body.pipe(
         Effect.provide(weavelet.clients(Weaver.mainName)),
-        Effect.provideService(Weavelet.Weavelet, weavelet)
+        Effect.provideService(Weavelet.Weavelet, weavelet),
+        Effect.provideService(Chaos.Chaos, chaos?.service ?? Chaos.none)
       )
     }).pipe(
       Effect.scoped,
@@ -305,20 +332,30 @@ export const makeRunner = (definition: RunnerDefinition, options: Options = {}):
     test: (name, app, body, timeout) =>
       it.live(
         `${definition.name}/${name}`,
-        () => runApp(definition, options, app, body, name) as Effect.Effect<unknown, unknown>,
+        () =>
+          runApp(definition, options, app, body, name, `${definition.name}/${name}`) as Effect.Effect<unknown, unknown>,
         timeout ?? definition.timeout
       ),
-    run: (app, body) => runApp(definition, options, app, body, "weavertest") as any,
+    run: (app, body) => runApp(definition, options, app, body, "weavertest", `${definition.name}/run`) as any,
     prop: (name, app, arbitraries, body, propOptions) =>
       it.live(
         `${definition.name}/${name}`,
-        () => runApp(definition, options, app, property(arbitraries, body, propOptions?.numRuns), name),
+        () =>
+          runApp(
+            definition,
+            options,
+            app,
+            property(arbitraries, body, propOptions?.numRuns),
+            name,
+            `${definition.name}/${name}`
+          ),
         propOptions?.timeout ?? definition.timeout
       ),
     with: (overrides) =>
       makeRunner(definition, {
         config: "config" in overrides ? overrides.config : options.config,
-        fakes: "fakes" in overrides ? overrides.fakes : options.fakes
+        fakes: "fakes" in overrides ? overrides.fakes : options.fakes,
+        chaos: "chaos" in overrides ? overrides.chaos : options.chaos
       })
   }
   return runner
@@ -372,7 +409,14 @@ export const multi: Runner = makeRunner({
         transport: deployment.transport,
         hosted: new Set<string>(),
         started: deployment.started,
-        onRequire: deployment.onRequire
+        onRequire: deployment.onRequire,
+        groups: Effect.map(deployment.deployer.groups, (groups) =>
+          groups
+            .filter((group) => group.name !== Deployer.mainGroup)
+            .map((group) => ({
+              name: group.name,
+              replicas: group.replicas.map((replica) => ({ pid: replica.pid, ready: replica.address !== undefined }))
+            })))
       } satisfies Deployment
     })
 })

@@ -26,3 +26,10 @@ export * as weavertest from "./weavertest.js"
  * @since 0.1.0
  */
 export * as MultiDeployment from "./MultiDeployment.js"
+
+/**
+ * Faults injected into a test's calls, and replicas killed (the `chaos` option of a runner).
+ *
+ * @since 0.1.0
+ */
+export * as Chaos from "./Chaos.js"

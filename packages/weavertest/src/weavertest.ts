@@ -48,6 +48,15 @@ export { allRunners, local, makeRunner, multi, payloadOf, rpc, worker } from "./
 export type { Arbitraries, ArbitraryValues, Options, Requirement, Runner, RunnerDefinition } from "./Runner.js"
 
 /**
+ * The chaos of the running test, in its body's context: `(yield* weavertest.Chaos).counts()`; see the `Chaos`
+ * module for the `chaos` option of runners.
+ *
+ * @since 0.1.0
+ * @category testing
+ */
+export { Chaos } from "./Chaos.js"
+
+/**
  * The deterministic simulator (Service Weaver's `sim`): `weavertest.sim.search(workload, options)`; see the
  * `Sim` module.
  *
