@@ -5,6 +5,7 @@
  * put through the kit.
  */
 import { Transport } from "@effect-weaver/core"
+import * as TransportLocal from "@effect-weaver/transport-local/TransportLocal"
 import * as TransportRpc from "@effect-weaver/transport-rpc/TransportRpc"
 import { Conformance, weavertest } from "@effect-weaver/weavertest"
 import { assert, describe, it } from "@effect/vitest"
@@ -17,6 +18,11 @@ const MyTransport = {
 // The README's example from here on.
 const mine = weavertest.makeRunner({ name: "Mine", transport: MyTransport.layer })
 weavertest.conformance([mine])
+
+// Every case but one skipped: registered as skipped tests ("Skipping/<case>"), one run.
+weavertest.conformance([weavertest.makeRunner({ name: "Skipping", transport: TransportLocal.layer })], {
+  skip: Conformance.cases.filter((name) => name !== "a method with a payload returns its result")
+})
 
 describe("weavertest.conformance options", () => {
   it("skip names cases, and a name that is not a case is refused", () => {
