@@ -231,8 +231,10 @@ const bigText = (length: number) => {
  * A runner made with `weavertest.makeRunner({ name, transport })` runs every
  * component in the test process over `transport`; the cases check what any
  * transport must honour: payloads, results and declared errors crossing as
- * values; defects and construction failures as `RemoteCallError`s that name
- * their cause; deadlines (a call's, a method's, `call_timeout`) failing
+ * values; a handler's defect failing the call, as a `RemoteCallError` with
+ * reason `Handler` once it crosses the wire, never as a declared error;
+ * construction errors and cycles naming the components; deadlines (a
+ * call's, a method's, `call_timeout`) failing
  * calls with `Timeout` on time; an interrupted or timed-out caller
  * interrupting the method it waits for; `retry: false` methods never run
  * twice; `routeBy` keys sticking to one replica; 4 MiB payloads; fakes,
@@ -252,8 +254,10 @@ export const conformance = (runners: ReadonlyArray<Runner>, options: Options = {
 }
 
 const register = (runner: Runner, skipped: ReadonlySet<string>) => {
-  /** Registers a case unless skipped; `define` registers it with the name given. */
+  const defined: Array<string> = []
+  /** Registers the case `name` with `registerCase`, or as a skipped test of the same name. */
   const define = (name: string, registerCase: (name: string) => void) => {
+    defined.push(name)
     if (skipped.has(name)) it.skip(`${runner.name}/${name}`, () => {})
     else registerCase(name)
   }
@@ -687,4 +691,8 @@ const register = (runner: Runner, skipped: ReadonlySet<string>) => {
         assert.strictEqual(changed, -1, `element ${changed}: ${numbers[changed]} came back as ${returned[changed]}`)
       })
     ))
+
+  if (defined.join("\n") !== cases.join("\n")) {
+    throw new Error("weavertest.conformance: the cases registered differ from Conformance.cases")
+  }
 }
