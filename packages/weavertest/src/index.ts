@@ -1,6 +1,11 @@
 /**
  * @since 0.1.0
  */
+export * as Conformance from "./Conformance.js"
+
+/**
+ * @since 0.1.0
+ */
 export * as Fake from "./Fake.js"
 
 /**

@@ -32,6 +32,15 @@ export { make as fake } from "./Fake.js"
 export type { Fake } from "./Fake.js"
 
 /**
+ * The conformance kit: registers the cases every transport must pass under
+ * each runner given; see the `Conformance` module.
+ *
+ * @since 0.1.0
+ * @category testing
+ */
+export { conformance } from "./Conformance.js"
+
+/**
  * Runners and their options; see the `Runner` module.
  *
  * @since 0.1.0

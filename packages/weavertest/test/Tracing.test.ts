@@ -7,7 +7,7 @@ import { Tracing } from "@effect-weaver/runtime"
 import { Runner } from "@effect-weaver/weavertest"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { app, Caller } from "./fixtures/components.js"
+import { app, Caller } from "../src/internal/conformanceApp.js"
 
 const kinds = { Local: ["internal"], RPC: ["client", "server"] } as const
 
