@@ -76,7 +76,10 @@ export interface Connection {
    * step of the caller's fiber beyond its suspension. `caller` is the fiber
    * making the call (its deadline, trace and construction path travel with
    * the call; its end cancels it); `done` is called once with the outcome,
-   * never if the caller was interrupted.
+   * never if the caller was interrupted. A fiber makes one call at a time
+   * through `send` (it is suspended on it): a transport may key its
+   * in-flight state by fiber, and a wrapper that sends twice for one call
+   * must send the second after the first has completed.
    */
   readonly send?:
     | ((call: Call, payload: unknown, caller: CallerFiber, done: (exit: Exit.Exit<unknown, unknown>) => void) => void)
