@@ -27,7 +27,7 @@
  *
  * @since 0.1.0
  */
-import { type Component, RemoteCallError, type Weaver, WeaverConfig } from "@effect-weaver/core"
+import { RemoteCallError, type Weaver, WeaverConfig } from "@effect-weaver/core"
 import { App, Transport, Weavelet } from "@effect-weaver/runtime"
 import * as Arbitrary from "effect/Arbitrary"
 import * as Cause from "effect/Cause"
@@ -343,25 +343,22 @@ export const run = (workload: Workload, options: Options): Effect.Effect<Executi
     // scheduler. A handler runs on the replica the scheduler picks, through that replica's local connection.
     const weavelets: Array<Weavelet.Weavelet["Type"]> = []
     const replicaOf = new Map<Weavelet.Weavelet["Type"], number>()
-    const connections = new Map<string, ReadonlyArray<Transport.Connection>>()
-    const components = new Map<string, Component.Any>()
-    const connectionOf = (component: string, replica: number) => {
-      let all = connections.get(component)
-      if (all === undefined) {
-        all = weavelets.map((weavelet) =>
-          Effect.runSync(
-            Effect.provideService(Weavelet.localConnection(components.get(component)!), Weavelet.Weavelet, weavelet)
-          )
-        )
-        connections.set(component, all)
-      }
-      return all[replica]!
+    // Each replica's handlers of a component, once built (what `Weavelet.localConnection` keeps, without an Effect
+    // run per connection: executions make these by the thousand).
+    const built = new Map<string, Weavelet.AnyHandlers>()
+    const handle = (call: Transport.Call, replica: number, payload: unknown): Effect.Effect<unknown, unknown> => {
+      const key = `${replica}\u0000${call.component}`
+      const handlers = built.get(key)
+      if (handlers !== undefined) return handlers[call.method]!(payload)
+      return Effect.flatMap(weavelets[replica]!.handlers(call.component), (h) => {
+        built.set(key, h)
+        return h[call.method]!(payload)
+      })
     }
     const transport: Transport.Transport["Type"] = {
       name: "sim",
-      connect: (component) =>
+      connect: () =>
         Effect.map(Weavelet.Weavelet, (weavelet) => {
-          components.set(component.componentName, component)
           const replica = replicaOf.get(weavelet) ?? 0
           return {
             // Remote: the call pipeline treats a local connection's handler as its own and may run it directly.
@@ -378,7 +375,7 @@ export const run = (workload: Workload, options: Options): Effect.Effect<Executi
                 }).pipe(
                   Effect.flatMap((target) =>
                     Effect.flatMap(
-                      Effect.exit(connectionOf(call.component, target).invoke(call, payload)),
+                      Effect.exit(handle(call, target, payload)),
                       (exit) =>
                         Effect.async<unknown, unknown>((resume) => {
                           pending.push({
