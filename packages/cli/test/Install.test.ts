@@ -1,7 +1,7 @@
 /**
  * An application outside this repository installs effect-weaver from packed
  * tarballs, as it would from the registry, and uses it: the types check, its
- * weavertest tests pass under Local, RPC and Multi (with no tsx installed),
+ * weavertest tests pass under Local, RPC, Multi and Worker (with no tsx installed),
  * and the built app answers HTTP under `npx weaver single deploy` and
  * `npx weaver multi deploy`.
  *
@@ -381,12 +381,12 @@ describe("an app outside the repository", () => {
     await exec("npx", ["tsc", "-p", "tsconfig.json"], { cwd: app, timeout: 240_000 })
   }, 300_000)
 
-  it("runs its weavertest tests under Local, RPC and Multi", async () => {
+  it("runs its weavertest tests under Local, RPC, Multi and Worker", async () => {
     const { output } = await exec("npx", ["vitest", "run", "--reporter=verbose"], { cwd: app, timeout: 240_000 })
-    for (const runner of ["Local", "RPC", "Multi"]) {
+    for (const runner of ["Local", "RPC", "Multi", "Worker"]) {
       assert.match(output, new RegExp(`✓ .*${runner}/greets through two components`), output)
     }
-    assert.match(output, /Tests\s+3 passed \(3\)/, output)
+    assert.match(output, /Tests\s+4 passed \(4\)/, output)
   }, 300_000)
 
   describe("built", () => {
