@@ -118,7 +118,14 @@ describe.sequential("the status server of weaver multi deploy", () => {
         // The profile is scaled by the replicas that are ready: wait until the status server reaches both of each
         // group (main's and Greeter's). The registry lists a replica's pid before it is ready.
         yield* waitUntil("2 replicas of each group", deployment, () => replicaPids(deployment).length >= 4 || undefined)
+        // A replica shows in the metrics once it has recorded one; a replica that joined after the last calls has not,
+        // so calls keep going while we wait (routing spreads them over every ready replica).
         yield* Effect.gen(function*() {
+          yield* Effect.forEach(
+            Array.from({ length: 8 }, (_, i) => i),
+            (i) => get(`http://${proxy}/greet?name=w${i}&lang=fr`),
+            { concurrency: 2, discard: true }
+          )
           const json = yield* get(`http://${status}${StatusServer.metricsPath}`)
           const snapshots = Schema.decodeUnknownSync(Schema.parseJson(StatusServer.MetricsResponse))(json.body)
           const ready = new Set(snapshots.map((s) => s.labels.serviceweaver_node)).size
