@@ -101,3 +101,26 @@ it.live("no replica survives its deployer killed with SIGKILL", () =>
       "30 seconds"
     )
   }).pipe(Effect.scoped), 120_000)
+
+it.live(
+  "colocate = [[\"main\", \"hello/Reverser\"]] runs main and Reverser in the same processes",
+  () =>
+    Effect.gen(function*() {
+      const deployment = yield* deploy(`${helloToml}\n`.replace(
+        `name = "hello"\n`,
+        `name = "hello"\ncolocate = [["main", "hello/Reverser"]]\n`
+      ))
+      const url = `http://${yield* proxyAddress(deployment, "hello")}/hello?name=Weaver`
+      const first = yield* firstAnswer(deployment, url)
+      assert.strictEqual(first.status, 200, `${first.body}\n--- deployer\n${deployment.output()}`)
+      assert.strictEqual(first.body, "Hello, revaeW!\n")
+      const pids = yield* waitUntil("2 replicas of the group", deployment, () => {
+        const main = pidsOf(deployment, "main")
+        return main.length === 2 ? main : undefined
+      })
+      // One group: Reverser is hosted by main's processes, and no process of its own was started.
+      assert.deepStrictEqual([...pidsOf(deployment, "hello/Reverser")].sort(), [...pids].sort())
+      assert.strictEqual(new Set(replicaPids(deployment)).size, 2)
+    }).pipe(Effect.scoped),
+  120_000
+)

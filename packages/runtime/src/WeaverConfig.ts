@@ -370,7 +370,8 @@ export const validate = (
   }
   for (const group of config.serviceweaver.colocate) {
     for (const component of group) {
-      if (!app.components.has(component)) {
+      // `main` may be colocated too, as in Service Weaver (its collatz example: [["main", ".../Even", ".../Odd"]]).
+      if (!app.components.has(component) && component !== "main") {
         return Either.left(
           new WeaverConfigError({
             file,

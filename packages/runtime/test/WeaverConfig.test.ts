@@ -147,6 +147,10 @@ describe("WeaverConfig", () => {
           `(the application's components: cfg/Cache, cfg/Greeter, cfg/Plain)`
       )
     })
+    it("main may be colocated, as in Service Weaver", () => {
+      const config = Either.getOrThrow(parse(`[serviceweaver]\ncolocate = [["main", "cfg/Greeter"]]\n${validGreeter}`))
+      assert.isTrue(Either.isRight(WeaverConfig.validate(config, shape)))
+    })
   })
 
   describe("sections", () => {
