@@ -57,25 +57,18 @@ export class Bank extends Component.Tag("bank/Bank")<Bank>()({
   balance: Component.method({ payload: Schema.String, success: Schema.Number })
 }) {}
 
-// A Store that cannot be reached is a failure of the Bank's method: the caller gets it as a RemoteCallError.
-const orDieRemote = <A, E extends { readonly _tag: string }>(effect: Effect.Effect<A, E>) =>
-  Effect.catchIf(effect, (e) => e._tag === "RemoteCallError", Effect.die) as Effect.Effect<
-    A,
-    Exclude<E, { readonly _tag: "RemoteCallError" }>
-  >
-
 /** The bank with the race: check, then act, in two calls. */
 export const BankImpl = Component.implement(
   Bank,
   Effect.map(Store, (store) => ({
-    deposit: (account) => orDieRemote(store.add(account)),
+    deposit: (account) => store.add(account),
     withdraw: ({ amount, user }) =>
       Effect.gen(function*() {
-        const balance = yield* orDieRemote(store.get(user))
+        const balance = yield* store.get(user)
         if (balance < amount) return yield* new InsufficientFunds({ user, balance, amount })
-        return yield* orDieRemote(store.add({ user, amount: -amount }))
+        return yield* store.add({ user, amount: -amount })
       }),
-    balance: (user) => orDieRemote(store.get(user))
+    balance: (user) => store.get(user)
   }))
 )
 
@@ -83,9 +76,9 @@ export const BankImpl = Component.implement(
 export const SafeBankImpl = Component.implement(
   Bank,
   Effect.map(Store, (store) => ({
-    deposit: (account) => orDieRemote(store.add(account)),
-    withdraw: (account) => orDieRemote(store.withdraw(account)),
-    balance: (user) => orDieRemote(store.get(user))
+    deposit: (account) => store.add(account),
+    withdraw: (account) => store.withdraw(account),
+    balance: (user) => store.get(user)
   }))
 )
 

@@ -112,7 +112,9 @@ export const method = <
   readonly retry?: boolean
   readonly routeBy?: (payload: Schema.Schema.Type<Payload>) => string | number
   readonly timeout?: Duration.DurationInput
-}): Method<Payload, Success, Error> => ({
+  // NoInfer: a method written inside a component's declaration must not take its schemas from the declaration's
+  // contextual type (any schema), which would make an omitted `error` `any` instead of `never`, and `success` too.
+}): Method<NoInfer<Payload>, NoInfer<Success>, NoInfer<Error>> => ({
   payload: (options.payload ?? Schema.Void) as Payload,
   success: (options.success ?? Schema.Void) as Success,
   error: (options.error ?? Schema.Never) as Error,
@@ -174,7 +176,9 @@ export type Client<M extends Methods> = {
 }
 
 /**
- * What an implementation provides: one handler per method.
+ * What an implementation provides: one handler per method. A handler fails
+ * with the method's declared errors, or with the `RemoteCallError` of a call
+ * it made and did not handle (its caller then gets a `RemoteCallError`).
  *
  * @since 0.1.0
  * @category models
@@ -182,7 +186,7 @@ export type Client<M extends Methods> = {
 export type Handlers<M extends Methods> = {
   readonly [K in keyof M]: (
     payload: Schema.Schema.Type<M[K]["payload"]>
-  ) => Effect.Effect<Schema.Schema.Type<M[K]["success"]>, Schema.Schema.Type<M[K]["error"]>>
+  ) => Effect.Effect<Schema.Schema.Type<M[K]["success"]>, Schema.Schema.Type<M[K]["error"]> | RemoteCallError>
 }
 
 /**

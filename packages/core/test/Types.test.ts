@@ -1,0 +1,49 @@
+/**
+ * The types a component's callers and implementers see (checked by `npm run check`, which type-checks the tests):
+ * an omitted `error` is `never` and an omitted `success` is `void`, so an undeclared failure does not compile.
+ */
+import { Component, RemoteCallError } from "@effect-weaver/core"
+import { describe, expectTypeOf, it } from "@effect/vitest"
+import { Effect, Schema } from "effect"
+
+class Typed extends Component.Tag("types/Typed")<Typed>()({
+  noError: Component.method({ payload: Schema.String, success: Schema.Number }),
+  noSuccess: Component.method({ payload: Schema.String }),
+  withError: Component.method({ payload: Schema.String, error: Schema.String }),
+  nothing: Component.method({})
+}) {}
+
+type ClientOf = Effect.Effect.Success<typeof Typed>
+
+describe("component method types", () => {
+  it("a method without error fails only with RemoteCallError; without success it succeeds with void", () => {
+    expectTypeOf<ReturnType<ClientOf["noError"]>>().toEqualTypeOf<Effect.Effect<number, RemoteCallError>>()
+    expectTypeOf<ReturnType<ClientOf["noSuccess"]>>().toEqualTypeOf<Effect.Effect<void, RemoteCallError>>()
+    expectTypeOf<ReturnType<ClientOf["withError"]>>().toEqualTypeOf<Effect.Effect<void, string | RemoteCallError>>()
+    expectTypeOf<ClientOf["nothing"]>().toEqualTypeOf<() => Effect.Effect<void, RemoteCallError>>()
+  })
+
+  it("an implementation may not fail with an error its method does not declare", () => {
+    Component.implement(
+      Typed,
+      // @ts-expect-error: noError declares no error, so a handler that fails with a string does not compile
+      Effect.succeed({
+        noError: (_: string) => Effect.fail("boom"),
+        noSuccess: () => Effect.void,
+        withError: (s: string) => Effect.fail(s),
+        nothing: () => Effect.void
+      })
+    )
+    // A handler may pass on the RemoteCallError of a call it made.
+    Component.implement(
+      Typed,
+      Effect.succeed({
+        noError: (_: string) =>
+          Effect.fail(new RemoteCallError({ component: "x/Y", method: "m", reason: "Unreachable", detail: "" })),
+        noSuccess: () => Effect.void,
+        withError: (s: string) => Effect.fail(s),
+        nothing: () => Effect.void
+      })
+    )
+  })
+})
