@@ -381,7 +381,7 @@ export type PromiseClient<M extends Component.Methods> = {
  * @category running
  */
 export const embed = async (
-  app: App<any, any>,
+  app: App<never, any>,
   options?: { readonly config?: string | { readonly toml: string } | undefined }
 ): Promise<Embedded> => {
   const source = options?.config

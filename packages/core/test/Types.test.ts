@@ -2,7 +2,7 @@
  * The types a component's callers and implementers see (checked by `npm run check`, which type-checks the tests):
  * an omitted `error` is `never` and an omitted `success` is `void`, so an undeclared failure does not compile.
  */
-import { Component, RemoteCallError } from "@effect-weaver/core"
+import { Component, RemoteCallError, Weaver } from "@effect-weaver/core"
 import { describe, expectTypeOf, it } from "@effect/vitest"
 import { Effect, Schema } from "effect"
 
@@ -45,5 +45,28 @@ describe("component method types", () => {
         nothing: () => Effect.void
       })
     )
+  })
+
+  it("an app that calls a component nobody implements cannot be run or embedded", () => {
+    class Missing extends Component.Tag("types/Missing")<Missing>()({ ping: Component.method({}) }) {}
+    const CallerImpl = Component.implement(
+      Typed,
+      Effect.map(Missing, (missing) => ({
+        noError: (_: string) => Effect.as(missing.ping(), 1),
+        noSuccess: () => Effect.void,
+        withError: () => Effect.void,
+        nothing: () => Effect.void
+      }))
+    )
+    const incomplete = Weaver.app({ components: [CallerImpl] })
+    expectTypeOf(incomplete).toEqualTypeOf<Weaver.App<Missing, never>>()
+    // Both are compile errors: Missing is required and no implementation provides it. (Not called: types only.)
+    const check = () => {
+      // @ts-expect-error: Weaver.run needs every component the app calls implemented
+      Weaver.run(incomplete)
+      // @ts-expect-error: so does Weaver.embed
+      void Weaver.embed(incomplete)
+    }
+    void check
   })
 })
