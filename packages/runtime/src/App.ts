@@ -10,7 +10,7 @@ import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import * as Crypto from "node:crypto"
 import * as Path from "node:path"
-import type * as Component from "./Component.js"
+import * as Component from "./Component.js"
 import { componentBox, currentComponent } from "./internal/fiberRefs.js"
 import type { Transport } from "./Transport.js"
 import * as Weavelet from "./Weavelet.js"
@@ -165,3 +165,36 @@ export const runMain = <E>(
  */
 export const name = (config: WeaverConfig.WeaverConfig): string =>
   config.serviceweaver.name ?? Path.basename(process.argv[1] ?? "app").replace(/\.[cm]?[jt]s$/, "")
+
+const isApp = (u: unknown): u is App<any, any> =>
+  typeof u === "object" && u !== null && (u as { readonly _tag?: unknown })._tag === "App" &&
+  Array.isArray((u as { readonly implementations?: unknown }).implementations)
+
+/**
+ * Imports the module at `url` and picks the app it exports whose components
+ * are exactly `components`, with every component declaration it exports
+ * (those of fakes among them): how a weavelet whose deployer names the app by
+ * module loads it (the weavertest Multi and Worker runners). Fails with the
+ * reason, naming the module.
+ *
+ * @since 0.1.0
+ * @category runtime
+ */
+export const importFrom = (
+  url: string,
+  components: ReadonlyArray<string>
+): Effect.Effect<{ readonly app: App<any, any>; readonly exported: ReadonlyArray<Component.Any> }, string> =>
+  Effect.tryPromise({
+    try: () => import(url) as Promise<Record<string, unknown>>,
+    catch: (cause) => `cannot import ${url}: ${String(cause)}`
+  }).pipe(
+    Effect.flatMap((module) => {
+      const wanted = [...components].sort().join(",")
+      const app = Object.values(module).find((value) =>
+        isApp(value) && value.implementations.map((impl) => impl.component.componentName).sort().join(",") === wanted
+      ) as App<any, any> | undefined
+      return app === undefined
+        ? Effect.fail(`${url} exports no Weaver.app with the components ${wanted || "(none)"}`)
+        : Effect.succeed({ app, exported: Object.values(module).filter(Component.isComponent) })
+    })
+  )

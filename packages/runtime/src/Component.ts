@@ -124,6 +124,51 @@ export const method = <
 })
 
 /**
+ * Encoders and decoders of one method, derived once from its schemas: what a
+ * transport that crosses a process or thread boundary sends instead of the
+ * values themselves.
+ *
+ * @since 0.1.0
+ * @category codec
+ */
+export interface Codec {
+  readonly encodePayload: (value: unknown) => unknown
+  readonly decodePayload: (value: unknown) => unknown
+  readonly encodeSuccess: (value: unknown) => unknown
+  readonly decodeSuccess: (value: unknown) => unknown
+  readonly encodeError: (value: unknown) => unknown
+  readonly decodeError: (value: unknown) => unknown
+}
+
+const codecs = new WeakMap<AnyMethod, Codec>()
+
+/**
+ * The codec of a method (cached per method declaration). Every function
+ * throws a `ParseError` on a value that does not match its schema.
+ *
+ * @since 0.1.0
+ * @category codec
+ */
+export const codec = (spec: AnyMethod): Codec => {
+  let cached = codecs.get(spec)
+  if (cached === undefined) {
+    const payload = spec.payload as Schema.Schema<unknown, unknown, never>
+    const success = spec.success as Schema.Schema<unknown, unknown, never>
+    const error = spec.error as Schema.Schema<unknown, unknown, never>
+    cached = {
+      encodePayload: Schema.encodeSync(payload),
+      decodePayload: Schema.decodeUnknownSync(payload),
+      encodeSuccess: Schema.encodeSync(success),
+      decodeSuccess: Schema.decodeUnknownSync(success),
+      encodeError: Schema.encodeSync(error),
+      decodeError: Schema.decodeUnknownSync(error)
+    }
+    codecs.set(spec, cached)
+  }
+  return cached
+}
+
+/**
  * The deadline (milliseconds since the epoch) of the component calls the
  * fiber makes, or `undefined` for none. A handler runs with its caller's
  * deadline, in whatever process it runs, so a deadline bounds a whole chain

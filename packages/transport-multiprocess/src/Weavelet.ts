@@ -15,10 +15,10 @@
  *
  * @since 0.1.0
  */
+import type { Component } from "@effect-weaver/runtime"
 import {
   Address,
   App,
-  Component,
   Logging,
   Profiling,
   Prometheus,
@@ -309,10 +309,6 @@ const reportEdges = Effect.fnUntraced(function*(
   return { report, reported }
 })
 
-const isApp = (u: unknown): u is App.App<any, any> =>
-  typeof u === "object" && u !== null && (u as { _tag?: unknown })._tag === "App" &&
-  Array.isArray((u as { implementations?: unknown }).implementations)
-
 /**
  * The runtime of a process a deployer launched: runs the application as the
  * weavelet its bootstrap describes (see {@link run}). `Weaver.run` provides
@@ -340,21 +336,10 @@ export const runModule: Effect.Effect<void, unknown> = Effect.gen(function*() {
   const boot = yield* bootstrap
   const appModule = boot.appModule
   if (appModule === undefined) return yield* new WeaveletError({ reason: "the bootstrap names no application module" })
-  const module = yield* Effect.tryPromise({
-    try: () => import(appModule.url) as Promise<Record<string, unknown>>,
-    catch: (cause) => new WeaveletError({ reason: `cannot import ${appModule.url}: ${String(cause)}` })
-  })
-  const wanted = [...appModule.components].sort().join(",")
-  const app = Object.values(module).find((value) =>
-    isApp(value) && value.implementations.map((impl) => impl.component.componentName).sort().join(",") === wanted
-  ) as App.App<any, any> | undefined
-  if (app === undefined) {
-    return yield* new WeaveletError({
-      reason: `${appModule.url} exports no Weaver.app with the components ${wanted || "(none)"}`
-    })
-  }
-  const extraComponents = Object.values(module).filter(Component.isComponent)
-  return yield* run(app, { extraComponents })
+  const { app, exported } = yield* App.importFrom(appModule.url, appModule.components).pipe(
+    Effect.mapError((reason) => new WeaveletError({ reason }))
+  )
+  return yield* run(app, { extraComponents: exported })
 })
 
 /**

@@ -9,9 +9,8 @@
  *
  * @since 0.1.0
  */
-import type { Component } from "@effect-weaver/runtime"
+import * as Component from "@effect-weaver/runtime/Component"
 import * as Data from "effect/Data"
-import * as Schema from "effect/Schema"
 import { addExtension, Packr } from "msgpackr"
 
 /**
@@ -768,47 +767,21 @@ export const decodeSystemError = (bytes: Buffer): { readonly reason: string; rea
 }
 
 /**
- * Encoders and decoders of one method, derived once from its schemas.
+ * Encoders and decoders of one method, derived once from its schemas
+ * (`Component.Codec`).
  *
  * @since 0.1.0
  * @category codec
  */
-export interface MethodCodec {
-  readonly encodePayload: (value: unknown) => unknown
-  readonly decodePayload: (value: unknown) => unknown
-  readonly encodeSuccess: (value: unknown) => unknown
-  readonly decodeSuccess: (value: unknown) => unknown
-  readonly encodeError: (value: unknown) => unknown
-  readonly decodeError: (value: unknown) => unknown
-}
-
-const codecs = new WeakMap<Component.AnyMethod, MethodCodec>()
+export type MethodCodec = Component.Codec
 
 /**
- * The codec of a method (cached per method declaration). Every function
- * throws a `ParseError` on a value that does not match its schema.
+ * The codec of a method (cached per method declaration): `Component.codec`.
  *
  * @since 0.1.0
  * @category codec
  */
-export const codec = (spec: Component.AnyMethod): MethodCodec => {
-  let cached = codecs.get(spec)
-  if (cached === undefined) {
-    const payload = spec.payload as Schema.Schema<unknown, unknown, never>
-    const success = spec.success as Schema.Schema<unknown, unknown, never>
-    const error = spec.error as Schema.Schema<unknown, unknown, never>
-    cached = {
-      encodePayload: Schema.encodeSync(payload),
-      decodePayload: Schema.decodeUnknownSync(payload),
-      encodeSuccess: Schema.encodeSync(success),
-      decodeSuccess: Schema.decodeUnknownSync(success),
-      encodeError: Schema.encodeSync(error),
-      decodeError: Schema.decodeUnknownSync(error)
-    }
-    codecs.set(spec, cached)
-  }
-  return cached
-}
+export const codec: (spec: Component.AnyMethod) => MethodCodec = Component.codec
 
 /**
  * Reads frames from a byte stream. `push` returns a `ProtocolError` when the

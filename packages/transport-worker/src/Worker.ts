@@ -8,7 +8,7 @@
  * @since 0.1.0
  */
 import * as App from "@effect-weaver/runtime/App"
-import * as Component from "@effect-weaver/runtime/Component"
+import type * as Component from "@effect-weaver/runtime/Component"
 import * as Transport from "@effect-weaver/runtime/Transport"
 import * as Weavelet from "@effect-weaver/runtime/Weavelet"
 import * as WeaverConfig from "@effect-weaver/runtime/WeaverConfig"
@@ -16,10 +16,6 @@ import * as Effect from "effect/Effect"
 import * as WorkerThreads from "node:worker_threads"
 import { Caller, Dispatcher, type Message } from "./internal/protocol.js"
 import type { WorkerData } from "./TransportWorker.js"
-
-const isApp = (u: unknown): u is App.App<any, any> =>
-  typeof u === "object" && u !== null && (u as { readonly _tag?: unknown })._tag === "App" &&
-  Array.isArray((u as { readonly implementations?: unknown }).implementations)
 
 /**
  * Whether this thread is a worker the hub started.
@@ -29,22 +25,6 @@ const isApp = (u: unknown): u is App.App<any, any> =>
  */
 export const isWorker = (): boolean =>
   !WorkerThreads.isMainThread && (WorkerThreads.workerData as WorkerData | undefined)?.weaverWorker === true
-
-const findApp = (data: WorkerData) =>
-  Effect.gen(function*() {
-    const module = yield* Effect.tryPromise({
-      try: () => import(data.appModule.url) as Promise<Record<string, unknown>>,
-      catch: (cause) => new Error(`cannot import ${data.appModule.url}: ${String(cause)}`)
-    })
-    const wanted = [...data.appModule.components].sort().join(",")
-    const app = Object.values(module).find((value) =>
-      isApp(value) && value.implementations.map((impl) => impl.component.componentName).sort().join(",") === wanted
-    ) as App.App<any, any> | undefined
-    if (app === undefined) {
-      return yield* Effect.fail(new Error(`${data.appModule.url} exports no Weaver.app with the components ${wanted}`))
-    }
-    return { app, extra: Object.values(module).filter(Component.isComponent) }
-  })
 
 const serve = (
   app: App.App<any, any>,
@@ -98,7 +78,10 @@ const serve = (
 export const main = (): void => {
   if (!isWorker() || WorkerThreads.parentPort === null) return
   const data = WorkerThreads.workerData as WorkerData
-  report(Effect.flatMap(findApp(data), ({ app, extra }) => serve(app, extra, data, WorkerThreads.parentPort!)))
+  report(Effect.flatMap(
+    App.importFrom(data.appModule.url, data.appModule.components),
+    ({ app, exported }) => serve(app, exported, data, WorkerThreads.parentPort!)
+  ))
 }
 
 /**

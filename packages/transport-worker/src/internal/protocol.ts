@@ -12,7 +12,6 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
 import * as Option from "effect/Option"
-import * as Schema from "effect/Schema"
 
 export interface CallMessage {
   readonly t: "call"
@@ -38,35 +37,6 @@ export type Message =
 
 export interface Port {
   readonly postMessage: (message: Message) => void
-}
-
-interface Codec {
-  readonly encodePayload: (a: unknown) => unknown
-  readonly decodePayload: (u: unknown) => unknown
-  readonly encodeSuccess: (a: unknown) => unknown
-  readonly decodeSuccess: (u: unknown) => unknown
-  readonly encodeError: (a: unknown) => unknown
-  readonly decodeError: (u: unknown) => unknown
-}
-
-const codecs = new WeakMap<Component.AnyMethod, Codec>()
-const codecOf = (spec: Component.AnyMethod): Codec => {
-  let codec = codecs.get(spec)
-  if (codec === undefined) {
-    const payload = spec.payload as Schema.Schema<unknown, unknown, never>
-    const success = spec.success as Schema.Schema<unknown, unknown, never>
-    const error = spec.error as Schema.Schema<unknown, unknown, never>
-    codec = {
-      encodePayload: Schema.encodeSync(payload),
-      decodePayload: Schema.decodeUnknownSync(payload),
-      encodeSuccess: Schema.encodeSync(success),
-      decodeSuccess: Schema.decodeUnknownSync(success),
-      encodeError: Schema.encodeSync(error),
-      decodeError: Schema.decodeUnknownSync(error)
-    }
-    codecs.set(spec, codec)
-  }
-  return codec
 }
 
 const describe = (u: unknown): string => u instanceof Error ? u.message : String(u)
@@ -97,7 +67,7 @@ export class Caller {
           }
           let encoded: unknown
           try {
-            encoded = codecOf(call.spec).encodePayload(payload)
+            encoded = Component.codec(call.spec).encodePayload(payload)
           } catch (error) {
             return resume(Exit.fail(remoteError(call, "Decode", `payload: ${describe(error)}`)))
           }
@@ -127,7 +97,7 @@ export class Caller {
     if (entry === undefined) return
     this.pending.delete(id)
     const { call, resume } = entry
-    const codec = codecOf(call.spec)
+    const codec = Component.codec(call.spec)
     try {
       resume(
         outcome._tag === "Success"
@@ -174,7 +144,7 @@ export class Dispatcher {
         detail: `no method ${message.component}.${message.method} here`
       })
     }
-    const codec = codecOf(spec)
+    const codec = Component.codec(spec)
     let payload: unknown
     try {
       payload = codec.decodePayload(message.payload)
@@ -218,7 +188,7 @@ export class Dispatcher {
     fiber.unsafeInterruptAsFork(FiberId.none)
   }
 
-  private outcome(codec: Codec, exit: Exit.Exit<unknown, unknown>): Outcome {
+  private outcome(codec: Component.Codec, exit: Exit.Exit<unknown, unknown>): Outcome {
     if (Exit.isSuccess(exit)) {
       try {
         return { _tag: "Success", value: codec.encodeSuccess(exit.value) }
