@@ -79,16 +79,22 @@ export type App<R = never, E = unknown> = AppModel.App<R, E>
  * with {@link serve} or {@link listener}; their addresses come from the
  * `[single]` and `[multi]` sections of weaver.toml.
  *
+ * `singleton: true` (since 0.2.0) runs main's colocation group as exactly
+ * one replica in every deployment, so the main Effect runs once per
+ * deployment (and again in the new process if that one dies); see
+ * `Component.ImplementOptions` for what a singleton means.
+ *
  * @since 0.1.0
  * @category constructors
  */
 export const main = <E, R>(
   effect: Effect.Effect<unknown, E, R>,
-  options?: { readonly listeners?: ReadonlyArray<string> }
+  options?: { readonly listeners?: ReadonlyArray<string>; readonly singleton?: boolean }
 ): Main<E, Exclude<R, Scope.Scope | Weavelet.Weavelet>> => ({
   _tag: "Main",
   effect: effect as any,
   listeners: options?.listeners ?? [],
+  singleton: options?.singleton === true,
   source: callSite()
 })
 

@@ -9,6 +9,12 @@
  *   the others when main's replicas start (they activate every component, as
  *   Service Weaver's main does for the components it references) or on a
  *   first call. Components themselves are constructed on their first call.
+ * - A group holding a singleton ({@link Options.singletons}) runs exactly
+ *   one process, whatever `[multi] replicas` says (its other components run
+ *   once too, which the deployer logs). It starts with the deployment, and
+ *   its singletons are constructed as its process starts. When that process dies, it is restarted as any
+ *   replica is, and calls made meanwhile wait for it (see the RPC client's
+ *   `replicaWait`) within their deadline.
  * - Each listener gets an HTTP proxy on its `[multi] listeners.<name>.address`
  *   that balances across the replicas serving it.
  * - Supervision: a replica that exits is restarted with jittered exponential
@@ -154,6 +160,13 @@ export interface Options {
   readonly mainInProcess?: boolean | undefined
   readonly external?: ReadonlyArray<string> | undefined
   /**
+   * The application's singletons (`ConfigCheck.Accepted`'s): the group of
+   * each runs one replica.
+   *
+   * @since 0.2.0
+   */
+  readonly singletons?: ReadonlyArray<string> | undefined
+  /**
    * Mutual TLS between the processes, with call-graph authorization (default:
    * `[multi] mtls` of the config, on unless set to false).
    */
@@ -273,6 +286,10 @@ export const make: (options: Options) => Effect.Effect<Deployer["Type"], DeployE
     yield* bindListeners(deployment)
     // Main's replicas boot while the status server starts: their start-up is on the way to the first request.
     if (!options.mainInProcess) yield* Supervisor.startGroup(deployment, deployment.groups.of(mainGroup))
+    // Singletons are constructed as their process starts: the deployment's run-once hooks run at deploy time.
+    for (const singleton of options.singletons ?? []) {
+      yield* Supervisor.startGroup(deployment, deployment.groups.of(singleton))
+    }
     const statusAddress = yield* serveStatus(deployment)
     return service(deployment, statusAddress)
   })
@@ -317,7 +334,7 @@ const open = Effect.fnUntraced(function*(options: Options) {
       components: [],
       listeners: []
     })
-  const groups = Groups.make(options.config, options.external ?? [])
+  const groups = Groups.make(options.config, options.external ?? [], options.singletons ?? [])
   const security = (options.mtls ?? options.config.multi.mtls)
     ? yield* Security.make(app, groups.all).pipe(
       Effect.mapError((error) => new DeployError({ reason: `mutual TLS: ${error.message}` }))
@@ -447,7 +464,7 @@ export const prepare = (
   Effect.gen(function*() {
     const config = yield* WeaverConfig.load(configFile)
     const launch = yield* launchOf(config)
-    yield* ConfigCheck.run({ config, command: launch.command, args: launch.args, env: launch.env })
+    const accepted = yield* ConfigCheck.run({ config, command: launch.command, args: launch.args, env: launch.env })
     const app = config.serviceweaver.name ??
       Path.basename(launch.args.at(-1 - config.serviceweaver.args.length) ?? "app")
         .replace(/\.[cm]?[jt]s$/, "")
@@ -457,7 +474,8 @@ export const prepare = (
       config,
       configSource: { file: Path.resolve(configFile), dir: config.dir },
       configFile: Path.resolve(configFile),
-      launch
+      launch,
+      singletons: accepted.singletons
     } satisfies Options
   })
 

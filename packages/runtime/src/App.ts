@@ -43,6 +43,13 @@ export interface Main<E = unknown, R = unknown> {
   readonly _tag: "Main"
   readonly effect: Effect.Effect<unknown, E, R | Scope.Scope>
   readonly listeners: ReadonlyArray<string>
+  /**
+   * A singleton main: its colocation group runs exactly one replica, so the
+   * main Effect runs once per deployment (see `Component.ImplementOptions`).
+   *
+   * @since 0.2.0
+   */
+  readonly singleton?: boolean | undefined
   readonly source: string
 }
 
@@ -84,8 +91,21 @@ export const shape = (app: App<any, any>): WeaverConfig.AppShape => ({
     ...app.implementations.filter((impl) => impl.listeners.length > 0).map((impl) =>
       [impl.component.componentName, impl.listeners] as const
     )
-  ])
+  ]),
+  singletons: singletons(app)
 })
+
+/**
+ * The application's singletons: the components declared `singleton: true`,
+ * and `main` if it is.
+ *
+ * @since 0.2.0
+ * @category runtime
+ */
+export const singletons = (app: App<any, any>): ReadonlyArray<string> => [
+  ...(app.main?.singleton === true ? [mainName] : []),
+  ...app.implementations.filter((impl) => impl.singleton).map((impl) => impl.component.componentName)
+]
 
 /**
  * Options for {@link makeWeavelet}.

@@ -348,6 +348,11 @@ export interface Implementation<T extends Any = Any, R = any> {
   readonly config: Schema.Schema<any, any, never> | undefined
   readonly listeners: ReadonlyArray<string>
   readonly make: (config: any) => Effect.Effect<Handlers<Methods>, unknown, R | Scope.Scope>
+  /**
+   * Whether the component is a singleton: its colocation group runs exactly
+   * one replica in every deployment (see {@link ImplementOptions.singleton}).
+   */
+  readonly singleton: boolean
   /** Where the implementation was written, `file:line`, for log lines. */
   readonly source: string
   /** @internal */
@@ -368,6 +373,22 @@ export interface ImplementOptions<C> {
   readonly config?: Schema.Schema<C, any, never>
   /** Names of the listeners this component serves with `Weaver.serve`. */
   readonly listeners?: ReadonlyArray<string>
+  /**
+   * A singleton: the component's colocation group runs exactly one replica
+   * in every deployment, whatever `[multi] replicas` or a kube scaling spec
+   * say for other groups (components co-located with it run once too), and
+   * the deployment constructs it when it starts rather than on first call.
+   * Its construction (`make`) is then the run-once hook of a deployment: a
+   * migration, a leader's work, a scheduler.
+   *
+   * "Once" means at most one live instance at a time: if its process dies,
+   * the deployer restarts it and `make` runs again in the new process (the
+   * old instance's in-memory state is gone). Calls made while it is down
+   * wait for the new replica, within their deadline and the retry policy.
+   *
+   * @since 0.2.0
+   */
+  readonly singleton?: boolean
 }
 
 /**
@@ -376,12 +397,20 @@ export interface ImplementOptions<C> {
  * runs once per process, the first time the component is needed, and its
  * scope lasts as long as the process.
  *
- * With a `config` schema, `make` is a function of the decoded config section.
+ * With options, `make` is an Effect, or with a `config` schema a function of
+ * the decoded config section. `singleton: true` makes the component a
+ * singleton (see {@link ImplementOptions.singleton}).
  *
  * @example
  * ```ts
  * export const ReverserImpl = Component.implement(Reverser, Effect.gen(function*() {
  *   return { reverse: (s) => Effect.succeed([...s].reverse().join("")) }
+ * }))
+ *
+ * // runs once per deployment, when it starts
+ * export const MigratorImpl = Component.implement(Migrator, { singleton: true }, Effect.gen(function*() {
+ *   yield* migrate
+ *   return { version: () => Effect.succeed(schemaVersion) }
  * }))
  * ```
  *
@@ -393,6 +422,11 @@ export const implement: {
     component: T,
     make: Effect.Effect<Handlers<MethodsOf<T>>, E, R>
   ): Implementation<T, Exclude<R, Scope.Scope>>
+  <T extends Any, E, R>(
+    component: T,
+    options: ImplementOptions<never> & { readonly config?: undefined },
+    make: Effect.Effect<Handlers<MethodsOf<T>>, E, R>
+  ): Implementation<T, Exclude<R, Scope.Scope>>
   <T extends Any, C, E, R>(
     component: T,
     options: ImplementOptions<C>,
@@ -400,11 +434,19 @@ export const implement: {
   ): Implementation<T, Exclude<R, Scope.Scope>>
 } = (component: Any, optionsOrMake: any, make?: any): Implementation<any, any> => {
   const options: ImplementOptions<unknown> = make === undefined ? {} : optionsOrMake
+  const build = make === undefined ? optionsOrMake : make
+  if (options.config !== undefined && Effect.isEffect(build)) {
+    throw new globalThis.Error(
+      `Component.implement(${component.componentName}): with a config schema, make is a function of the config: ` +
+        `(config) => Effect`
+    )
+  }
   return {
     component,
     config: options.config,
     listeners: options.listeners ?? [],
-    make: make === undefined ? () => optionsOrMake : make,
+    make: Effect.isEffect(build) ? () => build : build,
+    singleton: options.singleton === true,
     source: callSite()
   }
 }

@@ -75,8 +75,52 @@ export class Accepted extends Schema.TaggedClass<Accepted>()("ConfigAccepted", {
    */
   serves: Schema.optionalWith(Schema.Record({ key: Schema.String, value: Schema.Array(Schema.String) }), {
     default: () => ({})
-  })
+  }),
+  /**
+   * The singletons (`main` among them if it is one): every deployer runs the
+   * colocation group of each as exactly one replica (see
+   * {@link singletonsIn}).
+   *
+   * @since 0.2.0
+   */
+  singletons: Schema.optionalWith(Schema.Array(Schema.String), { default: () => [] })
 }) {}
+
+/**
+ * The singletons among a colocation group's components: the group runs
+ * exactly one replica when there is any, and its other components (not
+ * singletons themselves) then run once too. How every deployer decides a
+ * group's replica count from the check's {@link Accepted} answer.
+ *
+ * @since 0.2.0
+ * @category runtime
+ */
+export const singletonsIn = (
+  accepted: { readonly singletons: ReadonlyArray<string> },
+  group: ReadonlyArray<string>
+): ReadonlyArray<string> => group.filter((component) => accepted.singletons.includes(component))
+
+/**
+ * A line for the deployer's output about a group that runs one replica
+ * because it holds singletons, naming the co-located components that are not
+ * singletons but run once too; `undefined` for a group without singletons.
+ *
+ * @since 0.2.0
+ * @category runtime
+ */
+export const singletonNote = (
+  accepted: { readonly singletons: ReadonlyArray<string> },
+  group: { readonly name: string; readonly components: ReadonlyArray<string> }
+): string | undefined => {
+  const singletons = singletonsIn(accepted, group.components)
+  if (singletons.length === 0) return undefined
+  const others = group.components.filter((component) => !singletons.includes(component))
+  return `group ${group.name} runs exactly 1 replica: it holds the singleton${singletons.length > 1 ? "s" : ""} ` +
+    `${singletons.join(", ")}` +
+    (others.length === 0
+      ? ""
+      : ` (${others.join(", ")}, co-located with it, ${others.length > 1 ? "run" : "runs"} once too)`)
+}
 
 /**
  * The answer of a check, as the binary prints it after {@link marker}: the
@@ -146,7 +190,8 @@ export const validate = (
       new Accepted({
         components: [...app.components.keys()],
         listeners: [...app.listeners],
-        serves: Object.fromEntries(app.serves ?? [])
+        serves: Object.fromEntries(app.serves ?? []),
+        singletons: [...(app.singletons ?? [])]
       })
   )
 

@@ -347,7 +347,11 @@ const attribute = (info: ComponentInfo, handlers: AnyHandlers): AnyHandlers => {
 }
 
 /**
- * Builds the weavelet. Components are not constructed here but on first use.
+ * Builds the weavelet. Components are constructed on first use, except
+ * singletons (`Component.ImplementOptions.singleton`) this process hosts and
+ * calls directly: their construction, the deployment's run-once hook, starts
+ * here, in the background (a failure is logged, and every call to the
+ * component then fails with it, as a failed construction on first use does).
  *
  * @since 0.1.0
  * @category constructors
@@ -722,6 +726,16 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       return Effect.succeed(listeners?.address(name) ?? "localhost:0")
     },
     listening: (name, address) => options.listeners?.onListening?.(name, address) ?? Effect.void
+  }
+  for (const impl of options.implementations) {
+    const name = impl.component.componentName
+    if (!impl.singleton || !hosts(name) || fakes.has(name)) continue
+    // Through the transport's connection: a transport may serve a component this weavelet could host elsewhere.
+    yield* connection(impl.component).pipe(
+      Effect.flatMap((c) => c.remote ? Effect.void : handlers(name)),
+      Effect.catchAllCause((cause) => Effect.logError(`singleton ${name} could not be constructed`, cause)),
+      Effect.forkIn(scope)
+    )
   }
   return weavelet
 })

@@ -338,6 +338,12 @@ export interface AppShape {
   readonly listeners: ReadonlySet<string>
   /** The listeners each component serves, by component name (`main` for the main component). */
   readonly serves?: ReadonlyMap<string, ReadonlyArray<string>> | undefined
+  /**
+   * The components declared singletons (`main` among them if it is one).
+   *
+   * @since 0.2.0
+   */
+  readonly singletons?: ReadonlyArray<string> | undefined
 }
 
 /**

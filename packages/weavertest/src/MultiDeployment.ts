@@ -7,7 +7,8 @@
  * @since 0.1.0
  */
 import * as Deployer from "@effect-weaver/deployer-multi/Deployer"
-import type { App, WeaverConfig } from "@effect-weaver/runtime"
+import type { WeaverConfig } from "@effect-weaver/runtime"
+import { App } from "@effect-weaver/runtime"
 import { Weavelet as CoreWeavelet } from "@effect-weaver/runtime"
 import type { Transport } from "@effect-weaver/runtime"
 import * as TransportMultiprocess from "@effect-weaver/transport-multiprocess/TransportMultiprocess"
@@ -96,6 +97,7 @@ export const make = (options: {
       appModule: { url, components: options.app.implementations.map((impl) => impl.component.componentName) },
       mainInProcess: true,
       external: [...options.fakes.keys()],
+      singletons: App.singletons(options.app),
       register: false,
       logFiles: false,
       output: options.verbose ? undefined : () => undefined

@@ -5,6 +5,7 @@
  *
  * @internal
  */
+import * as ConfigCheck from "@effect-weaver/runtime/ConfigCheck"
 import type * as Envelope from "@effect-weaver/runtime/Envelope"
 import type * as WeaverConfig from "@effect-weaver/runtime/WeaverConfig"
 import * as Effect from "effect/Effect"
@@ -38,6 +39,8 @@ export interface Group {
   readonly name: string
   readonly components: ReadonlyArray<string>
   readonly runMain: boolean
+  /** The singletons it holds: when any, it has one slot (see `ConfigCheck.singletonsIn`). */
+  readonly singletons: ReadonlyArray<string>
   readonly slots: Array<Slot>
   /** The ready addresses: external replicas', then those of the slots'. */
   readonly addresses: SubscriptionRef.SubscriptionRef<ReadonlyArray<string>>
@@ -61,11 +64,15 @@ export interface Groups {
  * Forms groups as Service Weaver does: one per `colocate` entry of
  * weaver.toml, one per other component; the one holding main (and the
  * `external` components) is named {@link mainGroup}. Each has `[multi]
- * replicas` slots.
+ * replicas` slots, but a group holding one of `singletons` has one.
  *
  * @internal
  */
-export const make = (config: WeaverConfig.WeaverConfig, externalComponents: ReadonlyArray<string>): Groups => {
+export const make = (
+  config: WeaverConfig.WeaverConfig,
+  externalComponents: ReadonlyArray<string>,
+  singletons: ReadonlyArray<string> = []
+): Groups => {
   const all = new Map<string, Group>()
   const external = new Set(externalComponents)
   const nameOf = (component: string): string => {
@@ -83,12 +90,14 @@ export const make = (config: WeaverConfig.WeaverConfig, externalComponents: Read
       const components = name === mainGroup
         ? [mainGroup, ...(entry ?? []).filter((c) => c !== mainGroup), ...external]
         : [...(entry ?? [component])]
+      const held = ConfigCheck.singletonsIn({ singletons }, components)
       group = {
         name,
         components,
         runMain: name === mainGroup,
+        singletons: held,
         slots: Array.from(
-          { length: config.multi.replicas },
+          { length: held.length > 0 ? 1 : config.multi.replicas },
           (_, index) => ({ index, current: undefined, givenUp: false })
         ),
         addresses: Effect.runSync(SubscriptionRef.make<ReadonlyArray<string>>([])),

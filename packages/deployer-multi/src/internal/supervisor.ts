@@ -5,6 +5,7 @@
  *
  * @internal
  */
+import * as ConfigCheck from "@effect-weaver/runtime/ConfigCheck"
 import * as Control from "@effect-weaver/runtime/Control"
 import * as Envelope from "@effect-weaver/runtime/Envelope"
 import type * as LogFile from "@effect-weaver/runtime/LogFile"
@@ -47,10 +48,14 @@ export const startGroup = (deployment: Deployment, group: Groups.Group): Effect.
     if (group.started) return Effect.void
     group.started = true
     if (group.name === Groups.mainGroup && deployment.options.mainInProcess) return writeRegistry(deployment)
+    const note = ConfigCheck.singletonNote(group, group)
     return Effect.zipRight(
-      Effect.forEach(group.slots, (slot) => Effect.forkIn(supervise(deployment, group, slot), deployment.scope), {
-        discard: true
-      }),
+      Effect.zipRight(
+        note === undefined ? Effect.void : Effect.logInfo(note),
+        Effect.forEach(group.slots, (slot) => Effect.forkIn(supervise(deployment, group, slot), deployment.scope), {
+          discard: true
+        })
+      ),
       writeRegistry(deployment)
     )
   })
