@@ -123,7 +123,9 @@ export const appName = (config: WeaverConfig.WeaverConfig): string =>
 /**
  * The groups of a deployment, each with its name (a DNS label), in a stable
  * order (main first). Fails naming the kube config's section when a group
- * names a component the application does not have.
+ * names a component the application does not have, or gives a group holding
+ * one of `singletons` (`ConfigCheck.Accepted`'s) a `scalingSpec` of more
+ * than one replica: such a group runs exactly one pod.
  *
  * @since 0.1.0
  * @category constructors
@@ -131,13 +133,16 @@ export const appName = (config: WeaverConfig.WeaverConfig): string =>
 export const formGroups = (
   kube: KubeConfig.KubeConfig,
   config: WeaverConfig.WeaverConfig,
-  components: ReadonlyArray<string>
+  components: ReadonlyArray<string>,
+  singletons: ReadonlyArray<string> = []
 ): Either.Either<
   ReadonlyArray<
     {
       readonly name: string
       readonly components: ReadonlyArray<string>
       readonly spec?: (typeof KubeConfig.GroupSpec.Type) | undefined
+      /** The singletons it holds (see `ConfigCheck.singletonsIn`): when any, it runs one pod. */
+      readonly singletons: ReadonlyArray<string>
     }
   >,
   KubeConfig.KubeConfigError
@@ -160,6 +165,24 @@ export const formGroups = (
       }
       placed.add(component)
     }
+    const held = ConfigCheck.singletonsIn({ singletons }, spec.components)
+    const scaling = spec.scalingSpec
+    if (held.length > 0 && scaling !== undefined) {
+      for (const key of ["maxReplicas", "minReplicas"] as const) {
+        const replicas = scaling[key]
+        if (replicas !== undefined && replicas > 1) {
+          return Either.left(
+            new KubeConfigError({
+              file: kube.file,
+              section: `groups[${i}]`,
+              key: `scalingSpec.${key}`,
+              reason: `group ${spec.name} holds the singleton ${held.join(", ")}, which runs exactly one replica: ` +
+                `${key} ${replicas} is not allowed (remove it, or set it to 1)`
+            })
+          )
+        }
+      }
+    }
     groups.push({ name: spec.name, components: [...spec.components], spec })
   }
   const names = new Set(groups.map((g) => g.name))
@@ -178,7 +201,9 @@ export const formGroups = (
     groups.push({ name, components: members })
   }
   return Either.right(
-    groups.sort((a, b) => Number(b.components.includes(App.mainName)) - Number(a.components.includes(App.mainName)))
+    groups
+      .sort((a, b) => Number(b.components.includes(App.mainName)) - Number(a.components.includes(App.mainName)))
+      .map((group) => ({ ...group, singletons: ConfigCheck.singletonsIn({ singletons }, group.components) }))
   )
 }
 
@@ -234,7 +259,7 @@ export const deploy = Effect.fnUntraced(function*(options: DeployOptions) {
       })
     }
   }
-  const formed = yield* formGroups(kube, config, accepted.components)
+  const formed = yield* formGroups(kube, config, accepted.components, accepted.singletons)
   const app = appName(config)
   const deploymentId = Crypto.randomUUID()
   const version = deploymentId.replace(/-/g, "").slice(0, 8)
@@ -243,6 +268,7 @@ export const deploy = Effect.fnUntraced(function*(options: DeployOptions) {
   const groups: Array<Manifests.Group> = formed.map((g) => ({
     name: g.name,
     components: g.components,
+    singleton: g.singletons.length > 0,
     objectName: `${app}-${g.name}-${version}`.slice(0, 63).replace(/-+$/, ""),
     resourceSpec: g.spec?.resourceSpec ?? spec.resourceSpec,
     scalingSpec: {

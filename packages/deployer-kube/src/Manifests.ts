@@ -10,7 +10,7 @@
  * | Secret, per group | `<app>-<group>-<version>-tls` | the group's mutual TLS credentials |
  * | Deployment, per group | `<app>-<group>-<version>` | the group's pods |
  * | Service, per group (headless) | `<app>-<group>-<version>` | its EndpointSlices: the replicas callers route to |
- * | HorizontalPodAutoscaler, per group | `<app>-<group>-<version>` | scaling |
+ * | HorizontalPodAutoscaler, per group | `<app>-<group>-<version>` | scaling (none for a singleton's group) |
  * | Service, per listener | `serviceName` (kept across versions) | users reach the listener |
  *
  * Every object carries the labels `serviceweaver/app` and
@@ -83,6 +83,14 @@ export interface Group {
   readonly components: ReadonlyArray<string>
   /** The name of its Deployment, Service and autoscaler. */
   readonly objectName: string
+  /**
+   * It holds a singleton: its Deployment runs exactly one pod (`replicas: 1`,
+   * and the `Recreate` strategy, so that a rollout stops the old pod before
+   * it starts the new one), with no autoscaler; `scalingSpec` is ignored.
+   *
+   * @since 0.2.0
+   */
+  readonly singleton?: boolean | undefined
   readonly resourceSpec?: KubeConfig.Spec["resourceSpec"]
   readonly scalingSpec: {
     readonly minReplicas: number
@@ -278,11 +286,15 @@ export const make = (plan: Plan): ReadonlyArray<Manifest> => {
       })
     })
     manifests.push({
-      comment: `Deployment for group ${group.name} (${group.components.join(", ")})`,
+      comment: `Deployment for group ${group.name} (${group.components.join(", ")})${
+        group.singleton ? ": it holds a singleton, so exactly one pod, replaced by stopping it first (Recreate)" : ""
+      }`,
       object: new Deployment({
         metadata: { name: group.objectName, namespace, labels: groupLabels },
         spec: {
-          replicas: group.scalingSpec.minReplicas,
+          replicas: group.singleton ? 1 : group.scalingSpec.minReplicas,
+          // A rolling update would run the new pod beside the old one: a singleton's stops first.
+          ...(group.singleton ? { strategy: { type: "Recreate" } } : {}),
           selector: { matchLabels: groupLabels },
           template: {
             metadata: {
@@ -341,6 +353,7 @@ export const make = (plan: Plan): ReadonlyArray<Manifest> => {
         }
       })
     })
+    if (group.singleton) continue
     const hpa = {
       metadata: { name: group.objectName, namespace, labels: groupLabels },
       spec: {

@@ -4,6 +4,7 @@
  * against the Kubernetes API's schemas; groups formed from the kube config
  * and weaver.toml; routing from a stream of EndpointSlice events.
  */
+import { WeaverConfig } from "@effect-weaver/runtime"
 import { assert, describe, it } from "@effect/vitest"
 import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
@@ -281,12 +282,84 @@ describe("Manifests", () => {
     }
   })
 
+  it("runs a singleton's group as exactly one pod: replicas 1, the Recreate strategy, no autoscaler", () => {
+    const base = plan("autoscaling/v2")
+    const manifests = Manifests.make({
+      ...base,
+      groups: [
+        { ...base.groups[0]!, scalingSpec: { minReplicas: 3, maxReplicas: 10 } },
+        {
+          name: "leader",
+          components: ["shop/Leader"],
+          objectName: "shop-leader-0123abcd",
+          singleton: true,
+          scalingSpec: { minReplicas: 3, maxReplicas: 10 },
+          storageSpec: { volumes: [], volumeMounts: [] }
+        }
+      ],
+      credentials: new Map([["main", "{}"], ["leader", "{}"]])
+    })
+    assert.isTrue(Either.isRight(Manifests.validate(manifests)))
+    const objects = manifests.map((m) => m.object.toJSON() as any)
+    const deployment = (name: string) => objects.find((o) => o.kind === "Deployment" && o.metadata.name === name)
+    assert.strictEqual(deployment("shop-leader-0123abcd").spec.replicas, 1)
+    assert.deepStrictEqual(deployment("shop-leader-0123abcd").spec.strategy, { type: "Recreate" })
+    assert.strictEqual(deployment("shop-main-0123abcd").spec.replicas, 3)
+    assert.isUndefined(deployment("shop-main-0123abcd").spec.strategy)
+    assert.deepStrictEqual(
+      objects.filter((o) => o.kind === "HorizontalPodAutoscaler").map((o) => o.metadata.name),
+      ["shop-main-0123abcd"]
+    )
+  })
+
   it("refuses a probe from the kube config that is not a Kubernetes Probe, naming the object", () => {
     const invalid = Manifests.validate(Manifests.make(plan("autoscaling/v2", { periodSeconds: "often" })))
     assert.isTrue(Either.isLeft(invalid))
     const left = (invalid as Either.Left<Manifests.Invalid, void>).left
     assert.strictEqual(left.object, "Deployment/shop-main-0123abcd")
     assert.include(left.reason, "readinessProbe/periodSeconds must be integer")
+  })
+})
+
+describe("Deployer.formGroups", () => {
+  const weaverToml = Either.getOrThrow(
+    WeaverConfig.parse(`[serviceweaver]\ncolocate = [["shop/Leader", "shop/Audit"]]\n`, "weaver.toml", "/app")
+  )
+  const components = ["shop/Cart", "shop/Leader", "shop/Audit"]
+  const form = (text: string) =>
+    Deployer.formGroups(
+      Either.getOrThrow(KubeConfig.parse(`appConfig: weaver.toml\n${text}`, "kube.yaml", "/app")),
+      weaverToml,
+      components,
+      ["shop/Leader"]
+    )
+
+  it("marks the groups holding a singleton, co-located components included, and ignores the top-level scalingSpec", () => {
+    const groups = Either.getOrThrow(form("scalingSpec:\n  minReplicas: 2\n  maxReplicas: 5\n"))
+    assert.deepStrictEqual(groups.map((g) => [g.name, g.components, g.singletons]), [
+      ["main", ["main"], []],
+      ["cart", ["shop/Cart"], []],
+      ["leader", ["shop/Leader", "shop/Audit"], ["shop/Leader"]]
+    ])
+  })
+
+  it("refuses a scalingSpec of more than one replica for a singleton's group, naming file, section and key", () => {
+    for (const [spec, key] of [["maxReplicas: 3", "maxReplicas"], ["minReplicas: 2", "minReplicas"]] as const) {
+      const result = form(
+        `groups:\n  - name: leaders\n    components: [shop/Leader]\n    scalingSpec:\n      ${spec}\n`
+      )
+      assert.isTrue(Either.isLeft(result))
+      assert.strictEqual(
+        (result as Either.Left<KubeConfig.KubeConfigError, unknown>).left.message,
+        `kube.yaml: section "groups[0]" key "scalingSpec.${key}": group leaders holds the singleton shop/Leader, ` +
+          `which runs exactly one replica: ${key} ${spec.split(" ")[1]} is not allowed (remove it, or set it to 1)`
+      )
+    }
+    assert.isTrue(
+      Either.isRight(
+        form("groups:\n  - name: leaders\n    components: [shop/Leader]\n    scalingSpec:\n      maxReplicas: 1\n")
+      )
+    )
   })
 })
 
