@@ -194,6 +194,7 @@ const singleTransport: Runtime.SingleTransport = ({ app, config, deploymentId })
           deploymentId,
           appModule: { url: Url.pathToFileURL(Path.resolve(process.argv[1]!)).href, components },
           groups: TransportWorker.groupsOf(components, config.serviceweaver.colocate),
+          singletons: AppModel.singletons(app),
           config: {
             file: config.file,
             dir: config.dir,

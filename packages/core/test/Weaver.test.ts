@@ -196,7 +196,8 @@ describe("Weaver.run asked to check a config (ConfigCheck.env set)", () => {
         _tag: "ConfigAccepted",
         components: ["check/Cache"],
         listeners: ["web"],
-        serves: { main: ["web"] }
+        serves: { main: ["web"] },
+        singletons: ["check/Cache"]
       })
       assert.strictEqual(accepted.code, 0)
       assert.strictEqual(accepted.ran, "")

@@ -137,3 +137,26 @@ describe("ConfigCheck.binary", () => {
       assert.include(yield* messageOf(`[serviceweaver]\nname = "x"\n`), `key "binary": missing required key`)
     }))
 })
+
+describe("singletons", () => {
+  it("the answer lists them, and tells each group whether it runs one replica and what runs once with it", () => {
+    const config = Either.getOrThrow(WeaverConfig.parse(`[serviceweaver]\ncolocate = [["a/Leader", "a/Audit"]]\n`))
+    const accepted = Either.getOrThrow(ConfigCheck.validate(config, {
+      components: new Map([["a/Leader", undefined], ["a/Audit", undefined], ["a/Cart", undefined]]),
+      listeners: new Set(),
+      singletons: ["main", "a/Leader"]
+    }))
+    assert.deepStrictEqual(accepted.singletons, ["main", "a/Leader"])
+    assert.deepStrictEqual(ConfigCheck.singletonsIn(accepted, ["a/Leader", "a/Audit"]), ["a/Leader"])
+    assert.deepStrictEqual(ConfigCheck.singletonsIn(accepted, ["a/Cart"]), [])
+    assert.strictEqual(
+      ConfigCheck.singletonNote(accepted, { name: "a/Leader", components: ["a/Leader", "a/Audit"] }),
+      "group a/Leader runs exactly 1 replica: it holds the singleton a/Leader (a/Audit, co-located with it, runs once too)"
+    )
+    assert.strictEqual(
+      ConfigCheck.singletonNote(accepted, { name: "main", components: ["main"] }),
+      "group main runs exactly 1 replica: it holds the singleton main"
+    )
+    assert.isUndefined(ConfigCheck.singletonNote(accepted, { name: "a/Cart", components: ["a/Cart"] }))
+  })
+})

@@ -56,6 +56,14 @@ export interface Options {
   /** The colocation groups that run in worker threads, one thread each. */
   readonly groups: ReadonlyArray<ReadonlyArray<string>>
   readonly config: { readonly file: string; readonly dir: string; readonly text: string }
+  /**
+   * The application's singletons: the thread of a group holding one starts
+   * with the hub, so that the singleton is constructed as the application
+   * starts (each group has one thread, so it runs once anyway).
+   *
+   * @since 0.2.0
+   */
+  readonly singletons?: ReadonlyArray<string> | undefined
 }
 
 /**
@@ -76,6 +84,14 @@ export interface Hub {
   ) => void
   /** How many worker threads have been started, restarts included. */
   readonly started: () => number
+  /**
+   * Starts the threads of the groups holding one of {@link Options.singletons}
+   * (once): {@link Hub.serve} does, so that their construction can call this
+   * thread's components, and so does {@link layer}.
+   *
+   * @since 0.2.0
+   */
+  readonly startSingletons: () => void
 }
 
 interface Thread {
@@ -114,8 +130,9 @@ export const groupsOf = (
 }
 
 /**
- * Makes the hub: worker threads start on the first call to their group and
- * stop with the scope. A worker that dies fails the calls in flight to it
+ * Makes the hub: worker threads start on the first call to their group (or,
+ * for a group holding one of {@link Options.singletons}, with
+ * {@link Hub.startSingletons}) and stop with the scope. A worker that dies fails the calls in flight to it
  * (`Unreachable`, which the call pipeline retries for retriable methods) and
  * is started again on the next call.
  *
@@ -270,6 +287,15 @@ export const make = (options: Options): Effect.Effect<Hub, never, Scope.Scope> =
         await Promise.all(threads.map((thread) => thread.worker?.terminate()))
       })
     )
+    let singletonsStarted = false
+    const startSingletons = () => {
+      if (singletonsStarted) return
+      singletonsStarted = true
+      // A worker that cannot start is reported to the calls that need it, as for a worker started by a call.
+      options.groups.forEach((group, i) => {
+        if (group.some((component) => options.singletons?.includes(component))) spawn(threads[i]!, i).catch(() => {})
+      })
+    }
 
     const transport: Transport.Transport["Type"] = {
       name: "worker",
@@ -284,7 +310,9 @@ export const make = (options: Options): Effect.Effect<Hub, never, Scope.Scope> =
       transport,
       serve: (handlersOf, specOf) => {
         serving = { handlersOf, specOf }
+        startSingletons()
       },
+      startSingletons,
       started: () => starts
     } satisfies Hub
   })
@@ -297,4 +325,10 @@ export const make = (options: Options): Effect.Effect<Hub, never, Scope.Scope> =
  * @category layers
  */
 export const layer = (options: Options): Layer.Layer<Transport.Transport> =>
-  Layer.scoped(Transport.Transport, Effect.map(make(options), (hub) => hub.transport))
+  Layer.scoped(
+    Transport.Transport,
+    Effect.map(make(options), (hub) => {
+      hub.startSingletons()
+      return hub.transport
+    })
+  )

@@ -29,20 +29,29 @@ const runWith = (toml: string) => {
   assert.strictEqual(bundled.status, 0, bundled.stderr)
   const config = Path.join(dir, `weaver-${Math.random().toString(36).slice(2)}.toml`)
   Fs.writeFileSync(config, toml)
+  const log = `${config}.leader`
   const result = ChildProcess.spawnSync(
     process.execPath,
     [binary],
-    { encoding: "utf8", env: { ...process.env, SERVICEWEAVER_CONFIG: config }, timeout: 60_000 }
+    { encoding: "utf8", env: { ...process.env, SERVICEWEAVER_CONFIG: config, LEADER_LOG: log }, timeout: 60_000 }
   )
   const line = result.stdout.split("\n").find((l) => l.startsWith("threads "))
   assert.isDefined(line, `no answer: ${result.stdout}${result.stderr}`)
   assert.strictEqual(result.status, 0, result.stderr)
-  return JSON.parse(line!.slice("threads ".length)) as { main: number; where: number; other: number }
+  const { leader, ...threads } = JSON.parse(line!.slice("threads ".length)) as {
+    main: number
+    where: number
+    other: number
+    leader: number
+  }
+  // The singleton Leader was constructed once, in the thread that answered.
+  assert.deepStrictEqual(Fs.readFileSync(log, "utf8"), `${leader}\n`)
+  return { ...threads, leader }
 }
 
 describe("[single] workers", () => {
   it("off (the default): every component on the main thread", () => {
-    assert.deepStrictEqual(runWith(`[serviceweaver]\nname = "threads"\n`), { main: 0, where: 0, other: 0 })
+    assert.deepStrictEqual(runWith(`[serviceweaver]\nname = "threads"\n`), { main: 0, where: 0, other: 0, leader: 0 })
   }, 60_000)
 
   it("on: each group in a worker thread of its own, main on the main thread; the process exits with main", () => {
@@ -51,6 +60,8 @@ describe("[single] workers", () => {
     assert.notStrictEqual(threads.where, 0)
     assert.notStrictEqual(threads.other, 0)
     assert.notStrictEqual(threads.where, threads.other)
+    assert.notStrictEqual(threads.leader, 0)
+    assert.notInclude([threads.where, threads.other], threads.leader)
   }, 60_000)
 
   it("on, with a colocation group: its components share a thread", () => {

@@ -454,7 +454,8 @@ export const worker: Runner = makeRunner({
         deploymentId: setup.deploymentId,
         appModule: { url: bundle.moduleUrl, components: implemented.map((c) => c.componentName) },
         groups,
-        config: { file: setup.config.file, dir: setup.config.dir, text: setup.configText ?? "" }
+        config: { file: setup.config.file, dir: setup.config.dir, text: setup.configText ?? "" },
+        singletons: App.singletons(setup.app)
       })
       const specs = new Map([...implemented, ...setup.fakeComponents].map((c) => [c.componentName, c] as const))
       return {
