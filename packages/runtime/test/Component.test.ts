@@ -48,4 +48,29 @@ describe("Component", () => {
     assert.deepStrictEqual(impl.listeners, [])
     assert.isUndefined(impl.config)
   })
+
+  it("implement takes singleton: true with or without a config schema, and refuses an Effect where config needs a function", () => {
+    class Leader extends Component.Tag("app/Leader")<Leader>()({ lead: Component.method({}) }) {}
+    const handlers = { lead: () => Effect.void }
+    const plain = Component.implement(Leader, Effect.succeed(handlers))
+    assert.isFalse(plain.singleton)
+    const bare = Component.implement(Leader, { singleton: true }, Effect.succeed(handlers))
+    assert.isTrue(bare.singleton)
+    assert.isUndefined(bare.config)
+    assert.strictEqual(Effect.runSync(bare.make(undefined) as Effect.Effect<unknown>), handlers)
+    assert.match(bare.source, /^Component\.test\.ts:\d+$/)
+    const Config = Schema.Struct({ term: Schema.Number })
+    const configured = Component.implement(
+      Leader,
+      { config: Config, singleton: true },
+      (config) => Effect.succeed({ lead: () => Effect.asVoid(Effect.succeed(config.term)) })
+    )
+    assert.isTrue(configured.singleton)
+    assert.strictEqual(configured.config, Config)
+    assert.throws(
+      // @ts-expect-error: with a config schema, make must be a function of the config
+      () => Component.implement(Leader, { config: Config }, Effect.succeed(handlers)),
+      "Component.implement(app/Leader): with a config schema, make is a function of the config: (config) => Effect"
+    )
+  })
 })

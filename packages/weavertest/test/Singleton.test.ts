@@ -1,6 +1,6 @@
 /**
  * Singletons under every runner: the constructor of a singleton runs once
- * per deployment, whichever replica of which group calls it (under Multi,
+ * per deployment, as it starts, whichever replica of which group calls it (under Multi,
  * its group runs one process while others run `[multi] replicas`); killed
  * with SIGKILL under Multi, it is restarted, constructed again, and the
  * calls made while it was down wait for it and succeed.
@@ -23,11 +23,17 @@ describe("singleton", () => {
   for (const runner of weavertest.allRunners()) {
     const tally = recording()
     runner.with({ config, fakes: [tally.fake] }).test(
-      "the constructor runs once, whichever replica calls",
+      "the constructor runs as the app starts, and once, whichever replica calls",
       app,
       Effect.gen(function*() {
         const follower = yield* Follower
         const leader = yield* Leader
+        // Before any call: the deployment constructs its singletons as it starts (the RPC runner, whose every
+        // call goes through its loopback server, constructs them on first call).
+        if (runner.name !== "RPC") {
+          for (let i = 0; i < 300 && tally.constructed.length === 0; i++) yield* Effect.sleep(100)
+          assert.strictEqual(tally.constructed.length, 1, "constructed before any call")
+        }
         const followers = new Set<number>()
         const instances = new Set<string>()
         const leaderPids = new Set<number>()
