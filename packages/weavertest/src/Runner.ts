@@ -383,7 +383,8 @@ export const rpc: Runner = makeRunner({ name: "RPC", transport: TransportRpc.lay
 /**
  * Runs the components in child processes, as `weaver multi` does (Service
  * Weaver's `weavertest.Multi`): each component in its own colocation group
- * (or its `colocate` group) of 2 replicas, started on first use, while the
+ * (or its `colocate` group) of 2 replicas, started on first use (a
+ * singleton's group: one replica, started with the deployment), while the
  * test process hosts the test body and the fakes. The replicas import the
  * application from the module that called `Weaver.app`, so the app must be
  * defined in a module of its own (not in the test file); they run a bundle
