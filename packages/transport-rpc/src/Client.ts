@@ -310,6 +310,8 @@ interface Route {
 class Invocation implements Pending {
   /** When the call began waiting for a replica to become known. */
   private waitingSince = 0
+  /** Whether the call already waited for a replica's dial backoff to end. */
+  private backedOff = false
   private connection: Connection | undefined = undefined
   private id = 0
   private deadlineTimer: ReturnType<typeof setTimeout> | undefined = undefined
@@ -344,6 +346,14 @@ class Invocation implements Pending {
     const c = target?.connection
     if (c === undefined) {
       if (balancer.current.length === 0) return this.awaitReplica()
+      // Every known replica refused its last dial and is backing off: gone and about to leave the routing (the one
+      // replica of a singleton, restarting), or about to accept again. Nothing was sent: wait as for no replica, once
+      // per attempt (the call pipeline's retries bound how many dials a call makes).
+      const retryAt = Math.min(...balancer.current.map((r) => r.retryAt))
+      if (retryAt > Date.now() && !this.backedOff) {
+        this.backedOff = true
+        return this.awaitReplica(retryAt)
+      }
       const known = balancer.current.map((r) => r.address).join(", ")
       return this.fail(remoteError(this.prepared.call, "Unreachable", `no replica is reachable (replicas: ${known})`))
     }
@@ -372,19 +382,22 @@ class Invocation implements Pending {
    * The component has no replica: none has started yet, or all are being
    * restarted. Nothing was sent, so any call (retriable or not) may wait for
    * the next replica set, as Service Weaver's callers wait for a connection,
-   * up to the retry time bound or the deadline.
+   * up to the retry time bound or the deadline. With `until` (the known
+   * replicas are all backing off a failed dial), the call tries again then,
+   * if the replica set has not changed first.
    */
-  private awaitReplica(): void {
+  private awaitReplica(until = Infinity): void {
     const now = Date.now()
     if (this.waitingSince === 0) this.waitingSince = now
     const giveUpAt = this.waitingSince + this.replicaWait
     if (now >= giveUpAt) {
-      const detail = `no replica became known within ${this.replicaWait} ms (replicas: none known)`
+      const known = this.route.balancer.current.map((r) => r.address).join(", ") || "none known"
+      const detail = `no replica became reachable within ${this.replicaWait} ms (replicas: ${known})`
       return this.finish(Exit.fail(remoteError(this.prepared.call, "Unreachable", detail)))
     }
     this.route.waiting.add(this)
     // The deadline timer, if earlier, ends the wait first.
-    this.waitTimer = setTimeout(() => this.wake(), giveUpAt - now)
+    this.waitTimer = setTimeout(() => this.wake(), Math.min(giveUpAt, until) - now)
   }
 
   /** The replica set changed (or the wait is over): try again. */

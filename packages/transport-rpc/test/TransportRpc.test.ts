@@ -6,6 +6,7 @@ import type * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Metric from "effect/Metric"
 import * as Schema from "effect/Schema"
@@ -360,11 +361,37 @@ describe("TransportRpc", () => {
       const start = Date.now()
       const error = yield* remoteError(bounded.echo("x"))
       assert.strictEqual(error.reason, "Unreachable")
-      assert.include(error.detail, "no replica became known within 200 ms")
+      assert.include(error.detail, "no replica became reachable within 200 ms (replicas: none known)")
       assert.isAtLeast(Date.now() - start, 190)
       const timeout = yield* remoteError(Component.withTimeout(bounded.echo("x"), "50 millis"))
       assert.strictEqual(timeout.reason, "Timeout")
     }))
+
+  it.scopedLive(
+    "a call to a component whose only replica died waits for its replacement, however late the routing drops the dead one",
+    () =>
+      Effect.gen(function*() {
+        const scope = yield* Scope.make()
+        const dead = yield* serveReplica(yield* makeHooks("dead"), { deploymentId }).pipe(Scope.extend(scope))
+        const replicas = yield* SubscriptionRef.make<ReadonlyArray<string>>([dead.address])
+        const echo = yield* clientOf(Echo, { deploymentId, addresses: replicas.changes })
+        assert.strictEqual(yield* echo.whoami(), "dead")
+        yield* Scope.close(scope, Exit.void)
+        // The dead replica stays in the routing for 600 ms, longer than the pipeline's backoff between 10 attempts
+        // adds up to (about 320 ms): each attempt also waits for the refused dial's backoff, which doubles.
+        const calls = yield* Effect.fork(
+          Effect.all([echo.whoami(), echo.whoami(), echo.countOnce().pipe(Effect.either)], { concurrency: "unbounded" })
+        )
+        yield* Effect.sleep("600 millis")
+        const next = yield* serveReplica(yield* makeHooks("next"), { deploymentId })
+        yield* SubscriptionRef.set(replicas, [next.address])
+        const [first, second, once] = yield* Fiber.join(calls)
+        assert.deepStrictEqual([first, second], ["next", "next"])
+        // A retry: false call is not retried after its dial failed: the client cannot tell whether the server got it.
+        assert.isTrue(Either.isLeft(once) && once.left.reason === "Unreachable")
+      }),
+    30_000
+  )
 
   it.scopedLive("the caller's trace context reaches the handler", () =>
     Effect.gen(function*() {
