@@ -24,9 +24,13 @@ describe("Groups", () => {
     assert.deepStrictEqual(groups.of("app/Cart").singletons, [])
   })
 
-  it("a singleton main runs one replica", () => {
+  it("a singleton main runs one replica, and so does main co-located with a singleton", () => {
     const groups = Groups.make(config, [], [Groups.mainGroup])
     assert.strictEqual(groups.of(Groups.mainGroup).slots.length, 1)
     assert.strictEqual(groups.of("app/Leader").slots.length, 3)
+    const withMain = Either.getOrThrow(WeaverConfig.parse(`[serviceweaver]\ncolocate = [["main", "app/Leader"]]\n`))
+    const colocated = Groups.make(withMain, [], ["app/Leader"])
+    assert.strictEqual(colocated.of("app/Leader"), colocated.of(Groups.mainGroup))
+    assert.strictEqual(colocated.of(Groups.mainGroup).slots.length, 1)
   })
 })
