@@ -692,7 +692,14 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     let context = clientContexts.get(caller)
     if (context === undefined) {
       const map = new Map<string, unknown>()
-      for (const component of components.values()) map.set(component.key, makeClient(component, caller))
+      for (const component of components.values()) {
+        const client = makeClient(component, caller)
+        // A lifted component is reached through the Tag the application already used, as that service.
+        map.set(
+          component.key,
+          "serviceOf" in component ? (component as Component.Lifted<any, any>).serviceOf(client) : client
+        )
+      }
       context = Context.unsafeMake(map)
       clientContexts.set(caller, context)
     }
