@@ -348,8 +348,11 @@ export const serve = <E, R>(
  */
 export interface Embedded {
   readonly deploymentId: string
-  /** A client whose methods return Promises; a failure rejects with the error value. */
-  readonly client: <T extends Component.Any>(component: T) => PromiseClient<Component.MethodsOf<T>>
+  /**
+   * A client whose methods return Promises; a failure rejects with the error value. Takes a component, or the
+   * Tag of a service lifted with `Component.lift`.
+   */
+  readonly client: <I, S>(tag: Context.Tag<I, S>) => PromiseService<S>
   readonly close: () => Promise<void>
 }
 
@@ -362,6 +365,19 @@ export interface Embedded {
 export type PromiseClient<M extends Component.Methods> = {
   readonly [K in keyof Component.Client<M>]: Component.Client<M>[K] extends
     (...args: infer A) => Effect.Effect<infer S, any> ? (...args: A) => Promise<S>
+    : never
+}
+
+/**
+ * The Promise flavour of a service: each method returning an Effect returns
+ * a Promise of its success instead.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type PromiseService<S> = {
+  readonly [K in keyof S]: S[K] extends (...args: infer A) => Effect.Effect<infer R, any, any> ?
+    (...args: A) => Promise<R>
     : never
 }
 
@@ -407,14 +423,14 @@ export const embed = async (
   const run = <A>(effect: Effect.Effect<A, unknown>) => runtime.runPromiseExit(effect).then(unwrap)
   return {
     deploymentId: weavelet.deploymentId,
-    client: (component) => {
-      const client = Context.unsafeGet(clients, component as any) as Record<
+    client: (tag) => {
+      const client = Context.unsafeGet(clients, tag) as Record<
         string,
-        (p?: unknown) => Effect.Effect<unknown, unknown>
+        (...args: ReadonlyArray<unknown>) => Effect.Effect<unknown, unknown>
       >
-      const promised: Record<string, (p?: unknown) => Promise<unknown>> = {}
-      for (const method of Object.keys(component.methods)) {
-        promised[method] = (payload) => run(client[method]!(payload))
+      const promised: Record<string, (...args: ReadonlyArray<unknown>) => Promise<unknown>> = {}
+      for (const method of Object.keys(client)) {
+        promised[method] = (...args) => run(client[method]!(...args))
       }
       return promised as any
     },

@@ -105,6 +105,16 @@ describe("Component.lift", () => {
       })
     ))
 
+  it("Weaver.embed gives a Promise client of the original Tag", async () => {
+    const weaver = await Weaver.embed(app)
+    const store = weaver.client(Store)
+    expectTypeOf(store.put).toEqualTypeOf<(key: string, value: string) => Promise<void>>()
+    await store.put("k", "v")
+    assert.strictEqual(await store.get("k"), "> v")
+    assert.strictEqual(await weaver.client(Cache).read("nope"), "miss")
+    await weaver.close()
+  })
+
   it("a Tag whose key is not a component name needs a name", () => {
     class Odd extends Context.Tag("@odd/Service")<Odd, { readonly ping: () => Effect.Effect<void> }>() {}
     const layer = Layer.succeed(Odd, { ping: () => Effect.void })
