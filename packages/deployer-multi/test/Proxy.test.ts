@@ -33,7 +33,7 @@ const get = (proxy: Proxy.Proxy["Type"], path: string) =>
 describe("Proxy", () => {
   it.scopedLive("holds requests that arrive before the first replica, then forwards them", () =>
     Effect.gen(function*() {
-      const proxy = yield* Proxy.make({ listener: "web", address: "127.0.0.1:0" })
+      const proxy = yield* Proxy.make({ listener: "web", kind: "http", address: "127.0.0.1:0" })
       const early = yield* Effect.fork(get(proxy, "/early"))
       yield* Effect.sleep("150 millis")
       assert.isNull(early.unsafePoll(), "answered before any replica served the listener")
@@ -44,7 +44,12 @@ describe("Proxy", () => {
 
   it.scopedLive("answers 502 when no replica comes within the start-up wait", () =>
     Effect.gen(function*() {
-      const proxy = yield* Proxy.make({ listener: "web", address: "127.0.0.1:0", startupWait: "200 millis" })
+      const proxy = yield* Proxy.make({
+        listener: "web",
+        kind: "http",
+        address: "127.0.0.1:0",
+        startupWait: "200 millis"
+      })
       const { body, status } = yield* get(proxy, "/")
       assert.strictEqual(status, 502)
       assert.include(body, "listener web: no replica is serving it yet (waited 200ms)")
@@ -52,7 +57,7 @@ describe("Proxy", () => {
 
   it.scopedLive("answers 502 at once when every replica is gone after start-up", () =>
     Effect.gen(function*() {
-      const proxy = yield* Proxy.make({ listener: "web", address: "127.0.0.1:0" })
+      const proxy = yield* Proxy.make({ listener: "web", kind: "http", address: "127.0.0.1:0" })
       const { address } = yield* backend("a")
       proxy.setBackends([address])
       assert.strictEqual((yield* get(proxy, "/")).status, 200)
@@ -64,7 +69,7 @@ describe("Proxy", () => {
 
   it.scopedLive("skips a replica that refuses connections, and balances over the others", () =>
     Effect.gen(function*() {
-      const proxy = yield* Proxy.make({ listener: "web", address: "127.0.0.1:0" })
+      const proxy = yield* Proxy.make({ listener: "web", kind: "http", address: "127.0.0.1:0" })
       const a = yield* backend("a")
       const b = yield* backend("b")
       proxy.setBackends([yield* refusingAddress, a.address, b.address])
@@ -76,7 +81,7 @@ describe("Proxy", () => {
 
   it.scopedLive("answers 502 naming the replica when none can be reached", () =>
     Effect.gen(function*() {
-      const proxy = yield* Proxy.make({ listener: "web", address: "127.0.0.1:0" })
+      const proxy = yield* Proxy.make({ listener: "web", kind: "http", address: "127.0.0.1:0" })
       proxy.setBackends([yield* refusingAddress])
       const { body, status } = yield* get(proxy, "/")
       assert.strictEqual(status, 502)
@@ -90,9 +95,9 @@ describe("Proxy", () => {
         const proxy = yield* Proxy.Proxy
         proxy.setBackends([address])
         return yield* get(proxy, "/x")
-      }).pipe(Effect.provide(Proxy.layer({ listener: "web", address: "127.0.0.1:0" })))
+      }).pipe(Effect.provide(Proxy.layer({ listener: "web", kind: "http", address: "127.0.0.1:0" })))
       assert.deepStrictEqual(answer, { status: 200, body: "a /x" })
-      const busy = yield* Layer.build(Proxy.layer({ listener: "web", address })).pipe(Effect.flip)
+      const busy = yield* Layer.build(Proxy.layer({ listener: "web", kind: "http", address })).pipe(Effect.flip)
       assert.strictEqual(busy.message, `listener web: cannot proxy on ${address}: the address is already in use`)
     }))
 })
