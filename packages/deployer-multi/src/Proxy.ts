@@ -12,13 +12,13 @@
  *   next replica and bytes flow both ways untouched, with backpressure; a
  *   half-close is passed on, and an error or reset of either side resets the
  *   other. A replica that refuses the connection is skipped; with no replica
- *   left the connection is closed.
+ *   left the connection is reset.
  *
  * Requests and connections that arrive while the deployment starts, before
  * any replica serves the listener, wait for the first one (up to
  * `startupWait`) instead. A proxy may start before it knows its listener's
  * kind (the deployer binds configured addresses before any replica runs):
- * connections then wait for the first replica to tell it, and are closed if
+ * connections then wait for the first replica to tell it, and are reset if
  * none does within `startupWait`.
  *
  * @since 0.1.0
@@ -371,11 +371,11 @@ const dispatch = (balancer: Balancer, socket: Net.Socket): void => {
   } else if (balancer.starting !== undefined) {
     holdConnection(balancer, socket, balancer.starting)
   } else {
-    socket.destroy()
+    socket.resetAndDestroy()
   }
 }
 
-/** Holds a connection until start-up is over, or closes it after `startupWait`. */
+/** Holds a connection until start-up is over, or resets it after `startupWait`. */
 const holdConnection = (balancer: Balancer, socket: Net.Socket, waiting: Set<() => void>): void => {
   const release = () => {
     clearTimeout(timer)
@@ -388,7 +388,7 @@ const holdConnection = (balancer: Balancer, socket: Net.Socket, waiting: Set<() 
   }
   const timer = setTimeout(() => {
     drop()
-    socket.destroy()
+    socket.resetAndDestroy()
   }, Duration.toMillis(balancer.startupWait))
   socket.once("close", drop)
   waiting.add(release)
@@ -398,14 +398,17 @@ const holdConnection = (balancer: Balancer, socket: Net.Socket, waiting: Set<() 
  * Joins a connection of a `tcp` listener to a new connection to the next
  * replica. Nothing has been sent to a replica that could not be reached, so
  * the next one is tried, each replica at most once; the client's bytes wait
- * in its socket meanwhile.
+ * in its socket meanwhile. With no replica to join, the connection is reset
+ * (not ended), so that the client does not take it for an empty answer.
  */
 const connect = (balancer: Balancer, socket: Net.Socket, tried: number): void => {
   const current = balancer.backends
   if (current.length === 0) {
-    return balancer.starting !== undefined ? holdConnection(balancer, socket, balancer.starting) : void socket.destroy()
+    return balancer.starting !== undefined
+      ? holdConnection(balancer, socket, balancer.starting)
+      : void socket.resetAndDestroy()
   }
-  if (tried >= current.length) return void socket.destroy()
+  if (tried >= current.length) return void socket.resetAndDestroy()
   const { host, port } = Address.split(nextBackend(balancer, current), "127.0.0.1")
   const upstream = Net.connect({ host, port, allowHalfOpen: true, noDelay: true })
   track(balancer, upstream)
