@@ -402,6 +402,7 @@ const holdConnection = (balancer: Balancer, socket: Net.Socket, waiting: Set<() 
  * (not ended), so that the client does not take it for an empty answer.
  */
 const connect = (balancer: Balancer, socket: Net.Socket, tried: number): void => {
+  if (socket.destroyed) return
   const current = balancer.backends
   if (current.length === 0) {
     return balancer.starting !== undefined
