@@ -9,8 +9,10 @@
  *   the others when main's replicas start (they activate every component, as
  *   Service Weaver's main does for the components it references) or on a
  *   first call. Components themselves are constructed on their first call.
- * - Each listener gets an HTTP proxy on its `[multi] listeners.<name>.address`
- *   that balances across the replicas serving it.
+ * - Each listener gets a proxy on its `[multi] listeners.<name>.address` that
+ *   balances across the replicas serving it: request by request for HTTP
+ *   (`Weaver.serve`), connection by connection for any other protocol
+ *   (`Weaver.listener`; see `Proxy`).
  * - Supervision: a replica that exits is restarted with jittered exponential
  *   backoff; a replica that keeps crashing is given up on with a clear error
  *   while the others keep serving. A replica that hangs (stops answering its

@@ -30,6 +30,7 @@ import {
 import { clientResolved, componentBox, constructing, currentComponent, currentDeadline } from "./internal/fiberRefs.js"
 import type { ComponentBox } from "./internal/fiberRefs.js"
 import type { ComponentInfo } from "./internal/fiberRefs.js"
+import type * as Listener from "./Listener.js"
 import * as MethodMetrics from "./MethodMetrics.js"
 import * as Tracing from "./Tracing.js"
 import { Transport } from "./Transport.js"
@@ -73,8 +74,8 @@ export class Weavelet extends Context.Tag("@effect-weaver/runtime/Weavelet")<Wea
   readonly requirements: ReadonlyMap<string, ReadonlySet<string>>
   /** Where a listener should bind (`host:port`); undeclared names are a defect. */
   readonly listenerAddress: (name: string) => Effect.Effect<string>
-  /** Reports that a listener is serving on `address`. */
-  readonly listening: (name: string, address: string) => Effect.Effect<void>
+  /** Reports that a listener is serving on `address`, speaking `kind` (HTTP, or any protocol over TCP). */
+  readonly listening: (name: string, address: string, kind: Listener.Kind) => Effect.Effect<void>
 }>() {}
 
 /**
@@ -88,7 +89,7 @@ export interface ListenerOptions {
   readonly declared: ReadonlySet<string>
   /** The address to bind a listener to, `host:port` (port 0 picks one). */
   readonly address: (name: string) => string
-  readonly onListening?: ((name: string, address: string) => Effect.Effect<void>) | undefined
+  readonly onListening?: ((name: string, address: string, kind: Listener.Kind) => Effect.Effect<void>) | undefined
 }
 
 /**
@@ -728,7 +729,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       }
       return Effect.succeed(listeners?.address(name) ?? "localhost:0")
     },
-    listening: (name, address) => options.listeners?.onListening?.(name, address) ?? Effect.void
+    listening: (name, address, kind) => options.listeners?.onListening?.(name, address, kind) ?? Effect.void
   }
   return weavelet
 })
