@@ -118,8 +118,8 @@ export const render = (
     ),
     box(
       "LISTENERS",
-      ["APP", "DEPLOYMENT", "LISTENER", "ADDRESS"],
-      sorted.flatMap((d) => d.listeners.map((l) => [d.app, shortId(d.deploymentId), l.name, l.address]))
+      ["APP", "DEPLOYMENT", "LISTENER", "KIND", "ADDRESS"],
+      sorted.flatMap((d) => d.listeners.map((l) => [d.app, shortId(d.deploymentId), l.name, l.kind ?? "-", l.address]))
     ),
     ...(failed.length === 0 ? [] : [
       box(

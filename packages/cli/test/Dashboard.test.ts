@@ -32,6 +32,8 @@ const showsHello = (
     assert.strictEqual(yield* Effect.promise(() => link.textContent()), hello.deploymentId)
     yield* Effect.promise(() => Promise.all([page.waitForURL(/\/deployment\?id=/), link.click()]))
 
+    const listeners = yield* Effect.promise(() => page.locator("#summary tr", { hasText: "Listeners" }).textContent())
+    assert.match(listeners ?? "", /^Listenershello \(http\): [\d.]+:\d+$/)
     const components = yield* Effect.promise(() =>
       page.locator("#components tr[data-component] td:first-child").allTextContents()
     )

@@ -10,6 +10,7 @@ import type * as Component from "@effect-weaver/runtime/Component"
 import { callSite } from "@effect-weaver/runtime/Component"
 import * as ConfigCheck from "@effect-weaver/runtime/ConfigCheck"
 import * as HttpMetrics from "@effect-weaver/runtime/HttpMetrics"
+import type { Kind as ListenerKind } from "@effect-weaver/runtime/Listener"
 import * as Logging from "@effect-weaver/runtime/Logging"
 import * as Runtime from "@effect-weaver/runtime/Runtime"
 import * as Tracing from "@effect-weaver/runtime/Tracing"
@@ -259,13 +260,42 @@ export interface Listener {
 }
 
 /**
- * Binds the named listener for raw TCP use, closing it with the scope. For
- * HTTP, use {@link serve}.
+ * Options of {@link listener}.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface ListenerOptions {
+  /**
+   * What the application speaks on the listener, which decides the proxy a
+   * deployer puts in front of it: `tcp` (the default), any protocol, passed
+   * through connection by connection and never looked at (raw TCP, MQTT,
+   * HTTP/2 cleartext, gRPC); `http`, HTTP/1.1 served by the application's own
+   * server on the listener, proxied request by request as {@link serve}'s are.
+   */
+  readonly kind?: ListenerKind | undefined
+}
+
+/**
+ * Binds the named listener for use with any protocol, closing it with the
+ * scope: the application accepts the connections of the returned
+ * `net.Server` itself. Under `weaver multi`, users reach it through a
+ * layer-4 proxy that balances connections (not requests) over the replicas
+ * and passes their bytes through untouched. For HTTP, use {@link serve}.
+ *
+ * @example
+ * ```ts
+ * const { server } = yield* Weaver.listener("echo")
+ * server.on("connection", (socket) => socket.pipe(socket))
+ * ```
  *
  * @since 0.1.0
  * @category listeners
  */
-export const listener = (name: string): Effect.Effect<Listener, ServeError, Weavelet.Weavelet | Scope.Scope> =>
+export const listener = (
+  name: string,
+  options?: ListenerOptions
+): Effect.Effect<Listener, ServeError, Weavelet.Weavelet | Scope.Scope> =>
   Effect.gen(function*() {
     const weavelet = yield* Weavelet.Weavelet
     const { host, port } = Address.split(yield* weavelet.listenerAddress(name), "0.0.0.0")
@@ -282,7 +312,7 @@ export const listener = (name: string): Effect.Effect<Listener, ServeError, Weav
     )
     const bound = server.address()
     const address = bound === null || typeof bound === "string" ? String(bound) : Address.format(bound)
-    yield* weavelet.listening(name, address)
+    yield* weavelet.listening(name, address, options?.kind ?? "tcp")
     return { name, address, server }
   })
 
@@ -341,7 +371,8 @@ export const serve = <E, R>(
       name,
       server.address._tag === "TcpAddress"
         ? Address.format({ address: server.address.hostname, port: server.address.port })
-        : server.address.path
+        : server.address.path,
+      "http"
     )
     return yield* Effect.never
   })) as any
@@ -355,8 +386,11 @@ export const serve = <E, R>(
  */
 export interface Embedded {
   readonly deploymentId: string
-  /** A client whose methods return Promises; a failure rejects with the error value. */
-  readonly client: <T extends Component.Any>(component: T) => PromiseClient<Component.MethodsOf<T>>
+  /**
+   * A client whose methods return Promises; a failure rejects with the error value. Takes a component, or the
+   * Tag of a service lifted with `Component.lift`.
+   */
+  readonly client: <I, S>(tag: Context.Tag<I, S>) => PromiseService<S>
   readonly close: () => Promise<void>
 }
 
@@ -369,6 +403,19 @@ export interface Embedded {
 export type PromiseClient<M extends Component.Methods> = {
   readonly [K in keyof Component.Client<M>]: Component.Client<M>[K] extends
     (...args: infer A) => Effect.Effect<infer S, any> ? (...args: A) => Promise<S>
+    : never
+}
+
+/**
+ * The Promise flavour of a service: each method returning an Effect returns
+ * a Promise of its success instead.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type PromiseService<S> = {
+  readonly [K in keyof S]: S[K] extends (...args: infer A) => Effect.Effect<infer R, any, any> ?
+    (...args: A) => Promise<R>
     : never
 }
 
@@ -414,14 +461,14 @@ export const embed = async (
   const run = <A>(effect: Effect.Effect<A, unknown>) => runtime.runPromiseExit(effect).then(unwrap)
   return {
     deploymentId: weavelet.deploymentId,
-    client: (component) => {
-      const client = Context.unsafeGet(clients, component as any) as Record<
+    client: (tag) => {
+      const client = Context.unsafeGet(clients, tag) as Record<
         string,
-        (p?: unknown) => Effect.Effect<unknown, unknown>
+        (...args: ReadonlyArray<unknown>) => Effect.Effect<unknown, unknown>
       >
-      const promised: Record<string, (p?: unknown) => Promise<unknown>> = {}
-      for (const method of Object.keys(component.methods)) {
-        promised[method] = (payload) => run(client[method]!(payload))
+      const promised: Record<string, (...args: ReadonlyArray<unknown>) => Promise<unknown>> = {}
+      for (const method of Object.keys(client)) {
+        promised[method] = (...args) => run(client[method]!(...args))
       }
       return promised as any
     },

@@ -6,6 +6,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Cause, Deferred, Effect, Exit, Fiber, Schema } from "effect"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
+import * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
@@ -53,13 +54,15 @@ const app = Weaver.app({ main: Main, components: [ReverserImpl] })
 /** Runs `main` of `app` in a fiber and waits for its first listener to report its address. */
 const start = (app: Weaver.App<any, any>, config = WeaverConfig.empty()) =>
   Effect.gen(function*() {
-    const listening = yield* Deferred.make<{ readonly name: string; readonly address: string }>()
+    const listening = yield* Deferred.make<
+      { readonly name: string; readonly address: string; readonly kind: "http" | "tcp" }
+    >()
     const weavelet = yield* App.makeWeavelet(app, {
       config,
       listeners: {
         declared: app.listeners,
         address: (name) => config.single.listeners[name]?.address ?? "127.0.0.1:0",
-        onListening: (name, address) => Deferred.succeed(listening, { name, address })
+        onListening: (name, address, kind) => Deferred.succeed(listening, { name, address, kind })
       }
     })
     const fiber = yield* Effect.forkScoped(App.runMain(app, weavelet))
@@ -80,13 +83,44 @@ describe("Weaver", () => {
   it.live("serve answers HTTP and the health check on a listener at localhost:0", () =>
     Effect.gen(function*() {
       const config = Effect.runSync(WeaverConfig.parse(`[single]\nlisteners.hello = { address = "localhost:0" }\n`))
-      const { address, name } = yield* start(app, config)
+      const { address, kind, name } = yield* start(app, config)
       assert.strictEqual(name, "hello")
+      assert.strictEqual(kind, "http")
       assert.match(address, /:\d+$/)
       assert.notMatch(address, /:0$/)
       assert.deepStrictEqual(yield* get(`http://${address}/hello?name=Weaver`), { status: 200, body: "Hello, revaeW!" })
       assert.deepStrictEqual(yield* get(`http://${address}/debug/weaver/healthz`), { status: 200, body: "OK" })
       assert.strictEqual((yield* get(`http://${address}/nope`)).status, 404)
+    }).pipe(Effect.scoped, Effect.provide(TransportLocal.layer)))
+
+  it.live("listener binds a TCP listener for any protocol, reported as tcp (or http, by option)", () =>
+    Effect.gen(function*() {
+      const Echo = Weaver.main(
+        Effect.gen(function*() {
+          const { server } = yield* Weaver.listener("echo")
+          server.on("connection", (socket) => socket.pipe(socket))
+          return yield* Effect.never
+        }),
+        { listeners: ["echo"] }
+      )
+      const { address, kind, name } = yield* start(Weaver.app({ main: Echo, components: [] }))
+      assert.deepStrictEqual([name, kind], ["echo", "tcp"])
+      const echoed = yield* Effect.promise(() =>
+        new Promise<string>((resolve, reject) => {
+          const socket = Net.connect({ host: "127.0.0.1", port: Number(address.slice(address.lastIndexOf(":") + 1)) })
+          let received = ""
+          socket.setEncoding("utf8")
+          socket.on("connect", () => socket.end("ping"))
+          socket.on("data", (chunk: string) => (received += chunk))
+          socket.on("end", () => resolve(received))
+          socket.on("error", reject)
+        })
+      )
+      assert.strictEqual(echoed, "ping")
+      const Own = Weaver.main(Effect.zipRight(Weaver.listener("own", { kind: "http" }), Effect.never), {
+        listeners: ["own"]
+      })
+      assert.strictEqual((yield* start(Weaver.app({ main: Own, components: [] }))).kind, "http")
     }).pipe(Effect.scoped, Effect.provide(TransportLocal.layer)))
 
   it.live("the listener closes when main is interrupted", () =>

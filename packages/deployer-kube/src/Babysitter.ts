@@ -174,12 +174,13 @@ export const babysit = Effect.fnUntraced(function*(plugins?: Plugins) {
         Stream.tap((addresses) => log(`routing of ${component}: ${addresses.join(", ")}`))
       )
     },
-    exportListener: (listener, address) => {
+    // A listener Service balances connections (layer 4): any kind of listener goes through it as is.
+    exportListener: (listener, address, kind) => {
       const exposed = pod.listeners.find((l) => l.name === listener)
       const reachable = exposed === undefined
         ? address
         : `${exposed.service}.${pod.namespace}.svc:${exposed.servicePort}`
-      return Effect.as(log(`listener ${listener} serves on ${address}, reached at ${reachable}`), reachable)
+      return Effect.as(log(`listener ${listener} (${kind}) serves on ${address}, reached at ${reachable}`), reachable)
     },
     traceSpans: plugins?.traces,
     certificate: Effect.mapError(credentials, (error) => new Control.ControlError({ message: error.message })),

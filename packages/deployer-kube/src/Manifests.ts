@@ -382,7 +382,9 @@ export const make = (plan: Plan): ReadonlyArray<Manifest> => {
         spec: {
           type: listener.public ? "LoadBalancer" : "ClusterIP",
           selector: { ...common, [labels.group]: group.name },
-          ports: [{ name: "http", port: listener.port, targetPort: listener.targetPort }]
+          // Named for no protocol: a listener may speak any (Weaver.listener), and meshes such as Istio take a port
+          // named "http" for HTTP/1 traffic.
+          ports: [{ name: "listener", port: listener.port, targetPort: listener.targetPort }]
         }
       })
     })

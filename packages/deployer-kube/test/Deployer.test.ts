@@ -230,6 +230,7 @@ describe("Deployer.deploy", () => {
         assert.strictEqual(named("Service", `hello-backend-${v}`).spec.clusterIP, "None")
         const listener = named("Service", "hello")
         assert.strictEqual(listener.spec.type, "LoadBalancer")
+        assert.deepStrictEqual(listener.spec.ports.map((p: any) => p.name), ["listener"], "a port of no protocol")
         assert.deepStrictEqual(listener.spec.selector, {
           [Manifests.labels.app]: "hello",
           [Manifests.labels.version]: v,

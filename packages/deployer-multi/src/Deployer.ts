@@ -12,11 +12,13 @@
  * - A group holding a singleton ({@link Options.singletons}) runs exactly
  *   one process, whatever `[multi] replicas` says (its other components run
  *   once too, which the deployer logs). It starts with the deployment, and
- *   its singletons are constructed as its process starts. When that process dies, it is restarted as any
- *   replica is, and calls made meanwhile wait for it (see the RPC client's
- *   `replicaWait`) within their deadline.
- * - Each listener gets an HTTP proxy on its `[multi] listeners.<name>.address`
- *   that balances across the replicas serving it.
+ *   its singletons are constructed as its process starts. When that process
+ *   dies, it is restarted as any replica is, and calls made meanwhile wait
+ *   for it (see the RPC client's `replicaWait`) within their deadline.
+ * - Each listener gets a proxy on its `[multi] listeners.<name>.address` that
+ *   balances across the replicas serving it: request by request for HTTP
+ *   (`Weaver.serve`), connection by connection for any other protocol
+ *   (`Weaver.listener`; see `Proxy`).
  * - Supervision: a replica that exits is restarted with jittered exponential
  *   backoff; a replica that keeps crashing is given up on with a clear error
  *   while the others keep serving. A replica that hangs (stops answering its

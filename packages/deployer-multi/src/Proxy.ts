@@ -1,15 +1,30 @@
 /**
- * The HTTP proxy in front of a listener: the multi deployer binds one per
- * listener on its `[multi] listeners.<name>.address` and balances requests
- * round-robin across the replicas serving the listener. A replica that
- * refuses connections is skipped (requests without a body are retried on the
- * next one); with no replica left the answer is `502 Bad Gateway`. Requests
- * that arrive while the deployment starts, before any replica serves the
- * listener, wait for the first one (up to `startupWait`) instead.
+ * The proxy in front of a listener: the multi deployer binds one per
+ * listener on its `[multi] listeners.<name>.address` and balances round-robin
+ * across the replicas serving the listener, as the listener's kind
+ * (`Listener.Kind`) asks:
+ *
+ * - `http` (`Weaver.serve`): request by request. A replica that refuses
+ *   connections is skipped (requests without a body are retried on the next
+ *   one); with no replica left the answer is `502 Bad Gateway`.
+ * - `tcp` (`Weaver.listener`, any protocol): connection by connection, at
+ *   layer 4. Each accepted connection is joined to a new connection to the
+ *   next replica and bytes flow both ways untouched, with backpressure; a
+ *   half-close is passed on, and an error or reset of either side resets the
+ *   other. A replica that refuses the connection is skipped; with no replica
+ *   left the connection is reset.
+ *
+ * Requests and connections that arrive while the deployment starts, before
+ * any replica serves the listener, wait for the first one (up to
+ * `startupWait`) instead. A proxy may start before it knows its listener's
+ * kind (the deployer binds configured addresses before any replica runs):
+ * connections then wait for the first replica to tell it, and are reset if
+ * none does within `startupWait`.
  *
  * @since 0.1.0
  */
 import { Address } from "@effect-weaver/runtime"
+import * as Listener from "@effect-weaver/runtime/Listener"
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
@@ -17,11 +32,12 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import * as Http from "node:http"
-import type * as Net from "node:net"
+import * as Net from "node:net"
 import { Pool } from "undici"
 
 /**
- * The proxy could not listen on its address.
+ * The proxy could not listen on its address, or was told two kinds for its
+ * listener.
  *
  * @since 0.1.0
  * @category errors
@@ -56,9 +72,16 @@ export class Proxy extends Context.Tag("@effect-weaver/deployer-multi/Proxy")<Pr
   readonly listener: string
   /** The bound address, `host:port`. */
   readonly address: string
-  /** Replaces the replica addresses requests go to. */
+  /** Replaces the replica addresses requests (or connections) go to. */
   readonly setBackends: (addresses: ReadonlyArray<string>) => void
   readonly backends: () => ReadonlyArray<string>
+  /** The listener's kind, once known. */
+  readonly kind: () => Listener.Kind | undefined
+  /**
+   * Sets the listener's kind, if it was not known; fails if it was another
+   * (replicas that serve one listener in two ways).
+   */
+  readonly setKind: (kind: Listener.Kind) => Effect.Effect<void, ProxyError>
 }>() {}
 
 /**
@@ -71,11 +94,13 @@ export interface Options {
   readonly listener: string
   /** `host:port`; port 0 picks a free one. */
   readonly address: string
-  /** How long a request waits for the first replica (default 10 seconds). */
+  /** The listener's kind, if known up front; otherwise set by the first replica ({@link Proxy}'s `setKind`). */
+  readonly kind?: Listener.Kind | undefined
+  /** How long a request or connection waits for the first replica (default 10 seconds). */
   readonly startupWait?: Duration.DurationInput | undefined
-  /** How long a client has to send a request's headers (default 10 seconds); then it gets 408 and is closed. */
+  /** How long an HTTP client has to send a request's headers (default 10 seconds); then it gets 408 and is closed. */
   readonly headersTimeout?: Duration.DurationInput | undefined
-  /** How long a client has to send a whole request, body included (default 5 minutes). */
+  /** How long an HTTP client has to send a whole request, body included (default 5 minutes). */
   readonly requestTimeout?: Duration.DurationInput | undefined
   /** The most connections open at once (default 4096); more are closed as they are accepted. */
   readonly maxConnections?: number | undefined
@@ -118,30 +143,52 @@ const refused = (error: unknown): boolean => {
 /**
  * Starts a proxy for `listener` on `address` (`host:port`, port 0 picks one)
  * that lives as long as the scope. Until the first replica serves the
- * listener, requests wait for it for up to `startupWait` (10 seconds by
- * default).
+ * listener, requests and connections wait for it for up to `startupWait`
+ * (10 seconds by default).
  *
  * @since 0.1.0
  * @category constructors
  */
 export const make: (options: Options) => Effect.Effect<Proxy["Type"], ProxyError, Scope.Scope> = Effect.fnUntraced(
   function*(options: Options) {
-    const balancer = makeBalancer(options)
-    const server = Http.createServer({
+    const http = Http.createServer({
       headersTimeout: Duration.toMillis(options.headersTimeout ?? defaults.headersTimeout),
       requestTimeout: Duration.toMillis(options.requestTimeout ?? defaults.requestTimeout),
       // Checked this often (Node's default is every 30 s, which lets a slow client keep its socket that long).
       connectionsCheckingInterval: 1_000
     }, (req, res) => forward(balancer, req, res, 0))
-    server.keepAliveTimeout = 5_000
+    http.keepAliveTimeout = 5_000
+    const balancer = makeBalancer(options, http)
+    // Options of Node's HTTP server, for its connections; the rest need them too (no Nagle delay on small frames).
+    const server = Net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => accept(balancer, socket))
     server.maxConnections = options.maxConnections ?? defaults.maxConnections
     yield* listen(server, options)
+    // The HTTP server never listens: this server accepts for it. It tracks its connections (the headers and
+    // request timeouts) from its "listening" event on.
+    http.emit("listening")
     yield* Effect.addFinalizer(() => close(server, balancer))
+    const address = Address.format(server.address() as Net.AddressInfo)
     return {
       listener: options.listener,
-      address: Address.format(server.address() as Net.AddressInfo),
+      address,
       setBackends: (addresses) => setBackends(balancer, addresses),
-      backends: () => balancer.backends
+      backends: () => balancer.backends,
+      kind: () => balancer.kind,
+      setKind: (kind) =>
+        Effect.suspend(() => {
+          if (balancer.kind === kind) return Effect.void
+          if (balancer.kind !== undefined) {
+            const cause = new Error(
+              `its replicas serve it in two ways: as ${Listener.describe(balancer.kind)} and as ${
+                Listener.describe(kind)
+              }`
+            )
+            return Effect.fail(new ProxyError({ listener: options.listener, address, cause }))
+          }
+          balancer.kind = kind
+          if (balancer.backends.length > 0) endStartup(balancer)
+          return Effect.void
+        })
     }
   }
 )
@@ -155,27 +202,42 @@ export const make: (options: Options) => Effect.Effect<Proxy["Type"], ProxyError
  */
 export const layer = (options: Options): Layer.Layer<Proxy, ProxyError> => Layer.scoped(Proxy, make(options))
 
-/** Where requests go: the replicas, a connection pool to each, and the requests held during start-up. */
+/**
+ * Where requests and connections go: the replicas, a connection pool to each
+ * (http), the requests and connections held during start-up, and every open
+ * socket.
+ */
 interface Balancer {
   readonly listener: string
   readonly startupWait: Duration.Duration
+  kind: Listener.Kind | undefined
+  /** Serves the accepted connections of an `http` listener. */
+  readonly http: Http.Server
   backends: ReadonlyArray<string>
-  /** Requests held until the first replica serves the listener; undefined once one has. */
+  /**
+   * Requests and connections held until the first replica serves the
+   * listener and its kind is known; undefined once both are.
+   */
   starting: Set<() => void> | undefined
   readonly pools: Map<string, Pool>
+  /** Accepted connections and those to replicas (tcp), destroyed when the proxy closes. */
+  readonly sockets: Set<Net.Socket>
   next: number
 }
 
-const makeBalancer = (options: Options): Balancer => ({
+const makeBalancer = (options: Options, http: Http.Server): Balancer => ({
   listener: options.listener,
   startupWait: Duration.decode(options.startupWait ?? "10 seconds"),
+  kind: options.kind,
+  http,
   backends: [],
   starting: new Set(),
   pools: new Map(),
+  sockets: new Set(),
   next: 0
 })
 
-/** Start-up is over: forward the held requests, and hold no more. */
+/** Start-up is over: forward the held requests and connections, and hold no more. */
 const endStartup = (balancer: Balancer): void => {
   const held = balancer.starting ?? []
   balancer.starting = undefined
@@ -184,7 +246,7 @@ const endStartup = (balancer: Balancer): void => {
 
 const setBackends = (balancer: Balancer, addresses: ReadonlyArray<string>): void => {
   balancer.backends = [...addresses]
-  if (balancer.backends.length > 0) endStartup(balancer)
+  if (balancer.backends.length > 0 && balancer.kind !== undefined) endStartup(balancer)
   for (const [backend, pool] of balancer.pools) {
     if (!addresses.includes(backend)) {
       balancer.pools.delete(backend)
@@ -244,8 +306,7 @@ const forward = (balancer: Balancer, req: Http.IncomingMessage, res: Http.Server
       : badGateway(balancer, res, "no replica is serving it")
   }
   if (tried >= current.length) return badGateway(balancer, res, "no replica could be reached")
-  const backend = current[balancer.next++ % current.length]!
-  if (balancer.next >= 0x40000000) balancer.next = 0
+  const backend = nextBackend(balancer, current)
   const headers: Record<string, string | Array<string>> = {}
   for (const [key, value] of Object.entries(req.headers)) {
     if (value !== undefined && !hopByHop.has(key)) headers[key] = value
@@ -278,8 +339,110 @@ const forward = (balancer: Balancer, req: Http.IncomingMessage, res: Http.Server
   )
 }
 
+/** The next replica, round-robin. */
+const nextBackend = (balancer: Balancer, current: ReadonlyArray<string>): string => {
+  const backend = current[balancer.next++ % current.length]!
+  if (balancer.next >= 0x40000000) balancer.next = 0
+  return backend
+}
+
+/** Keeps `socket` in the open sockets until it closes. */
+const track = (balancer: Balancer, socket: Net.Socket): void => {
+  balancer.sockets.add(socket)
+  socket.once("close", () => balancer.sockets.delete(socket))
+}
+
+const ignore = () => undefined
+
+/** A connection accepted: tracked, then served as its listener's kind asks. */
+const accept = (balancer: Balancer, socket: Net.Socket): void => {
+  track(balancer, socket)
+  // Errors of a connection held or piped end it (see splice); Node's HTTP server adds its own handling.
+  socket.on("error", ignore)
+  dispatch(balancer, socket)
+}
+
+const dispatch = (balancer: Balancer, socket: Net.Socket): void => {
+  if (socket.destroyed) return
+  if (balancer.kind === "http") {
+    balancer.http.emit("connection", socket)
+  } else if (balancer.kind === "tcp") {
+    connect(balancer, socket, 0)
+  } else if (balancer.starting !== undefined) {
+    holdConnection(balancer, socket, balancer.starting)
+  } else {
+    socket.resetAndDestroy()
+  }
+}
+
+/** Holds a connection until start-up is over, or resets it after `startupWait`. */
+const holdConnection = (balancer: Balancer, socket: Net.Socket, waiting: Set<() => void>): void => {
+  const release = () => {
+    clearTimeout(timer)
+    socket.off("close", drop)
+    dispatch(balancer, socket)
+  }
+  const drop = () => {
+    clearTimeout(timer)
+    waiting.delete(release)
+  }
+  const timer = setTimeout(() => {
+    drop()
+    socket.resetAndDestroy()
+  }, Duration.toMillis(balancer.startupWait))
+  socket.once("close", drop)
+  waiting.add(release)
+}
+
+/**
+ * Joins a connection of a `tcp` listener to a new connection to the next
+ * replica. Nothing has been sent to a replica that could not be reached, so
+ * the next one is tried, each replica at most once; the client's bytes wait
+ * in its socket meanwhile. With no replica to join, the connection is reset
+ * (not ended), so that the client does not take it for an empty answer.
+ */
+const connect = (balancer: Balancer, socket: Net.Socket, tried: number): void => {
+  if (socket.destroyed) return
+  const current = balancer.backends
+  if (current.length === 0) {
+    return balancer.starting !== undefined
+      ? holdConnection(balancer, socket, balancer.starting)
+      : void socket.resetAndDestroy()
+  }
+  if (tried >= current.length) return void socket.resetAndDestroy()
+  const { host, port } = Address.split(nextBackend(balancer, current), "127.0.0.1")
+  const upstream = Net.connect({ host, port, allowHalfOpen: true, noDelay: true })
+  track(balancer, upstream)
+  const abandon = () => upstream.destroy()
+  const failed = () => {
+    socket.off("close", abandon)
+    upstream.destroy()
+    connect(balancer, socket, tried + 1)
+  }
+  socket.once("close", abandon)
+  upstream.once("error", failed)
+  upstream.once("connect", () => {
+    socket.off("close", abandon)
+    upstream.off("error", failed)
+    splice(socket, upstream)
+  })
+}
+
+/**
+ * Pipes bytes both ways with backpressure. The end of one direction (a
+ * half-close) ends the same direction on the other side, and a socket closes
+ * once both of its directions have ended; an error or reset of one side
+ * resets the other, so that neither peer takes a cut stream for a whole one.
+ */
+const splice = (client: Net.Socket, upstream: Net.Socket): void => {
+  client.on("error", () => upstream.resetAndDestroy())
+  upstream.on("error", () => client.resetAndDestroy())
+  client.pipe(upstream)
+  upstream.pipe(client)
+}
+
 /** Binds the server on the proxy's address. */
-const listen = (server: Http.Server, options: Options): Effect.Effect<void, ProxyError> => {
+const listen = (server: Net.Server, options: Options): Effect.Effect<void, ProxyError> => {
   const { host, port } = Address.split(options.address, "0.0.0.0")
   return Effect.async<void, ProxyError>((resume) => {
     const onError = (cause: Error) =>
@@ -292,11 +455,16 @@ const listen = (server: Http.Server, options: Options): Effect.Effect<void, Prox
   })
 }
 
-/** Answers the held requests (502), closes the server and its connections, and drops the pools. */
-const close = (server: Http.Server, balancer: Balancer): Effect.Effect<void> =>
+/**
+ * Answers the held requests (502) and closes the held connections, closes the
+ * server and every connection, and drops the pools.
+ */
+const close = (server: Net.Server, balancer: Balancer): Effect.Effect<void> =>
   Effect.async<void>((resume) => {
     endStartup(balancer)
     server.close(() => resume(Effect.void))
-    server.closeAllConnections()
+    // Stops its connection checks.
+    balancer.http.close()
+    for (const socket of balancer.sockets) socket.destroy()
     for (const pool of balancer.pools.values()) void pool.destroy().catch(() => undefined)
   })

@@ -121,6 +121,7 @@ describe("Proxy against hostile clients", () => {
         const { address } = yield* backend
         const proxy = yield* Proxy.make({
           listener: "web",
+          kind: "http",
           address: "127.0.0.1:0",
           headersTimeout: "500 millis",
           requestTimeout: "2 seconds"

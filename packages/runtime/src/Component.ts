@@ -8,11 +8,13 @@
  *
  * @since 0.1.0
  */
+import * as ConfigProvider from "effect/ConfigProvider"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as FiberRef from "effect/FiberRef"
 import { dual } from "effect/Function"
+import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import type { RemoteCallError } from "./ComponentError.js"
@@ -466,3 +468,192 @@ export const callSite = (): string => {
   const match = /([^/\\(\s]+):(\d+):\d+\)?\s*$/.exec(line)
   return match ? `${match[1]}:${match[2]}` : "unknown:0"
 }
+
+/**
+ * How one method of a lifted service crosses a process boundary: a schema
+ * per argument, the success and the error (see {@link lift}). `success` may
+ * be left out only for a method that succeeds with `void`, `error` only for
+ * one that cannot fail, `args` only for one without arguments.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type LiftedMethod<F> = F extends (...args: infer Args) => Effect.Effect<infer A, infer E, infer R> ?
+    & ([Args] extends [readonly []] ? { readonly args?: readonly [] }
+      : { readonly args: { readonly [I in keyof Args]: Schema.Schema<Args[I], any, never> } })
+    & ([A] extends [void] ? { readonly success?: Schema.Schema<A, any, never> }
+      : { readonly success: Schema.Schema<A, any, never> })
+    & ([E] extends [never] ? { readonly error?: Schema.Schema<never, any, never> }
+      : { readonly error: Schema.Schema<E, any, never> })
+    & ([R] extends [never] ? unknown : { readonly "a lifted method's Effect may not require services": R })
+    & {
+      readonly retry?: boolean
+      readonly routeBy?: (...args: Args) => string | number
+      readonly timeout?: Duration.DurationInput
+    }
+  : never
+
+type EffectMethodKeys<S> = {
+  [K in keyof S]: S[K] extends (...args: ReadonlyArray<any>) => Effect.Effect<any, any, any> ? K : never
+}[keyof S]
+
+/**
+ * The schemas {@link lift} needs for a service of type `S`: one
+ * {@link LiftedMethod} per method. A service with members that are not
+ * methods returning an Effect cannot be lifted (they could not be called in
+ * another process).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type LiftedMethods<S> =
+  & { readonly [K in EffectMethodKeys<S>]: LiftedMethod<S[K]> }
+  & ([Exclude<keyof S, EffectMethodKeys<S>>] extends [never] ? unknown : {
+    readonly "only methods returning an Effect can be lifted; not these members": Exclude<keyof S, EffectMethodKeys<S>>
+  })
+
+/**
+ * A component made from an existing service by {@link lift}: its
+ * `Context.Tag` is the one the application already uses.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface Lifted<I, S> extends Context.Tag<I, S>, Any {
+  /** Turns the component's client into the service callers get under the original Tag. */
+  readonly serviceOf: (client: Client<Methods>) => S
+}
+
+/**
+ * Lifts an existing Effect service into a component, without rewriting it:
+ * its `Context.Tag`, the `Layer` that builds it, and a schema for each
+ * method (its arguments, success and error), given once, so that calls can
+ * cross a process boundary.
+ *
+ * - The Tag the application already uses keeps working everywhere:
+ *   `yield* Orders` gets the service, whose methods are the component's
+ *   client — plain calls when co-located, remote calls otherwise. Because
+ *   the Tag's types have no room for `RemoteCallError`, a call the transport
+ *   could not complete (after the pipeline's retries) fails the caller with
+ *   that `RemoteCallError` as a defect.
+ * - The Layer is built once per process that hosts the component (in the
+ *   weavelet's scope), when the component is first needed. Its requirements
+ *   are resolved like a component's: other lifted services and components
+ *   are clients; `Config` reads the component's section of weaver.toml
+ *   (`["shop/Pricing"] discount = 10` for `Config.number("discount")`), then
+ *   the environment. Any other service it needs is provided with
+ *   `Layer.provide`, as in any Effect app.
+ * - The component is named by the Tag's key unless `name` is given (a
+ *   component name is a path such as `"shop/Orders"`). `singleton: true`
+ *   makes it a singleton (see {@link ImplementOptions.singleton}): its Layer
+ *   is then built once per deployment, as it starts.
+ *
+ * @example
+ * ```ts
+ * export const OrdersComponent = Component.lift(Orders, OrdersLive, {
+ *   place: { args: [Order], success: Receipt, error: Schema.Union(OutOfStock, UnknownSku) },
+ *   history: { success: Schema.Array(Receipt) }
+ * })
+ * export const app = Weaver.app({ main, components: [OrdersComponent, InventoryComponent] })
+ * ```
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const lift = <I, S, E, R>(
+  tag: Context.Tag<I, S>,
+  layer: Layer.Layer<I, E, R>,
+  methods: LiftedMethods<S>,
+  options?: { readonly name?: string | undefined; readonly singleton?: boolean | undefined }
+): Implementation<Lifted<I, S>, Exclude<R, Scope.Scope>> => {
+  const specs: Record<string, AnyMethod> = {}
+  const arities: Record<string, number> = {}
+  for (const [key, lifted] of Object.entries(methods as Record<string, LiftedSpec>)) {
+    const args = lifted.args ?? []
+    arities[key] = args.length
+    const routeBy = lifted.routeBy
+    specs[key] = method<Schema.Schema.Any, Schema.Schema.Any, Schema.Schema.All>({
+      payload: args.length === 0 ? Schema.Void : args.length === 1 ? args[0]! : Schema.Tuple(...args),
+      success: lifted.success ?? Schema.Void,
+      error: lifted.error ?? Schema.Never,
+      retry: lifted.retry ?? true,
+      ...(routeBy === undefined ? {} : { routeBy: (payload) => routeBy(...argsOf(args.length, payload)) }),
+      ...(lifted.timeout === undefined ? {} : { timeout: lifted.timeout })
+    }) as AnyMethod
+  }
+  const name = options?.name ?? tag.key
+  if (options?.name === undefined && !namePattern.test(name)) {
+    throw new globalThis.Error(
+      `Component.lift: the Tag's key ${JSON.stringify(name)} is not a component name; ` +
+        `give one: Component.lift(Tag, layer, methods, { name: "app/Service" })`
+    )
+  }
+  const declared = Tag(name)<I>()(specs)
+  const serviceOf = (client: Client<Methods>): S => {
+    let resolved = false
+    const service: Record<string, (...args: ReadonlyArray<unknown>) => Effect.Effect<unknown, unknown>> = {}
+    for (const [name, arity] of Object.entries(arities)) {
+      const call = client[name] as (payload?: unknown) => Effect.Effect<unknown, unknown>
+      service[name] = (...args) => {
+        if (!resolved) {
+          resolved = true // Nothing resolves the original Tag through the component: its first call records the call-graph edge.
+          ;(client as { [fiberRefs.clientResolved]?: () => void })[fiberRefs.clientResolved]?.()
+        }
+        return Effect.catchIf(call(payloadOf(arity, args)), isRemoteCallError, Effect.die)
+      }
+    }
+    return service as S
+  }
+  const component = Object.assign(declared, { serviceOf }) as unknown as Lifted<I, S>
+  const make = (section: Record<string, unknown>) =>
+    Effect.flatMap(
+      Layer.build(Layer.provide(layer, Layer.setConfigProvider(sectionProvider(section)))),
+      (context) => {
+        const service = Context.get(context, tag) as Record<string, unknown>
+        const handlers: Record<string, (payload: unknown) => Effect.Effect<unknown, unknown>> = {}
+        for (const [name, arity] of Object.entries(arities)) {
+          const fn = service[name]
+          if (typeof fn !== "function") {
+            return Effect.dieMessage(`Component.lift: the service ${tag.key} its Layer built has no method ${name}`)
+          }
+          handlers[name] = (payload) => fn.apply(service, argsOf(arity, payload))
+        }
+        return Effect.succeed(handlers)
+      }
+    )
+  return {
+    component,
+    config: SectionSchema,
+    listeners: [],
+    make: make as Implementation["make"],
+    singleton: options?.singleton === true,
+    source: callSite()
+  }
+}
+
+interface LiftedSpec {
+  readonly args?: ReadonlyArray<Schema.Schema.Any>
+  readonly success?: Schema.Schema.Any
+  readonly error?: Schema.Schema.All
+  readonly retry?: boolean
+  readonly routeBy?: (...args: ReadonlyArray<unknown>) => string | number
+  readonly timeout?: Duration.DurationInput
+}
+
+/** The payload of a lifted method: nothing, its one argument, or the tuple of its arguments. */
+const payloadOf = (arity: number, args: ReadonlyArray<unknown>): unknown =>
+  arity === 0 ? undefined : arity === 1 ? args[0] : args
+
+/** The arguments of a lifted method from its payload. */
+const argsOf = (arity: number, payload: unknown): ReadonlyArray<unknown> =>
+  arity === 0 ? [] : arity === 1 ? [payload] : payload as ReadonlyArray<unknown>
+
+const isRemoteCallError = (error: unknown): boolean =>
+  typeof error === "object" && error !== null && (error as { readonly _tag?: unknown })._tag === "RemoteCallError"
+
+/** A lifted component's section of weaver.toml: whatever its Layer reads with `Config`. */
+const SectionSchema = Schema.Record({ key: Schema.String, value: Schema.Unknown })
+
+/** `Config` reads the component's section, then the environment. */
+const sectionProvider = (section: Record<string, unknown>): ConfigProvider.ConfigProvider =>
+  ConfigProvider.fromJson(section).pipe(ConfigProvider.orElse(() => ConfigProvider.fromEnv()))

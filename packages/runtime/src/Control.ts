@@ -11,7 +11,7 @@
  * | `Ready {address, pid}` | the weavelet serves its components on `address` (its bound `internalAddress`) |
  * | `Activate {component}` | the weavelet needs `component`: start its group if it is not running |
  * | `Routing {component}` | a stream of replica sets of `component`, one per routing change |
- * | `ExportListener {listener, address}` | a listener serves on `address`: route the listener's proxy to it |
+ * | `ExportListener {listener, address, kind}` | a listener serves on `address`: route the listener's proxy to it; `kind` (`Listener.Kind`) says whether it speaks HTTP (`Weaver.serve`) or any protocol over TCP (`Weaver.listener`) |
  * | `Health` | answered while the deployer is alive |
  * | `TraceSpans {spans}` | finished spans, about once a second, for the deployer's trace store |
  * | `Certificate` | the weavelet's mutual TLS credentials (`GetSelfCertificate`), when its bootstrap says `mtls` |
@@ -38,6 +38,7 @@ import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import * as Certificates from "./Certificates.js"
+import * as Listener from "./Listener.js"
 import * as Prometheus from "./Prometheus.js"
 import { weaveletEnv } from "./Runtime.js"
 import * as Tracing from "./Tracing.js"
@@ -90,7 +91,7 @@ export class ControlRpcs extends RpcGroup.make(
   Rpc.make("Activate", { payload: { component: Schema.String }, error: ControlError }),
   Rpc.make("Routing", { payload: { component: Schema.String }, success: Schema.Array(Schema.String), stream: true }),
   Rpc.make("ExportListener", {
-    payload: { listener: Schema.String, address: Schema.String },
+    payload: { listener: Schema.String, address: Schema.String, kind: Listener.Kind },
     success: Schema.String,
     error: ControlError
   }),

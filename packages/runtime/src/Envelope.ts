@@ -29,6 +29,7 @@ import * as Fs from "node:fs"
 import * as Path from "node:path"
 import type * as Certificates from "./Certificates.js"
 import * as Control from "./Control.js"
+import type * as Listener from "./Listener.js"
 import * as LogFile from "./LogFile.js"
 import * as Logging from "./Logging.js"
 import * as Profiling from "./Profiling.js"
@@ -90,10 +91,16 @@ export interface Handler {
    */
   readonly routing: (component: string) => Stream.Stream<ReadonlyArray<string>>
   /**
-   * Listener `listener` of the weavelet serves on `address` (`ExportListener`);
-   * answers the address to announce to users, e.g. that of a proxy.
+   * Listener `listener` of the weavelet serves on `address` (`ExportListener`),
+   * speaking `kind`: HTTP (`Weaver.serve`), or any protocol over TCP
+   * (`Weaver.listener`), which a proxy must pass through byte for byte.
+   * Answers the address to announce to users, e.g. that of a proxy.
    */
-  readonly exportListener: (listener: string, address: string) => Effect.Effect<string, Control.ControlError>
+  readonly exportListener: (
+    listener: string,
+    address: string,
+    kind: Listener.Kind
+  ) => Effect.Effect<string, Control.ControlError>
   /** Receives the weavelet's finished spans; dropped if absent. */
   readonly traceSpans?: ((spans: ReadonlyArray<Tracing.Span>) => Effect.Effect<void>) | undefined
   /**
@@ -457,7 +464,7 @@ const serveControl = (
       Ready: ({ address, pid }) => Effect.zipRight(connect, handler.ready(address, pid)),
       Activate: ({ component }) => handler.activate(component),
       Routing: ({ component }) => handler.routing(component),
-      ExportListener: ({ address, listener }) => handler.exportListener(listener, address),
+      ExportListener: ({ address, kind, listener }) => handler.exportListener(listener, address, kind),
       Health: () => Effect.succeed("ok" as const),
       TraceSpans: ({ spans }) => handler.traceSpans?.(spans) ?? Effect.void,
       Certificate: () =>

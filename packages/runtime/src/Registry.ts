@@ -12,6 +12,7 @@ import type * as Scope from "effect/Scope"
 import * as Fs from "node:fs/promises"
 import * as Os from "node:os"
 import * as Path from "node:path"
+import * as Listener from "./Listener.js"
 
 /**
  * One deployment as recorded in the registry.
@@ -33,7 +34,12 @@ export const Deployment = Schema.Struct({
     /** Replicas given up on after crash loops (multi). */
     givenUp: Schema.optional(Schema.Number)
   })),
-  listeners: Schema.Array(Schema.Struct({ name: Schema.String, address: Schema.String })),
+  listeners: Schema.Array(Schema.Struct({
+    name: Schema.String,
+    address: Schema.String,
+    /** What it speaks, once known: a multi proxy bound before any replica served the listener has none yet. */
+    kind: Schema.optional(Listener.Kind)
+  })),
   /** The deployment's status server (`host:port`), serving its metrics; see `StatusServer`. */
   statusAddress: Schema.optional(Schema.String),
   /**

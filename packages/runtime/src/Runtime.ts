@@ -130,10 +130,10 @@ const runSingle = <E>(
         listeners: {
           declared: app.listeners,
           address: (listener) => config.single.listeners[listener]?.address ?? "localhost:0",
-          onListening: (listener, address) =>
+          onListening: (listener, address, kind) =>
             Effect.zipRight(
               Effect.sync(() => process.stdout.write(`${listener} listener available on ${address}\n`)),
-              update((d) => ({ ...d, listeners: [...d.listeners, { name: listener, address }] }))
+              update((d) => ({ ...d, listeners: [...d.listeners, { name: listener, address, kind }] }))
             )
         }
       })

@@ -30,6 +30,7 @@ import {
 import { clientResolved, componentBox, constructing, currentComponent, currentDeadline } from "./internal/fiberRefs.js"
 import type { ComponentBox } from "./internal/fiberRefs.js"
 import type { ComponentInfo } from "./internal/fiberRefs.js"
+import type * as Listener from "./Listener.js"
 import * as MethodMetrics from "./MethodMetrics.js"
 import * as Tracing from "./Tracing.js"
 import { Transport } from "./Transport.js"
@@ -73,8 +74,8 @@ export class Weavelet extends Context.Tag("@effect-weaver/runtime/Weavelet")<Wea
   readonly requirements: ReadonlyMap<string, ReadonlySet<string>>
   /** Where a listener should bind (`host:port`); undeclared names are a defect. */
   readonly listenerAddress: (name: string) => Effect.Effect<string>
-  /** Reports that a listener is serving on `address`. */
-  readonly listening: (name: string, address: string) => Effect.Effect<void>
+  /** Reports that a listener is serving on `address`, speaking `kind` (HTTP, or any protocol over TCP). */
+  readonly listening: (name: string, address: string, kind: Listener.Kind) => Effect.Effect<void>
 }>() {}
 
 /**
@@ -88,7 +89,7 @@ export interface ListenerOptions {
   readonly declared: ReadonlySet<string>
   /** The address to bind a listener to, `host:port` (port 0 picks one). */
   readonly address: (name: string) => string
-  readonly onListening?: ((name: string, address: string) => Effect.Effect<void>) | undefined
+  readonly onListening?: ((name: string, address: string, kind: Listener.Kind) => Effect.Effect<void>) | undefined
 }
 
 /**
@@ -696,7 +697,14 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     let context = clientContexts.get(caller)
     if (context === undefined) {
       const map = new Map<string, unknown>()
-      for (const component of components.values()) map.set(component.key, makeClient(component, caller))
+      for (const component of components.values()) {
+        const client = makeClient(component, caller)
+        // A lifted component is reached through the Tag the application already used, as that service.
+        map.set(
+          component.key,
+          "serviceOf" in component ? (component as Component.Lifted<any, any>).serviceOf(client) : client
+        )
+      }
       context = Context.unsafeMake(map)
       clientContexts.set(caller, context)
     }
@@ -725,7 +733,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       }
       return Effect.succeed(listeners?.address(name) ?? "localhost:0")
     },
-    listening: (name, address) => options.listeners?.onListening?.(name, address) ?? Effect.void
+    listening: (name, address, kind) => options.listeners?.onListening?.(name, address, kind) ?? Effect.void
   }
   for (const impl of options.implementations) {
     const name = impl.component.componentName

@@ -69,6 +69,13 @@ export * as Envelope from "./Envelope.js"
 export * as HttpMetrics from "./HttpMetrics.js"
 
 /**
+ * The kind (protocol) of a listener.
+ *
+ * @since 0.2.0
+ */
+export * as Listener from "./Listener.js"
+
+/**
  * Log files of deployments.
  *
  * @since 0.1.0

@@ -245,8 +245,8 @@ export const run = <E>(
         listeners: {
           declared: app.listeners,
           address: (name) => boot.listeners[name] ?? "127.0.0.1:0",
-          onListening: (name, address) =>
-            client.ExportListener({ listener: name, address }).pipe(
+          onListening: (name, address, kind) =>
+            client.ExportListener({ listener: name, address, kind }).pipe(
               Effect.tap((proxy) =>
                 Effect.sync(() => process.stdout.write(`${name} listener available on ${proxy}\n`))
               ),

@@ -27,11 +27,21 @@ export type TypeId = typeof TypeId
  * @since 0.1.0
  * @category models
  */
-export interface Fake {
+export interface Fake<I = any> {
   readonly [TypeId]: TypeId
   readonly component: Component.Any
   readonly handlers: Weavelet.AnyHandlers
+  /** The component replaced, as a type: a runner given the fake accepts an app that leaves it unimplemented. */
+  readonly _I?: (_: never) => I
 }
+
+/**
+ * The components a list of fakes replaces, as a union of their identifiers.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type Replaced<Fakes> = Fakes extends ReadonlyArray<infer F> ? F extends Fake<infer I> ? I : never : never
 
 /**
  * Replaces `component` with `handlers`, one per method of the component,
@@ -52,7 +62,7 @@ export interface Fake {
 export const make = <T extends Component.Any>(
   component: T,
   handlers: Component.Handlers<Component.MethodsOf<T>>
-): Fake => ({
+): Fake<Component.Identifier<T>> => ({
   [TypeId]: TypeId,
   component,
   handlers: handlers as unknown as Weavelet.AnyHandlers

@@ -124,19 +124,20 @@ export type Requirement = Context.TagClassShape<string, any> | Scope.Scope
  * @since 0.1.0
  * @category models
  */
-export interface Runner {
+export interface Runner<Faked = never> {
   readonly name: string
   readonly options: Options
   /**
    * Registers a vitest test named `<runner>/<name>` (real time, as `it.live`)
    * that starts `app` and runs `body` with a client of every component in
    * its context (and the test's `Chaos.Chaos`). The body plays the main
-   * component; the app's own main is not run. Logs are quiet unless
+   * component; the app's own main is not run. An app that uses a component
+   * nobody implements is a compile error, unless the runner fakes it. Logs are quiet unless
    * `WEAVERTEST_VERBOSE` is set.
    */
   readonly test: <A, E, R extends Requirement>(
     name: string,
-    app: Weaver.App<any, any>,
+    app: Weaver.App<Faked, any>,
     body: Effect.Effect<A, E, R>,
     timeout?: number
   ) => void
@@ -146,7 +147,7 @@ export interface Runner {
    * app when the body ends.
    */
   readonly run: <A, E, R extends Requirement>(
-    app: Weaver.App<any, any>,
+    app: Weaver.App<Faked, any>,
     body: Effect.Effect<A, E, R>
   ) => Effect.Effect<A, E | WeaverConfig.WeaverConfigError>
   /**
@@ -158,13 +159,15 @@ export interface Runner {
    */
   readonly prop: <const Arbs extends Arbitraries, A, E, R extends Requirement>(
     name: string,
-    app: Weaver.App<any, any>,
+    app: Weaver.App<Faked, any>,
     arbitraries: Arbs,
     body: (values: ArbitraryValues<Arbs>) => Effect.Effect<A, E, R>,
     options?: { readonly timeout?: number; readonly numRuns?: number }
   ) => void
   /** A runner like this one; the options given replace this runner's. */
-  readonly with: (options: Options) => Runner
+  readonly with: <const O extends Options>(
+    options: O
+  ) => Runner<"fakes" extends keyof O ? Fake.Replaced<O["fakes"]> : Faked>
 }
 
 /**
@@ -326,7 +329,7 @@ const runApp = (
  * @category runtime
  */
 export const makeRunner = (definition: RunnerDefinition, options: Options = {}): Runner => {
-  const runner: Runner = {
+  const runner: Runner<any> = {
     name: definition.name,
     options,
     test: (name, app, body, timeout) =>
@@ -356,7 +359,7 @@ export const makeRunner = (definition: RunnerDefinition, options: Options = {}):
         config: "config" in overrides ? overrides.config : options.config,
         fakes: "fakes" in overrides ? overrides.fakes : options.fakes,
         chaos: "chaos" in overrides ? overrides.chaos : options.chaos
-      })
+      }) as Runner<any>
   }
   return runner
 }
@@ -489,5 +492,9 @@ export const worker: Runner = makeRunner({
  * @since 0.1.0
  * @category testing
  */
-export const allRunners = (options?: Options): ReadonlyArray<Runner> =>
-  [local, rpc, multi, worker].map((runner) => options === undefined ? runner : runner.with(options))
+export const allRunners = <const O extends Options = {}>(
+  options?: O
+): ReadonlyArray<Runner<"fakes" extends keyof O ? Fake.Replaced<O["fakes"]> : never>> =>
+  [local, rpc, multi, worker].map((runner) => options === undefined ? runner : runner.with(options)) as Array<
+    Runner<any>
+  >

@@ -238,7 +238,11 @@ export const deployment = (view: DeploymentView): Html => {
 <tr><th>Deployment</th><td>${d.deploymentId}</td></tr>
 <tr><th>Age</th><td id="age" data-refresh>${Status.age(d.startedAt, view.now)}</td></tr>
 <tr><th>Listeners</th><td>${
-      d.listeners.length === 0 ? "none" : d.listeners.map((l, i) => html`${i > 0 ? ", " : ""}${l.name}: ${l.address}`)
+      d.listeners.length === 0 ?
+        "none" :
+        d.listeners.map((l, i) =>
+          html`${i > 0 ? ", " : ""}${l.name}${l.kind === undefined ? "" : ` (${l.kind})`}: ${l.address}`
+        )
     }</td></tr>
 </table>
 <p><a href="/metrics?id=${id}">Metrics</a> · <a href="/traces?id=${id}">Traces</a></p>

@@ -60,7 +60,10 @@ export const writeRegistry = (deployment: Deployment): Effect.Effect<void> =>
         ...(givenUp > 0 ? { givenUp } : {})
       }))
     }),
-    listeners: [...deployment.listeners.proxies.values()].map((p) => ({ name: p.listener, address: p.address }))
+    listeners: [...deployment.listeners.proxies.values()].map((p) => {
+      const kind = p.kind()
+      return { name: p.listener, address: p.address, ...(kind === undefined ? {} : { kind }) }
+    })
   }))
 
 /**

@@ -1,9 +1,11 @@
 /**
  * The listeners of a multiprocess deployment: one proxy per listener,
- * balancing over the replicas that export it.
+ * balancing over the replicas that export it, at layer 7 (http) or layer 4
+ * (tcp) as the replicas say.
  *
  * @internal
  */
+import type * as Listener from "@effect-weaver/runtime/Listener"
 import type * as WeaverConfig from "@effect-weaver/runtime/WeaverConfig"
 import * as Effect from "effect/Effect"
 import * as Scope from "effect/Scope"
@@ -19,11 +21,16 @@ export interface Listeners {
    * deployment.
    */
   readonly proxyFor: (listener: string) => Effect.Effect<Proxy.Proxy["Type"], Proxy.ProxyError>
-  /** Replica `replicaId` serves `listener` on `address`: its proxy sends requests there too. */
+  /**
+   * Replica `replicaId` serves `listener` on `address`, speaking `kind`: its
+   * proxy sends requests (or connections) there too. Fails if another replica
+   * serves the listener as another kind.
+   */
   readonly exportListener: (
     replicaId: string,
     listener: string,
-    address: string
+    address: string,
+    kind: Listener.Kind
   ) => Effect.Effect<Proxy.Proxy["Type"], Proxy.ProxyError>
   /** Replica `replicaId` is gone: no proxy sends requests to it any more. */
   readonly drop: (replicaId: string) => void
@@ -60,8 +67,9 @@ export const make = Effect.fnUntraced(function*(config: WeaverConfig.WeaverConfi
       proxy.setBackends(backends)
     }
   }
-  const exportListener = (replicaId: string, listener: string, address: string) =>
+  const exportListener = (replicaId: string, listener: string, address: string, kind: Listener.Kind) =>
     proxyFor(listener).pipe(
+      Effect.tap((proxy) => proxy.setKind(kind)),
       Effect.tap(() =>
         Effect.sync(() => {
           let byListener = exported.get(replicaId)

@@ -210,8 +210,8 @@ const handler = (
     }),
   activate: (component) => activate(deployment, component),
   routing: (component) => routing(deployment, component),
-  exportListener: (listener, address) =>
-    deployment.listeners.exportListener(replicaId, listener, address).pipe(
+  exportListener: (listener, address, kind) =>
+    deployment.listeners.exportListener(replicaId, listener, address, kind).pipe(
       Effect.tap(() => writeRegistry(deployment)),
       Effect.map((proxy) => proxy.address),
       Effect.mapError((error) => new Control.ControlError({ message: error.message })),

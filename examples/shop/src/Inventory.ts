@@ -1,0 +1,48 @@
+/**
+ * Stock of each product. A plain Effect service: a Tag and a Layer, nothing of effect-weaver.
+ */
+import { Config, Context, Effect, Layer, Ref, Schema } from "effect"
+
+export class UnknownSku extends Schema.TaggedError<UnknownSku>()("UnknownSku", { sku: Schema.String }) {
+  override get message() {
+    return `no product ${this.sku}`
+  }
+}
+
+export class OutOfStock extends Schema.TaggedError<OutOfStock>()("OutOfStock", {
+  sku: Schema.String,
+  wanted: Schema.Number,
+  left: Schema.Number
+}) {
+  override get message() {
+    return `${this.sku}: ${this.wanted} wanted, ${this.left} left`
+  }
+}
+
+export class Inventory extends Context.Tag("shop/Inventory")<Inventory, {
+  readonly stock: (sku: string) => Effect.Effect<number, UnknownSku>
+  readonly take: (sku: string, quantity: number) => Effect.Effect<void, OutOfStock | UnknownSku>
+}>() {}
+
+export const skus = ["apple", "pear", "plum"] as const
+
+export const InventoryLive = Layer.effect(
+  Inventory,
+  Effect.gen(function*() {
+    const initial = yield* Config.integer("initialStock").pipe(Config.withDefault(10))
+    const stock = yield* Ref.make(new Map<string, number>(skus.map((sku) => [sku, initial])))
+    const left = (sku: string) =>
+      Effect.flatMap(Ref.get(stock), (map) => {
+        const n = map.get(sku)
+        return n === undefined ? Effect.fail(new UnknownSku({ sku })) : Effect.succeed(n)
+      })
+    return {
+      stock: left,
+      take: (sku, quantity) =>
+        Effect.flatMap(left(sku), (n) =>
+          n < quantity
+            ? Effect.fail(new OutOfStock({ sku, wanted: quantity, left: n }))
+            : Ref.update(stock, (map) => new Map(map).set(sku, n - quantity)))
+    }
+  })
+)

@@ -1,0 +1,56 @@
+/**
+ * The lifted shop under every runner: the test bodies use the Tags the plain app used, and the services run as
+ * components, co-located (Local), over the wire protocol (RPC), in worker threads and in other processes (Multi).
+ * Under Multi each component has 2 replicas, each with its own in-memory state, so the tests only compare state
+ * that every replica shares.
+ */
+import { weavertest } from "@effect-weaver/weavertest"
+import { assert } from "@effect/vitest"
+import { Effect } from "effect"
+import * as Fs from "node:fs"
+import { app } from "../src/app.js"
+import { Inventory } from "../src/Inventory.js"
+import { Orders, Receipt } from "../src/Orders.js"
+import { Pricing } from "../src/Pricing.js"
+
+const config = Fs.readFileSync(new URL("../weaver.toml", import.meta.url), "utf8")
+
+for (const runner of weavertest.allRunners()) {
+  runner.test(
+    "an order takes stock and is priced, through the original Tags",
+    app,
+    Effect.gen(function*() {
+      const orders = yield* Orders
+      const inventory = yield* Inventory
+      assert.strictEqual(yield* inventory.stock("apple"), 10)
+      const receipt = yield* orders.place("apple", 3)
+      assert.deepStrictEqual([receipt.id, receipt.sku, receipt.quantity, receipt.total], ["order-1", "apple", 3, 360])
+      assert.instanceOf(receipt, Receipt)
+    })
+  )
+
+  runner.test(
+    "declared errors cross as the plain app's error classes",
+    app,
+    Effect.gen(function*() {
+      const orders = yield* Orders
+      const outOfStock = yield* Effect.flip(orders.place("pear", 11))
+      assert.strictEqual(outOfStock._tag, "OutOfStock")
+      assert.strictEqual(outOfStock.message, "pear: 11 wanted, 10 left")
+      const unknown = yield* Effect.flip(orders.place("kiwi", 1))
+      assert.strictEqual(unknown._tag, "UnknownSku")
+      assert.strictEqual(yield* (yield* Inventory).stock("pear"), 10)
+    })
+  )
+
+  runner.with({ config }).test(
+    "Config in the Layers reads each component's section of weaver.toml",
+    app,
+    Effect.gen(function*() {
+      assert.strictEqual(yield* (yield* Pricing).price("apple"), 108)
+      assert.strictEqual(yield* (yield* Inventory).stock("plum"), 5)
+      const error = yield* Effect.flip((yield* Orders).place("plum", 6))
+      assert.deepStrictEqual([error._tag, error.message], ["OutOfStock", "plum: 6 wanted, 5 left"])
+    })
+  )
+}
