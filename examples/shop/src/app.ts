@@ -9,10 +9,11 @@ import { Inventory, InventoryLive, OutOfStock, UnknownSku } from "./Inventory.js
 import { Orders, OrdersLive, Receipt } from "./Orders.js"
 import { Pricing, PricingLive } from "./Pricing.js"
 
+// The stock and the orders live in memory: one instance per deployment (a singleton), whatever the replication.
 export const InventoryComponent = Component.lift(Inventory, InventoryLive, {
   stock: { args: [Schema.String], success: Schema.Number, error: UnknownSku },
   take: { args: [Schema.String, Schema.Number], error: Schema.Union(OutOfStock, UnknownSku), retry: false }
-})
+}, { singleton: true })
 
 export const PricingComponent = Component.lift(Pricing, PricingLive, {
   price: { args: [Schema.String], success: Schema.Number, error: UnknownSku }
@@ -26,7 +27,7 @@ export const OrdersComponent = Component.lift(Orders, OrdersLive, {
     retry: false
   },
   placed: { success: Schema.Array(Receipt) }
-})
+}, { singleton: true })
 
 const OrderParams = Schema.Struct({ sku: Schema.String, quantity: Schema.NumberFromString })
 

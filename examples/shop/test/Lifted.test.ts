@@ -1,8 +1,8 @@
 /**
  * The lifted shop under every runner: the test bodies use the Tags the plain app used, and the services run as
  * components, co-located (Local), over the wire protocol (RPC), in worker threads and in other processes (Multi).
- * Under Multi each component has 2 replicas, each with its own in-memory state, so the tests only compare state
- * that every replica shares.
+ * Inventory and Orders keep their state in memory and are singletons: one instance under every runner, so the
+ * state a test reads back is the state it wrote, even under Multi (2 replicas of the other groups).
  */
 import { weavertest } from "@effect-weaver/weavertest"
 import { assert } from "@effect/vitest"
@@ -26,6 +26,10 @@ for (const runner of weavertest.allRunners()) {
       const receipt = yield* orders.place("apple", 3)
       assert.deepStrictEqual([receipt.id, receipt.sku, receipt.quantity, receipt.total], ["order-1", "apple", 3, 360])
       assert.instanceOf(receipt, Receipt)
+      assert.strictEqual(yield* inventory.stock("apple"), 7)
+      yield* orders.place("apple", 1)
+      assert.strictEqual(yield* inventory.stock("apple"), 6)
+      assert.deepStrictEqual((yield* orders.placed()).map((r) => r.id), ["order-1", "order-2"])
     })
   )
 
@@ -48,9 +52,9 @@ for (const runner of weavertest.allRunners()) {
     app,
     Effect.gen(function*() {
       assert.strictEqual(yield* (yield* Pricing).price("apple"), 108)
-      assert.strictEqual(yield* (yield* Inventory).stock("plum"), 5)
-      const error = yield* Effect.flip((yield* Orders).place("plum", 6))
-      assert.deepStrictEqual([error._tag, error.message], ["OutOfStock", "plum: 6 wanted, 5 left"])
+      assert.strictEqual((yield* (yield* Orders).place("plum", 4)).total, 4 * 81)
+      const error = yield* Effect.flip((yield* Orders).place("plum", 2))
+      assert.deepStrictEqual([error._tag, error.message], ["OutOfStock", "plum: 2 wanted, 1 left"])
     })
   )
 }
