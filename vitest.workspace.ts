@@ -14,5 +14,6 @@ export default [
   "examples/greeter",
   "examples/embed",
   "examples/custom-deployer",
-  "examples/bank"
+  "examples/bank",
+  "examples/boutique"
 ]
