@@ -11,6 +11,7 @@ import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
+import * as Launcher from "../baseline/Launcher.js"
 import * as Processes from "./Processes.js"
 
 /**
@@ -24,8 +25,8 @@ export const exampleDir = Path.resolve(Path.dirname(fileURLToPath(import.meta.ur
 const repoRoot = Path.resolve(exampleDir, "../..")
 
 /**
- * A running deployment: the address of its storefront, the pid we started
- * (all its processes are that pid's tree) and how to stop it.
+ * A running deployment: the address of its storefront, its processes and
+ * how to stop it.
  *
  * @since 0.2.0
  * @category models
@@ -33,7 +34,8 @@ const repoRoot = Path.resolve(exampleDir, "../..")
 export interface Deployment {
   readonly name: string
   readonly address: string
-  readonly pid: number
+  /** Every process of the deployment now (the deployer's included). */
+  readonly pids: () => ReadonlyArray<number>
   readonly output: () => string
   readonly stop: () => Promise<void>
 }
@@ -107,9 +109,27 @@ export const deployWeaver = async (tool: "single" | "multi", config: string): Pr
       await sleep(50)
     }
     await waitReady(address, name, () => output)
-    return { name, address, pid: child.pid!, output: () => output, stop }
+    return { name, address, pids: () => Processes.tree(child.pid!), output: () => output, stop }
   } catch (error) {
     await stop()
     throw error
   }
+}
+
+/**
+ * Starts the gRPC baseline (built) and resolves once its storefront answers.
+ *
+ * @since 0.2.0
+ * @category deploying
+ */
+export const deployBaseline = async (): Promise<Deployment> => {
+  const baseline = await Launcher.launch()
+  const name = "baseline (gRPC microservices)"
+  try {
+    await waitReady(baseline.address, name, baseline.output)
+  } catch (error) {
+    await baseline.stop()
+    throw error
+  }
+  return { name, ...baseline }
 }

@@ -1,13 +1,12 @@
 /**
  * The boutique deployed as users deploy it — `weaver single deploy`, `weaver
  * multi deploy` with every component in its own process, and with all of
- * them colocated with the storefront — driven over HTTP. Uses the built
- * CLI and app (`npm run build`).
+ * them colocated with the storefront — and the gRPC baseline, driven over
+ * HTTP with the same checks. Uses the built CLI and app (`npm run build`).
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import * as Deployments from "../harness/Deployments.js"
-import * as Processes from "../harness/Processes.js"
 import { shop } from "./utils/flows.js"
 
 const deployed = (deploy: () => Promise<Deployments.Deployment>, processes: (n: number) => boolean) =>
@@ -18,7 +17,7 @@ const deployed = (deploy: () => Promise<Deployments.Deployment>, processes: (n: 
         await shop(deployment.address)
         // Two shoppers at once, on other sessions: carts do not mix.
         await Promise.all([shop(deployment.address), shop(deployment.address)])
-        const count = Processes.tree(deployment.pid).length
+        const count = deployment.pids().length
         assert.isTrue(processes(count), `${deployment.name}: ${count} processes\n${deployment.output()}`)
       }),
     (deployment) => Effect.promise(deployment.stop)
@@ -42,5 +41,12 @@ describe("the deployed boutique", { sequential: true }, () => {
     "weaver multi deploy, everything colocated with main: the flows over HTTP",
     () => deployed(() => Deployments.deployWeaver("multi", "weaver-colocated.toml"), (n) => n >= 2 && n <= 3),
     180_000
+  )
+
+  it.live(
+    "the gRPC baseline, one process per service: the same flows over HTTP",
+    // Nine services and the storefront.
+    () => deployed(Deployments.deployBaseline, (n) => n === 10),
+    120_000
   )
 })
