@@ -32,6 +32,8 @@ export interface Baseline {
   readonly address: string
   /** Every process of the baseline. */
   readonly pids: () => ReadonlyArray<number>
+  /** The service (or `frontend`) a process of the baseline serves. */
+  readonly label: (pid: number) => string
   readonly output: () => string
   readonly stop: () => Promise<void>
 }
@@ -52,6 +54,7 @@ export const launch = async (options: { readonly port?: number } = {}): Promise<
     }
   }
   const children: Array<ChildProcess.ChildProcess> = []
+  const labels = new Map<number, string>()
   let output = ""
   const start = (name: string, args: ReadonlyArray<string>, env: Record<string, string>, pattern: RegExp) => {
     const child = ChildProcess.spawn(process.execPath, args, {
@@ -60,6 +63,7 @@ export const launch = async (options: { readonly port?: number } = {}): Promise<
       stdio: ["ignore", "pipe", "pipe"]
     })
     children.push(child)
+    if (child.pid !== undefined) labels.set(child.pid, name)
     let mine = ""
     return new Promise<string>((resolve, reject) => {
       const onData = (chunk: string) => {
@@ -102,6 +106,7 @@ export const launch = async (options: { readonly port?: number } = {}): Promise<
     return {
       address,
       pids: () => children.flatMap((child) => child.pid === undefined ? [] : Processes.tree(child.pid)),
+      label: (pid) => labels.get(pid) ?? "?",
       output: () => output,
       stop
     }

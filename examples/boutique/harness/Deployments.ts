@@ -36,6 +36,8 @@ export interface Deployment {
   readonly address: string
   /** Every process of the deployment now (the deployer's included). */
   readonly pids: () => ReadonlyArray<number>
+  /** What a process of the deployment runs: a service, a colocation group, the deployer. */
+  readonly label: (pid: number) => string
   readonly output: () => string
   readonly stop: () => Promise<void>
 }
@@ -67,13 +69,18 @@ export const waitReady = async (address: string, what: string, output: () => str
 /**
  * Deploys the built boutique (`dist/boutique.mjs`) with the built CLI:
  * `tool` is `single` or `multi`, `config` a file of the example
- * (`weaver.toml` or `weaver-colocated.toml`). Resolves once the storefront
- * answers.
+ * (`weaver.toml` or `weaver-colocated.toml`); `mtls: false` turns off
+ * mutual TLS between the processes of a multi deployment. Resolves once the
+ * storefront answers.
  *
  * @since 0.2.0
  * @category deploying
  */
-export const deployWeaver = async (tool: "single" | "multi", config: string): Promise<Deployment> => {
+export const deployWeaver = async (
+  tool: "single" | "multi",
+  config: string,
+  options: { readonly mtls?: boolean } = {}
+): Promise<Deployment> => {
   const binary = Path.join(exampleDir, "dist/boutique.mjs")
   const cli = Path.join(repoRoot, "packages/cli/bin/weaver.js")
   for (const file of [binary, Path.join(repoRoot, "packages/cli/dist/weaver.mjs")]) {
@@ -83,6 +90,7 @@ export const deployWeaver = async (tool: "single" | "multi", config: string): Pr
   const text = Fs.readFileSync(Path.join(exampleDir, config), "utf8")
     .replace(/^binary = .*$/m, `binary = ${JSON.stringify(binary)}`)
     .replaceAll("localhost:12345", "127.0.0.1:0")
+    .replace(/^\[multi\]\n/m, options.mtls === false ? "[multi]\nmtls = false\n" : "[multi]\n")
   const file = Path.join(dir, config)
   Fs.writeFileSync(file, text)
   const child = ChildProcess.spawn(process.execPath, [cli, tool, "deploy", file], {
@@ -97,7 +105,7 @@ export const deployWeaver = async (tool: "single" | "multi", config: string): Pr
     await Processes.stop(child)
     Fs.rmSync(dir, { recursive: true, force: true })
   }
-  const name = `weaver ${tool} deploy ${config}`
+  const name = `weaver ${tool} deploy ${config}${options.mtls === false ? " (mtls = false)" : ""}`
   try {
     const pattern = tool === "multi" ? /proxy for listener boutique on (\S+)/ : /boutique listener available on (\S+)/
     const deadline = Date.now() + 60_000
@@ -109,7 +117,29 @@ export const deployWeaver = async (tool: "single" | "multi", config: string): Pr
       await sleep(50)
     }
     await waitReady(address, name, () => output)
-    return { name, address, pids: () => Processes.tree(child.pid!), output: () => output, stop }
+    const registry = Path.join(dir, "serviceweaver", "multi", "registry")
+    const groups = new Map<number, string>()
+    const label = (pid: number) => {
+      if (pid === child.pid) {
+        return tool === "multi"
+          ? "weaver multi deploy (deployer, listener proxy)"
+          : "weaver single deploy"
+      }
+      if (tool === "single") return "the app (every component)"
+      if (!groups.has(pid)) {
+        for (const file of Fs.existsSync(registry) ? Fs.readdirSync(registry) : []) {
+          if (!file.endsWith(".registration.json")) continue
+          const entry = JSON.parse(Fs.readFileSync(Path.join(registry, file), "utf8")) as {
+            readonly components: ReadonlyArray<{ readonly name: string; readonly pids: ReadonlyArray<number> }>
+          }
+          for (const component of entry.components) {
+            for (const p of component.pids) groups.set(p, [groups.get(p), component.name].filter(Boolean).join(" + "))
+          }
+        }
+      }
+      return groups.get(pid) ?? "?"
+    }
+    return { name, address, pids: () => Processes.tree(child.pid!), label, output: () => output, stop }
   } catch (error) {
     await stop()
     throw error
