@@ -15,5 +15,6 @@ export default [
   "examples/embed",
   "examples/custom-deployer",
   "examples/bank",
-  "examples/shop"
+  "examples/shop",
+  "examples/boutique"
 ]
