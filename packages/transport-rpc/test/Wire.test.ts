@@ -45,7 +45,8 @@ describe("Wire", () => {
       traceId: "t".repeat(32),
       spanId: "s".repeat(16),
       sampled: true,
-      constructing: ["app/A", "app/Bé"]
+      constructing: ["app/A", "app/Bé"],
+      credit: undefined
     })
     assert.strictEqual(Wire.unpack(decoded!.body, parsed.payloadStart), "hi")
     // In place, inside a larger chunk, as the server reads requests.
@@ -216,13 +217,13 @@ describe("Wire", () => {
   it("rejects a frame by its length or type before its body arrives", () => {
     const head = Buffer.alloc(5)
     head.writeUInt32LE(100_000, 0)
-    head[4] = 7
+    head[4] = 9
     // Unknown type, announced as a large frame: refused on its fifth byte, whichever chunk brings it.
     for (let cut = 0; cut <= 5; cut++) {
       const reader = new Wire.FrameReader(1 << 20, () => assert.fail("no frame"))
       const first = reader.push(head.subarray(0, cut))
       const error = first ?? reader.push(head.subarray(cut))
-      assert.include(error?.reason, "unknown frame type 7")
+      assert.include(error?.reason, "unknown frame type 9")
       assert.strictEqual(reader.buffered(), 0, "nothing kept after an error")
     }
     // The limit can change between frames: raised after a hello, as the server does.
