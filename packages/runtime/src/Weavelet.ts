@@ -599,7 +599,9 @@ export const make = Effect.fnUntraced(function*(options: Options) {
         }
         return Effect.zipRight(
           Effect.addFinalizer((exit) =>
-            Effect.sync(() => record(c, failed || (exit._tag === "Failure" && !ended), (performance.now() - start) * 1000))
+            Effect.sync(() =>
+              record(c, failed || (exit._tag === "Failure" && !ended), (performance.now() - start) * 1000)
+            )
           ),
           Effect.map(Stream.toPull(stream), (pull) => Effect.tapErrorCause(pull, observe))
         )

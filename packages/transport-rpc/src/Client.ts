@@ -767,7 +767,11 @@ export const make = Effect.fnUntraced(function*(options: Options) {
           clearTimeout(timer)
           resume(
             route.balancer.current.length > 0 ? Effect.void : Effect.fail(
-              remoteError(call, "Unreachable", `no replica became known within ${replicaWait} ms (replicas: none known)`)
+              remoteError(
+                call,
+                "Unreachable",
+                `no replica became known within ${replicaWait} ms (replicas: none known)`
+              )
             )
           )
         }
@@ -827,7 +831,9 @@ export const make = Effect.fnUntraced(function*(options: Options) {
      * yet is waited for, as an ordinary call waits.
      */
     const openStream = (call: Transport.Call, payload: unknown): Stream.Stream<unknown, unknown> =>
-      Stream.fromPull(Effect.catchAll(opening(call, payload), (error) => Effect.succeed(Effect.fail(Option.some(error)))))
+      Stream.fromPull(
+        Effect.catchAll(opening(call, payload), (error) => Effect.succeed(Effect.fail(Option.some(error))))
+      )
     const opening = (call: Transport.Call, payload: unknown) =>
       Effect.flatMap(Effect.withFiberRuntime<Transport.CallerFiber>(Effect.succeed), (fiber) => {
         const p = prepare(call)
@@ -845,7 +851,11 @@ export const make = Effect.fnUntraced(function*(options: Options) {
           ? undefined
           : { traceId: span.traceId, spanId: span.spanId, sampled: true }
         const constructing = fiber.getFiberRef(CoreTransport.constructing)
-        const open = (): Effect.Effect<Effect.Effect<Chunk.Chunk<unknown>, Option.Option<unknown>>, unknown, Scope.Scope> => {
+        const open = (): Effect.Effect<
+          Effect.Effect<Chunk.Chunk<unknown>, Option.Option<unknown>>,
+          unknown,
+          Scope.Scope
+        > => {
           const c = route.balancer.pick(key, usable)?.connection
           if (c === undefined) {
             const known = route.balancer.current.map((r) => r.address).join(", ")
@@ -873,7 +883,9 @@ export const make = Effect.fnUntraced(function*(options: Options) {
           if (c.pending.size === 1) c.writer.flush()
           return Effect.as(Effect.addFinalizer(() => Effect.sync(() => stream.close())), stream.pull)
         }
-        return route.balancer.current.length > 0 ? open() : Effect.zipRight(awaitReplica(route, call), Effect.suspend(open))
+        return route.balancer.current.length > 0
+          ? open()
+          : Effect.zipRight(awaitReplica(route, call), Effect.suspend(open))
       })
 
     const sendNow = (call: Transport.Call, payload: unknown) =>

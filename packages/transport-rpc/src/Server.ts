@@ -576,7 +576,10 @@ export const serve = Effect.fnUntraced(function*(options: Options = {}) {
       const source = handlers !== undefined
         ? handlers[entry.method]!(payload) as unknown as Stream.Stream<unknown, unknown>
         : Stream.unwrap(
-          Effect.map(handlersOf(entry.component), (h) => h[entry.method]!(payload) as unknown as Stream.Stream<unknown, unknown>)
+          Effect.map(
+            handlersOf(entry.component),
+            (h) => h[entry.method]!(payload) as unknown as Stream.Stream<unknown, unknown>
+          )
         )
       const producing = { credit, wake: undefined, stopped: false } as Omit<Producing, "fiber"> as Producing
       let effect = produce(this.writer, entry, id, source, producing)
@@ -654,8 +657,7 @@ export const serve = Effect.fnUntraced(function*(options: Options = {}) {
       if (!connection.greeted) continue
       if (!connection.active && connection.inflight.size === 0 && connection.streams.size === 0) {
         connection.close(undefined)
-      }
-      else connection.active = false
+      } else connection.active = false
     }
   }, Math.min(Math.max(1, idleMillis / 2), maxTimerMillis))
   sweep.unref()

@@ -176,7 +176,7 @@ describe("streaming over RPC", () => {
         const large = yield* run(100_000)
         const millis = Date.now() - started
         const mib = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`
-        // eslint-disable-next-line no-console
+
         console.log(
           `stream memory growth, 1k vs 100k elements of 1 KiB: ` +
             `consumer heap ${mib(small.consumerHeap)} vs ${mib(large.consumerHeap)}, ` +
