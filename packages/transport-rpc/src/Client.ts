@@ -231,11 +231,11 @@ class Connection {
 
   readonly onFrame = (type: number, id: number, bytes: Buffer, start: number, end: number): void => {
     if (type === Wire.FrameType.Response || (type === Wire.FrameType.Error && id !== 0)) {
-      const pending = this.pending.take(id)
-      if (pending === undefined) return // cancelled or timed out: the reply is dropped
-      if (type === Wire.FrameType.Response && pending instanceof StreamCall) {
+      if (type === Wire.FrameType.Response && this.pending.get(id) instanceof StreamCall) {
         return this.fail("Protocol", `${this.peer.address} broke the protocol: a response frame for stream ${id}`)
       }
+      const pending = this.pending.take(id)
+      if (pending === undefined) return // cancelled or timed out: the reply is dropped
       this.resumed++
       pending.complete(type, bytes, start, end)
     } else if (type === Wire.FrameType.StreamItems || type === Wire.FrameType.StreamEnd) {
