@@ -103,8 +103,7 @@ export type Methods = { readonly [name: string]: AnyMethod }
  * - `stream: true` declares a streaming method, as Effect RPC's
  *   `Rpc.make(tag, { stream: true })` does: its client returns a
  *   `Stream.Stream` of `success` values (failing with a declared `error` or
- *   `RemoteCallError`) and its handler returns such a Stream (or an Effect
- *   of one). Elements cross the wire in batches under credit-based flow
+ *   `RemoteCallError`) and its handler returns such a Stream. Elements cross the wire in batches under credit-based flow
  *   control, so neither side buffers more than a window of elements; a
  *   consumer that stops early (`Stream.take`, interruption) cancels the
  *   producer, wherever it runs. A deadline bounds the whole stream; a
@@ -278,8 +277,8 @@ export type Result<T extends AnyMethod> = T["stream"] extends true ? Stream.Stre
  * What an implementation provides: one handler per method. A handler fails
  * with the method's declared errors, or with the `RemoteCallError` of a call
  * it made and did not handle (its caller then gets a `RemoteCallError`).
- * The handler of a streaming method returns a Stream of its elements, or an
- * Effect that makes one.
+ * The handler of a streaming method returns a Stream of its elements (an
+ * Effect, which Effect treats as a Stream of one element, is one too).
  *
  * @since 0.1.0
  * @category models
@@ -294,12 +293,8 @@ export type Handlers<M extends Methods> = {
  * @since 0.2.0
  * @category models
  */
-export type HandlerResult<T extends AnyMethod> = T["stream"] extends true ?
-    | Stream.Stream<Schema.Schema.Type<T["success"]>, Schema.Schema.Type<T["error"]> | RemoteCallError>
-    | Effect.Effect<
-      Stream.Stream<Schema.Schema.Type<T["success"]>, Schema.Schema.Type<T["error"]> | RemoteCallError>,
-      Schema.Schema.Type<T["error"]> | RemoteCallError
-    >
+export type HandlerResult<T extends AnyMethod> = T["stream"] extends true
+  ? Stream.Stream<Schema.Schema.Type<T["success"]>, Schema.Schema.Type<T["error"]> | RemoteCallError>
   : Effect.Effect<Schema.Schema.Type<T["success"]>, Schema.Schema.Type<T["error"]> | RemoteCallError>
 
 /**

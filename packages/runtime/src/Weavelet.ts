@@ -345,22 +345,22 @@ const eachPull = <A, E>(
 ): Stream.Stream<A, E> => Stream.fromPull(Effect.map(wrap(Stream.toPull(stream)), (pull) => wrap(pull)))
 
 /**
- * The Stream a streaming method's handler answered with: its Stream, or the
- * one its Effect makes. Anything else is a defect naming the method.
+ * The Stream a streaming method's handler answered with (an Effect is a
+ * Stream of one element, as everywhere in Effect). Anything else is a defect
+ * naming the method.
  *
  * @since 0.2.0
  * @category runtime
  */
 export const handlerStream = (result: unknown, component: string, method: string): Stream.Stream<unknown, unknown> => {
-  if (typeof result === "object" && result !== null && Stream.StreamTypeId in result) {
+  if ((typeof result === "object" && result !== null && Stream.StreamTypeId in result) || Effect.isEffect(result)) {
     return result as Stream.Stream<unknown, unknown>
   }
-  if (Effect.isEffect(result)) return Stream.unwrap(result as Effect.Effect<Stream.Stream<unknown, unknown>, unknown>)
   return Stream.die(
     new globalThis.Error(
       `the handler of streaming method ${component}.${method} returned ${
         result === null ? "null" : typeof result
-      }, not a Stream (or an Effect of one)`
+      }, not a Stream`
     )
   )
 }
