@@ -4,10 +4,12 @@
  * sides whatever the stream's length.
  */
 import { Component, RemoteCallError } from "@effect-weaver/core"
+import { MethodMetrics } from "@effect-weaver/runtime"
 import { assert, describe, it } from "@effect/vitest"
 import * as Chunk from "effect/Chunk"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as Metric from "effect/Metric"
 import * as Stream from "effect/Stream"
 import * as V8 from "node:v8"
 import * as Vm from "node:vm"
@@ -38,6 +40,37 @@ describe("streaming over RPC", () => {
       assert.strictEqual(Chunk.size(a), 300)
       assert.strictEqual(Chunk.size(b), 300)
       assert.strictEqual(c, "between")
+    }))
+
+  it.scopedLive("a stream is one call in the method metrics: counted once, its reply bytes summed, an error once", () =>
+    Effect.gen(function*() {
+      const server = yield* serveReplica(yield* makeHooks(), { deploymentId })
+      const echo = yield* clientOf(Echo, { deploymentId, addresses: [server.address] })
+      const labels = (method: string) =>
+        MethodMetrics.labels({ caller: "main", component: "test/Echo", method, remote: true })
+      const state = (method: string) =>
+        Effect.all({
+          count: Metric.value(MethodMetrics.count.pipe(Metric.taggedWithLabels(labels(method)))),
+          errors: Metric.value(MethodMetrics.errorCount.pipe(Metric.taggedWithLabels(labels(method)))),
+          reply: Metric.value(MethodMetrics.bytesReply.pipe(Metric.taggedWithLabels(labels(method)))),
+          latency: Metric.value(MethodMetrics.latencyMicros.pipe(Metric.taggedWithLabels(labels(method))))
+        })
+      const before = yield* state("items")
+      yield* Stream.runDrain(echo.items({ count: 1000, size: 100 }))
+      const after = yield* state("items")
+      assert.strictEqual(after.count.count - before.count.count, 1)
+      assert.strictEqual(after.errors.count - before.errors.count, 0)
+      assert.strictEqual(after.reply.count - before.reply.count, 1, "one _bytes_reply observation per stream")
+      const bytes = after.reply.sum - before.reply.sum
+      assert.isAtLeast(bytes, 1000 * 100)
+      // Each element costs its msgpack string (102 bytes) and at most a frame of its own (12 bytes).
+      assert.isAtMost(bytes, 1000 * 114)
+      assert.strictEqual(after.latency.count - before.latency.count, 1)
+      const failing = yield* state("failAfter")
+      yield* Effect.exit(Stream.runDrain(echo.failAfter(5)))
+      const failed = yield* state("failAfter")
+      assert.strictEqual(failed.count.count - failing.count.count, 1)
+      assert.strictEqual(failed.errors.count - failing.errors.count, 1)
     }))
 
   it.scopedLive("a declared error ends the stream typed, after the elements before it", () =>
