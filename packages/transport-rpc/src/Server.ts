@@ -175,8 +175,13 @@ interface Producing {
   credit: number
   /** Set while the producer waits for credit. */
   wake: (() => void) | undefined
-  /** Cancelled, timed out or the connection closed: the producer writes nothing more. */
+  /** Cancelled, timed out, failed or the connection closed: the producer writes nothing more. */
   stopped: boolean
+  /** Encoded elements not written yet, and whether a write of them is scheduled. */
+  readonly pending: Array<unknown>
+  scheduled: boolean
+  /** Elements could not be packed: the stream ends with this `Handler` error. */
+  readonly onUnpackable: (detail: string) => void
 }
 
 type AnyHandlers = Weavelet.AnyHandlers
@@ -581,7 +586,19 @@ export const serve = Effect.fnUntraced(function*(options: Options = {}) {
             (h) => h[entry.method]!(payload) as unknown as Stream.Stream<unknown, unknown>
           )
         )
-      const producing = { credit, wake: undefined, stopped: false } as Omit<Producing, "fiber"> as Producing
+      const producing = {
+        credit,
+        wake: undefined,
+        stopped: false,
+        pending: [],
+        scheduled: false,
+        onUnpackable: (detail: string) => {
+          if (this.streams.get(id) !== producing) return
+          this.streams.delete(id)
+          this.stopStream(producing)
+          this.writer.write(Wire.systemError(id, "Handler", detail))
+        }
+      } as Omit<Producing, "fiber"> as Producing
       let effect = produce(this.writer, entry, id, source, producing)
       let timer: ReturnType<typeof setTimeout> | undefined
       if (header.deadlineMicros !== undefined) {
@@ -599,6 +616,9 @@ export const serve = Effect.fnUntraced(function*(options: Options = {}) {
       this.streams.set(id, producing)
       fiber.addObserver((exit) => {
         if (timer !== undefined) clearTimeout(timer)
+        if (this.streams.get(id) !== producing) return
+        // The elements gathered before the end go first.
+        flushBatch(this.writer, id, producing)
         if (this.streams.get(id) !== producing) return
         this.streams.delete(id)
         if (Exit.isSuccess(exit)) this.writer.write(Wire.streamEndFrame(id))
@@ -713,29 +733,22 @@ const awaitCredit = (producing: Producing): Effect.Effect<void> =>
     })
   })
 
-/** Encodes a batch of elements, or says why it cannot be (a defect of the handler). */
-const encodeBatch = (entry: Entry, batch: ReadonlyArray<unknown>): Array<unknown> | Error => {
+/** Encodes one element, or says why it cannot be (a defect of the handler). */
+const encodeElement = (entry: Entry, element: unknown): { readonly value: unknown } | Error => {
   try {
-    return entry.codec.encodeElements(batch)
+    return { value: entry.codec.encodeSuccess(element) }
   } catch (error) {
     return new Error(`a stream element does not match the success schema: ${describe(error)}`)
   }
 }
 
-/** Writes a batch of elements as one stream items frame, or says why it cannot. */
-const writeBatch = (writer: Wire.FrameWriter, id: number, encoded: Array<unknown>): Error | undefined => {
-  try {
-    writer.writeValue(Wire.FrameType.StreamItems, id, undefined, encoded)
-    return undefined
-  } catch (error) {
-    return new Error(`stream elements cannot be packed: ${describe(error)}`)
-  }
-}
-
 /**
- * Pulls `source` and sends its elements: at most the credit granted, at most
- * {@link Wire.maxBatchElements} per frame; with no credit left it waits for
- * more, holding at most the chunk it pulled last.
+ * Pulls `source` and sends its elements: at most the credit granted, in
+ * frames of at most {@link Wire.maxBatchElements}; with no credit left it
+ * waits for more, holding at most the chunk it pulled last. Elements are
+ * encoded as they are pulled and gathered across chunks until a frame is
+ * full, the credit runs out or the turn of the event loop ends, so that a
+ * source of one-element chunks does not cost a frame per element.
  */
 const produce = (
   writer: Wire.FrameWriter,
@@ -745,27 +758,26 @@ const produce = (
   producing: Producing
 ): Effect.Effect<void, unknown> =>
   Effect.scoped(Effect.flatMap(Stream.toPull(source), (pull) => {
-    const send = (batch: Array<unknown>): Effect.Effect<void> => {
-      if (producing.stopped || batch.length === 0) return Effect.void
-      const encoded = encodeBatch(entry, batch)
-      if (encoded instanceof Error) return Effect.die(encoded)
-      const failed = writeBatch(writer, id, encoded)
-      return failed === undefined ? Effect.void : Effect.die(failed)
+    const pending = producing.pending
+    const flushLater = () => {
+      if (producing.scheduled) return
+      producing.scheduled = true
+      process.nextTick(() => flushBatch(writer, id, producing))
     }
     /** Sends `elements` from `from` on, waiting for credit whenever it runs out. */
     const sendChunk = (elements: ReadonlyArray<unknown>, from: number): Effect.Effect<void> => {
-      let at = from
-      while (at < elements.length) {
+      for (let at = from; at < elements.length; at++) {
         if (producing.credit === 0) {
+          flushBatch(writer, id, producing)
           return Effect.zipRight(awaitCredit(producing), Effect.suspend(() => sendChunk(elements, at)))
         }
-        const take = Math.min(producing.credit, Wire.maxBatchElements, elements.length - at)
-        producing.credit -= take
-        const batch = elements.slice(at, at + take)
-        at += take
-        if (at < elements.length) return Effect.zipRight(send(batch), Effect.suspend(() => sendChunk(elements, at)))
-        return send(batch)
+        const encoded = encodeElement(entry, elements[at])
+        if (encoded instanceof Error) return Effect.die(encoded)
+        producing.credit--
+        pending.push(encoded.value)
+        if (pending.length >= Wire.maxBatchElements) flushBatch(writer, id, producing)
       }
+      if (pending.length > 0) flushLater()
       return Effect.void
     }
     const loop: Effect.Effect<void, unknown> = Effect.matchEffect(pull, {
@@ -774,6 +786,22 @@ const produce = (
     })
     return loop
   }))
+
+/**
+ * Writes the elements gathered for stream `id` as one items frame. Elements
+ * msgpack cannot pack stop the stream with a `Handler` error.
+ */
+const flushBatch = (writer: Wire.FrameWriter, id: number, producing: Producing): void => {
+  producing.scheduled = false
+  if (producing.pending.length === 0) return
+  const batch = producing.pending.splice(0, producing.pending.length)
+  if (producing.stopped) return
+  try {
+    writer.writeValue(Wire.FrameType.StreamItems, id, undefined, batch)
+  } catch (error) {
+    producing.onUnpackable(`stream elements cannot be packed: ${describe(error)}`)
+  }
+}
 
 const reply = (writer: Wire.FrameWriter, entry: Entry, id: number, exit: Exit.Exit<unknown, unknown>): void => {
   if (Exit.isSuccess(exit)) {
