@@ -33,6 +33,7 @@ import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import * as Http from "node:http"
@@ -354,7 +355,9 @@ export interface Embedded {
 }
 
 /**
- * The Promise flavour of a component client, for code outside Effect.
+ * The Promise flavour of a component client, for code outside Effect: a
+ * streaming method returns an `AsyncIterable` of its elements (`for await`;
+ * leaving the loop early cancels the producer).
  *
  * @since 0.1.0
  * @category models
@@ -362,6 +365,9 @@ export interface Embedded {
 export type PromiseClient<M extends Component.Methods> = {
   readonly [K in keyof Component.Client<M>]: Component.Client<M>[K] extends
     (...args: infer A) => Effect.Effect<infer S, any> ? (...args: A) => Promise<S>
+    // A streaming method (tested second: an Effect is also a Stream, of one element).
+    : Component.Client<M>[K] extends (...args: infer A) => Stream.Stream<infer S, any> ?
+      (...args: A) => AsyncIterable<S>
     : never
 }
 
@@ -405,6 +411,7 @@ export const embed = async (
   const weavelet = await runtime.runPromiseExit(Weavelet.Weavelet).then(unwrap)
   const clients = weavelet.clients(mainName)
   const run = <A>(effect: Effect.Effect<A, unknown>) => runtime.runPromiseExit(effect).then(unwrap)
+  const streamRuntime = await runtime.runtime()
   return {
     deploymentId: weavelet.deploymentId,
     client: (component) => {
@@ -412,9 +419,15 @@ export const embed = async (
         string,
         (p?: unknown) => Effect.Effect<unknown, unknown>
       >
-      const promised: Record<string, (p?: unknown) => Promise<unknown>> = {}
-      for (const method of Object.keys(component.methods)) {
-        promised[method] = (payload) => run(client[method]!(payload))
+      const promised: Record<string, (p?: unknown) => Promise<unknown> | AsyncIterable<unknown>> = {}
+      for (const [method, spec] of Object.entries(component.methods)) {
+        promised[method] = spec.stream
+          ? (payload) =>
+            Stream.toAsyncIterableRuntime(
+              client[method]!(payload) as unknown as Stream.Stream<unknown, unknown>,
+              streamRuntime
+            )
+          : (payload) => run(client[method]!(payload))
       }
       return promised as any
     },
