@@ -11,6 +11,7 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
 import * as Stream from "effect/Stream"
+import * as Net from "node:net"
 import * as V8 from "node:v8"
 import * as Vm from "node:vm"
 import { clientOf, Echo, makeHooks, Nope, proxy, serveReplica, spawnReplica } from "./utils/fixture.js"
@@ -100,6 +101,23 @@ describe("streaming over RPC", () => {
       assert.strictEqual(hooks.produced, at, "the producer stopped")
       // The connection is still good.
       assert.strictEqual(yield* echo.echo("after"), "after")
+    }))
+
+  it.scopedLive("a stream whose replica cannot be reached is retried on another before its first element", () =>
+    Effect.gen(function*() {
+      const server = yield* serveReplica(yield* makeHooks(), { deploymentId })
+      // An address nothing listens on any more.
+      const dead = yield* Effect.async<string>((resume) => {
+        const probe = Net.createServer().listen(0, "127.0.0.1", () => {
+          const { port } = probe.address() as Net.AddressInfo
+          probe.close(() => resume(Effect.succeed(`127.0.0.1:${port}`)))
+        })
+      })
+      const echo = yield* clientOf(Echo, { deploymentId, addresses: [dead, server.address] })
+      for (let i = 0; i < 4; i++) {
+        const all = yield* Stream.runCollect(echo.items({ count: 500, size: 2 }))
+        assert.strictEqual(Chunk.size(all), 500)
+      }
     }))
 
   it.scopedLive("a slow consumer holds the producer to its window", () =>
