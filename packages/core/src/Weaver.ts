@@ -34,6 +34,7 @@ import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import * as Http from "node:http"
@@ -395,20 +396,19 @@ export interface Embedded {
 }
 
 /**
- * The Promise flavour of a component client, for code outside Effect.
+ * The Promise flavour of a component client, for code outside Effect: a
+ * streaming method returns an `AsyncIterable` of its elements (`for await`;
+ * leaving the loop early cancels the producer).
  *
  * @since 0.1.0
  * @category models
  */
-export type PromiseClient<M extends Component.Methods> = {
-  readonly [K in keyof Component.Client<M>]: Component.Client<M>[K] extends
-    (...args: infer A) => Effect.Effect<infer S, any> ? (...args: A) => Promise<S>
-    : never
-}
+export type PromiseClient<M extends Component.Methods> = PromiseService<Component.Client<M>>
 
 /**
  * The Promise flavour of a service: each method returning an Effect returns
- * a Promise of its success instead.
+ * a Promise of its success instead, and a streaming method an
+ * `AsyncIterable` of its elements.
  *
  * @since 0.2.0
  * @category models
@@ -416,6 +416,8 @@ export type PromiseClient<M extends Component.Methods> = {
 export type PromiseService<S> = {
   readonly [K in keyof S]: S[K] extends (...args: infer A) => Effect.Effect<infer R, any, any> ?
     (...args: A) => Promise<R>
+    // A streaming method (tested second: an Effect is also a Stream, of one element).
+    : S[K] extends (...args: infer A) => Stream.Stream<infer R, any, any> ? (...args: A) => AsyncIterable<R>
     : never
 }
 
@@ -459,6 +461,7 @@ export const embed = async (
   const weavelet = await runtime.runPromiseExit(Weavelet.Weavelet).then(unwrap)
   const clients = weavelet.clients(mainName)
   const run = <A>(effect: Effect.Effect<A, unknown>) => runtime.runPromiseExit(effect).then(unwrap)
+  const streamRuntime = await runtime.runtime()
   return {
     deploymentId: weavelet.deploymentId,
     client: (tag) => {
@@ -466,9 +469,17 @@ export const embed = async (
         string,
         (...args: ReadonlyArray<unknown>) => Effect.Effect<unknown, unknown>
       >
-      const promised: Record<string, (...args: ReadonlyArray<unknown>) => Promise<unknown>> = {}
+      const methods = (tag as Partial<Component.Any>).methods
+      const promised: Record<string, (...args: ReadonlyArray<unknown>) => Promise<unknown> | AsyncIterable<unknown>> =
+        {}
       for (const method of Object.keys(client)) {
-        promised[method] = (...args) => run(client[method]!(...args))
+        promised[method] = methods?.[method]?.stream
+          ? (...args) =>
+            Stream.toAsyncIterableRuntime(
+              client[method]!(...args) as unknown as Stream.Stream<unknown, unknown>,
+              streamRuntime
+            )
+          : (...args) => run(client[method]!(...args))
       }
       return promised as any
     },

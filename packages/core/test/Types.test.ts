@@ -4,7 +4,7 @@
  */
 import { Component, RemoteCallError, Weaver } from "@effect-weaver/core"
 import { describe, expectTypeOf, it } from "@effect/vitest"
-import { Effect, Schema } from "effect"
+import { Effect, Schema, Stream } from "effect"
 
 class Typed extends Component.Tag("types/Typed")<Typed>()({
   noError: Component.method({ payload: Schema.String, success: Schema.Number }),
@@ -14,6 +14,14 @@ class Typed extends Component.Tag("types/Typed")<Typed>()({
 }) {}
 
 type ClientOf = Effect.Effect.Success<typeof Typed>
+
+class Streaming extends Component.Tag("types/Streaming")<Streaming>()({
+  noError: Component.method({ payload: Schema.Number, success: Schema.String, stream: true }),
+  withError: Component.method({ success: Schema.Number, error: Schema.String, stream: true }),
+  notStreaming: Component.method({ success: Schema.Number, stream: false })
+}) {}
+
+type StreamingClient = Effect.Effect.Success<typeof Streaming>
 
 describe("component method types", () => {
   it("a method without error fails only with RemoteCallError; without success it succeeds with void", () => {
@@ -43,6 +51,47 @@ describe("component method types", () => {
         noSuccess: () => Effect.void,
         withError: (s: string) => Effect.fail(s),
         nothing: () => Effect.void
+      })
+    )
+  })
+
+  it("a streaming method's client returns a Stream of its elements; without error it fails only with RemoteCallError", () => {
+    expectTypeOf<StreamingClient["noError"]>().toEqualTypeOf<
+      (payload: number) => Stream.Stream<string, RemoteCallError>
+    >()
+    expectTypeOf<StreamingClient["withError"]>().toEqualTypeOf<
+      () => Stream.Stream<number, string | RemoteCallError>
+    >()
+    expectTypeOf<StreamingClient["notStreaming"]>().toEqualTypeOf<() => Effect.Effect<number, RemoteCallError>>()
+    expectTypeOf(Streaming.methods.noError.stream).toEqualTypeOf<true>()
+    expectTypeOf(Typed.methods.noError.stream).toEqualTypeOf<false>()
+  })
+
+  it("a streaming handler returns a Stream of its elements and declared errors only", () => {
+    Component.implement(
+      Streaming,
+      Effect.succeed({
+        noError: (n: number) => Stream.make(String(n)),
+        withError: () => Stream.fail("typed"),
+        notStreaming: () => Effect.succeed(1)
+      })
+    )
+    Component.implement(
+      Streaming,
+      // @ts-expect-error: noError declares no error, so a stream that fails with a string does not compile
+      Effect.succeed({
+        noError: (_: number) => Stream.fail("boom"),
+        withError: () => Stream.make(1),
+        notStreaming: () => Effect.succeed(1)
+      })
+    )
+    Component.implement(
+      Streaming,
+      // @ts-expect-error: a streaming method's handler must return a Stream of its element type
+      Effect.succeed({
+        noError: (n: number) => Stream.make(n),
+        withError: () => Stream.make(1),
+        notStreaming: () => Effect.succeed(1)
       })
     )
   })

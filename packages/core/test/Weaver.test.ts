@@ -3,7 +3,7 @@ import { App, ConfigCheck } from "@effect-weaver/runtime"
 import * as TransportLocal from "@effect-weaver/transport-local"
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Deferred, Effect, Exit, Fiber, Schema } from "effect"
+import { Cause, Deferred, Effect, Exit, Fiber, Schema, Stream } from "effect"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
@@ -15,17 +15,21 @@ class NotFound extends Schema.TaggedError<NotFound>()("NotFound", { key: Schema.
 
 class Reverser extends Component.Tag("weavertest/Reverser")<Reverser>()({
   reverse: Component.method({ payload: Schema.String, success: Schema.String }),
-  lookup: Component.method({ payload: Schema.String, success: Schema.String, error: NotFound })
+  lookup: Component.method({ payload: Schema.String, success: Schema.String, error: NotFound }),
+  letters: Component.method({ payload: Schema.String, success: Schema.String, stream: true })
 }) {}
 
 let finalized = 0
+let lettersStopped = 0
 const ReverserImpl = Component.implement(
   Reverser,
   Effect.gen(function*() {
     yield* Effect.addFinalizer(() => Effect.sync(() => finalized++))
     return {
       reverse: (s: string) => Effect.succeed([...s].reverse().join("")),
-      lookup: (key: string) => key === "known" ? Effect.succeed("value") : Effect.fail(new NotFound({ key }))
+      lookup: (key: string) => key === "known" ? Effect.succeed("value") : Effect.fail(new NotFound({ key })),
+      letters: (s: string) =>
+        Stream.forever(Stream.fromIterable([...s])).pipe(Stream.ensuring(Effect.sync(() => lettersStopped++)))
     }
   })
 )
@@ -179,6 +183,14 @@ describe("Weaver", () => {
       )
       assert.instanceOf(error, NotFound)
       assert.strictEqual((error as NotFound).key, "missing")
+      // A streaming method is an AsyncIterable; leaving the loop early stops the producer.
+      const seen: Array<string> = []
+      for await (const letter of reverser.letters("ab")) {
+        seen.push(letter)
+        if (seen.length === 5) break
+      }
+      assert.deepStrictEqual(seen, ["a", "b", "a", "b", "a"])
+      assert.strictEqual(lettersStopped, 1)
       assert.strictEqual(finalized, before)
       await weaver.close()
       assert.strictEqual(finalized, before + 1, "the component's scope was not closed")

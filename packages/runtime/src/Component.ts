@@ -17,6 +17,7 @@ import { dual } from "effect/Function"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
+import type * as Stream from "effect/Stream"
 import type { RemoteCallError } from "./ComponentError.js"
 import * as fiberRefs from "./internal/fiberRefs.js"
 
@@ -41,11 +42,18 @@ export type TypeId = typeof TypeId
 export interface Method<
   Payload extends Schema.Schema.Any = Schema.Schema.Any,
   Success extends Schema.Schema.Any = Schema.Schema.Any,
-  Error extends Schema.Schema.All = Schema.Schema.All
+  Error extends Schema.Schema.All = Schema.Schema.All,
+  Streaming extends boolean = boolean
 > {
   readonly payload: Payload
+  /** The result, or for a streaming method the schema of each element of its stream. */
   readonly success: Success
   readonly error: Error
+  /**
+   * Whether the method answers with a `Stream` of `success` values instead of
+   * one value (see {@link method}).
+   */
+  readonly stream: Streaming
   /**
    * Whether the runtime may retry the method after a transport failure.
    * `false` is Service Weaver's `NotRetriable`.
@@ -69,7 +77,7 @@ export interface Method<
  * @since 0.1.0
  * @category models
  */
-export type AnyMethod = Method<Schema.Schema.Any, Schema.Schema.Any, Schema.Schema.All>
+export type AnyMethod = Method<Schema.Schema.Any, Schema.Schema.Any, Schema.Schema.All, boolean>
 
 /**
  * The methods of a component, by name.
@@ -94,10 +102,21 @@ export type Methods = { readonly [name: string]: AnyMethod }
  *   correctness).
  * - `timeout` gives every call of the method a deadline (see
  *   {@link withTimeout}); an earlier deadline already in force is kept.
+ * - `stream: true` declares a streaming method, as Effect RPC's
+ *   `Rpc.make(tag, { stream: true })` does: its client returns a
+ *   `Stream.Stream` of `success` values (failing with a declared `error` or
+ *   `RemoteCallError`) and its handler returns such a Stream. Elements cross the wire in batches under credit-based flow
+ *   control, so neither side buffers more than a window of elements; a
+ *   consumer that stops early (`Stream.take`, interruption) cancels the
+ *   producer, wherever it runs. A deadline bounds the whole stream; a
+ *   transport failure is retried only before the first element reached the
+ *   consumer.
  *
  * @example
  * ```ts
  * reverse: Component.method({ payload: Schema.String, success: Schema.String })
+ * // a stream of numbers
+ * countTo: Component.method({ payload: Schema.Number, success: Schema.Number, stream: true })
  * ```
  *
  * @since 0.1.0
@@ -106,20 +125,23 @@ export type Methods = { readonly [name: string]: AnyMethod }
 export const method = <
   Payload extends Schema.Schema.Any = typeof Schema.Void,
   Success extends Schema.Schema.Any = typeof Schema.Void,
-  Error extends Schema.Schema.All = typeof Schema.Never
+  Error extends Schema.Schema.All = typeof Schema.Never,
+  const Streaming extends boolean = false
 >(options: {
   readonly payload?: Payload
   readonly success?: Success
   readonly error?: Error
+  readonly stream?: Streaming
   readonly retry?: boolean
   readonly routeBy?: (payload: Schema.Schema.Type<Payload>) => string | number
   readonly timeout?: Duration.DurationInput
   // NoInfer: a method written inside a component's declaration must not take its schemas from the declaration's
   // contextual type (any schema), which would make an omitted `error` `any` instead of `never`, and `success` too.
-}): Method<NoInfer<Payload>, NoInfer<Success>, NoInfer<Error>> => ({
+}): Method<NoInfer<Payload>, NoInfer<Success>, NoInfer<Error>, NoInfer<Streaming>> => ({
   payload: (options.payload ?? Schema.Void) as Payload,
   success: (options.success ?? Schema.Void) as Success,
   error: (options.error ?? Schema.Never) as Error,
+  stream: (options.stream ?? false) as Streaming,
   retry: options.retry ?? true,
   routeBy: options.routeBy,
   timeout: options.timeout === undefined ? undefined : Duration.toMillis(options.timeout)
@@ -140,6 +162,20 @@ export interface Codec {
   readonly decodeSuccess: (value: unknown) => unknown
   readonly encodeError: (value: unknown) => unknown
   readonly decodeError: (value: unknown) => unknown
+  /**
+   * Encodes a batch of a streaming method's elements (each with the
+   * `success` schema), as transports send them.
+   *
+   * @since 0.2.0
+   */
+  readonly encodeElements: (values: ReadonlyArray<unknown>) => Array<unknown>
+  /**
+   * Decodes a batch of elements; throws on anything but an array of values
+   * of the `success` schema.
+   *
+   * @since 0.2.0
+   */
+  readonly decodeElements: (value: unknown) => Array<unknown>
 }
 
 const codecs = new WeakMap<AnyMethod, Codec>()
@@ -157,13 +193,22 @@ export const codec = (spec: AnyMethod): Codec => {
     const payload = spec.payload as Schema.Schema<unknown, unknown, never>
     const success = spec.success as Schema.Schema<unknown, unknown, never>
     const error = spec.error as Schema.Schema<unknown, unknown, never>
+    const encodeSuccess = Schema.encodeSync(success)
+    const decodeSuccess = Schema.decodeUnknownSync(success)
     cached = {
       encodePayload: Schema.encodeSync(payload),
       decodePayload: Schema.decodeUnknownSync(payload),
-      encodeSuccess: Schema.encodeSync(success),
-      decodeSuccess: Schema.decodeUnknownSync(success),
+      encodeSuccess,
+      decodeSuccess,
       encodeError: Schema.encodeSync(error),
-      decodeError: Schema.decodeUnknownSync(error)
+      decodeError: Schema.decodeUnknownSync(error),
+      encodeElements: (values) => values.map((value) => encodeSuccess(value)),
+      decodeElements: (value) => {
+        if (!Array.isArray(value)) {
+          throw new globalThis.Error(`a batch of stream elements must be an array, got ${typeof value}`)
+        }
+        return value.map((element) => decodeSuccess(element))
+      }
     }
     codecs.set(spec, cached)
   }
@@ -212,29 +257,47 @@ export const withTimeout: {
  * @category models
  */
 export type Client<M extends Methods> = {
-  readonly [K in keyof M]: [Schema.Schema.Type<M[K]["payload"]>] extends [void] ? () => Effect.Effect<
-      Schema.Schema.Type<M[K]["success"]>,
-      Schema.Schema.Type<M[K]["error"]> | RemoteCallError
-    >
-    : (payload: Schema.Schema.Type<M[K]["payload"]>) => Effect.Effect<
-      Schema.Schema.Type<M[K]["success"]>,
-      Schema.Schema.Type<M[K]["error"]> | RemoteCallError
-    >
+  readonly [K in keyof M]: [Schema.Schema.Type<M[K]["payload"]>] extends [void] ? () => Result<M[K]>
+    : (payload: Schema.Schema.Type<M[K]["payload"]>) => Result<M[K]>
 }
+
+/**
+ * What calling a method returns: an Effect of its result, or for a streaming
+ * method (`stream: true`) a Stream of its elements; either may also fail with
+ * {@link RemoteCallError}.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type Result<T extends AnyMethod> = T["stream"] extends true ? Stream.Stream<
+    Schema.Schema.Type<T["success"]>,
+    Schema.Schema.Type<T["error"]> | RemoteCallError
+  >
+  : Effect.Effect<Schema.Schema.Type<T["success"]>, Schema.Schema.Type<T["error"]> | RemoteCallError>
 
 /**
  * What an implementation provides: one handler per method. A handler fails
  * with the method's declared errors, or with the `RemoteCallError` of a call
  * it made and did not handle (its caller then gets a `RemoteCallError`).
+ * The handler of a streaming method returns a Stream of its elements (an
+ * Effect, which Effect treats as a Stream of one element, is one too).
  *
  * @since 0.1.0
  * @category models
  */
 export type Handlers<M extends Methods> = {
-  readonly [K in keyof M]: (
-    payload: Schema.Schema.Type<M[K]["payload"]>
-  ) => Effect.Effect<Schema.Schema.Type<M[K]["success"]>, Schema.Schema.Type<M[K]["error"]> | RemoteCallError>
+  readonly [K in keyof M]: (payload: Schema.Schema.Type<M[K]["payload"]>) => HandlerResult<M[K]>
 }
+
+/**
+ * What the handler of a method returns (see {@link Handlers}).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type HandlerResult<T extends AnyMethod> = T["stream"] extends true
+  ? Stream.Stream<Schema.Schema.Type<T["success"]>, Schema.Schema.Type<T["error"]> | RemoteCallError>
+  : Effect.Effect<Schema.Schema.Type<T["success"]>, Schema.Schema.Type<T["error"]> | RemoteCallError>
 
 /**
  * The static side of a component declaration.

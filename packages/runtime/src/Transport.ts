@@ -9,6 +9,7 @@ import * as Context from "effect/Context"
 import type * as Effect from "effect/Effect"
 import type * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
+import type * as Stream from "effect/Stream"
 import type * as Component from "./Component.js"
 import * as fiberRefs from "./internal/fiberRefs.js"
 import type { Weavelet } from "./Weavelet.js"
@@ -84,6 +85,23 @@ export interface Connection {
   readonly send?:
     | ((call: Call, payload: unknown, caller: CallerFiber, done: (exit: Exit.Exit<unknown, unknown>) => void) => void)
     | undefined
+  /**
+   * Calls a streaming method (`stream: true`): the Stream of its elements.
+   * Nothing is sent until the Stream is run; it is opened by the fiber that
+   * runs it, whose deadline, trace and construction path travel with the
+   * call, as for {@link Connection.invoke}. The Stream fails with one of the
+   * method's declared errors or a `RemoteCallError`. A remote transport
+   * applies flow control (the producer is never more than a bounded window
+   * of elements ahead of the consumer) and, when the Stream's scope closes
+   * before the producer is done (`Stream.take`, interruption), cancels the
+   * producer: its fiber is interrupted and its finalizers run. The pipeline
+   * around it bounds the whole Stream by the deadline and meters it as one
+   * call. A transport without it cannot carry streaming methods: calling one
+   * is a defect naming the transport.
+   *
+   * @since 0.2.0
+   */
+  readonly stream?: ((call: Call, payload: unknown) => Stream.Stream<unknown, unknown>) | undefined
 }
 
 /**

@@ -18,6 +18,7 @@ import * as FiberId from "effect/FiberId"
 import * as FiberRef from "effect/FiberRef"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 import type * as Tracer from "effect/Tracer"
 import * as Utils from "effect/Utils"
 import type * as Component from "./Component.js"
@@ -38,7 +39,9 @@ import type { Call, CallerFiber, Connection } from "./Transport.js"
 import * as WeaverConfig from "./WeaverConfig.js"
 
 /**
- * Handlers of a constructed component, by method name.
+ * Handlers of a constructed component, by method name. The handler of a
+ * streaming method returns a `Stream` instead (see `Component.HandlerResult`);
+ * those {@link Weavelet.handlers} hands out always return a Stream.
  *
  * @since 0.1.0
  * @category models
@@ -331,13 +334,71 @@ const ownBox = (fiber: FiberRefAccess): ComponentBox => {
 }
 
 /**
- * Wraps each handler so it runs as code of its component.
+ * Runs the opening of `stream` and each of its pulls through `wrap` (no
+ * `Stream.locally` exists: this is how a stream's code runs with a FiberRef
+ * set, in whichever fiber pulls it).
  *
  * @internal
  */
-const attribute = (info: ComponentInfo, handlers: AnyHandlers): AnyHandlers => {
+const eachPull = <A, E>(
+  stream: Stream.Stream<A, E>,
+  wrap: <X, Y, R>(effect: Effect.Effect<X, Y, R>) => Effect.Effect<X, Y, R>
+): Stream.Stream<A, E> => Stream.fromPull(Effect.map(wrap(Stream.toPull(stream)), (pull) => wrap(pull)))
+
+/**
+ * The Stream a streaming method's handler answered with (an Effect is a
+ * Stream of one element, as everywhere in Effect). Anything else is a defect
+ * naming the method.
+ *
+ * @since 0.2.0
+ * @category runtime
+ */
+export const handlerStream = (result: unknown, component: string, method: string): Stream.Stream<unknown, unknown> => {
+  if ((typeof result === "object" && result !== null && Stream.StreamTypeId in result) || Effect.isEffect(result)) {
+    return result as Stream.Stream<unknown, unknown>
+  }
+  return Stream.die(
+    new globalThis.Error(
+      `the handler of streaming method ${component}.${method} returned ${
+        result === null ? "null" : typeof result
+      }, not a Stream`
+    )
+  )
+}
+
+/** Calls a streaming method's handler: a handler that throws is a defect of the stream, as of an Effect. */
+const callStreamHandler = (
+  handler: (payload: unknown) => unknown,
+  payload: unknown,
+  component: string,
+  method: string
+): Stream.Stream<unknown, unknown> => {
+  try {
+    return handlerStream(handler(payload), component, method)
+  } catch (defect) {
+    return Stream.die(defect)
+  }
+}
+
+/**
+ * Wraps each handler so it runs as code of its component; a streaming
+ * method's handler answers a Stream whose code (each pull) runs as the
+ * component's, whichever fiber pulls it.
+ *
+ * @internal
+ */
+const attribute = (info: ComponentInfo, methods: Component.Methods, handlers: AnyHandlers): AnyHandlers => {
   const wrapped: Record<string, AnyHandlers[string]> = {}
   for (const [name, handler] of Object.entries(handlers)) {
+    if (methods[name]?.stream === true) {
+      const asOwn = <X, Y, R>(effect: Effect.Effect<X, Y, R>) => asComponent(info, effect)
+      wrapped[name] = (payload) =>
+        eachPull(callStreamHandler(handler, payload, info.name, name), asOwn) as unknown as Effect.Effect<
+          unknown,
+          unknown
+        >
+      continue
+    }
     wrapped[name] = (payload) => {
       const effect = handler(payload)
       // A handler that returned an Exit (`Effect.succeed(x)`, `Effect.fail(e)`) runs no Effect code to attribute.
@@ -392,7 +453,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
         Effect.locallyWith(constructing, (path) => [...path, name]),
         Effect.map((handlers) => {
           built.set(name, { info, handlers: handlers as AnyHandlers })
-          return attribute(info, handlers as AnyHandlers)
+          return attribute(info, impl.component.methods, handlers as AnyHandlers)
         }),
         Effect.onExit(() => Effect.sync(() => state.set(name, "ready"))),
         Effect.catchAllCause((cause) => {
@@ -459,7 +520,8 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       effect = fake !== undefined
         ? Effect.succeed<Connection>({
           remote: false,
-          invoke: (call, payload) => fake[call.method]!(payload)
+          invoke: (call, payload) => fake[call.method]!(payload),
+          stream: (call, payload) => callStreamHandler(fake[call.method]!, payload, call.component, call.method)
         })
         : connectOnce(transport.connect(component).pipe(Effect.provideService(Weavelet, weavelet)))
       connections.set(name, effect)
@@ -474,6 +536,127 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     if (required.has(component)) return
     required.add(component)
     options.onRequire?.(caller, component)
+  }
+
+  /**
+   * A call of a streaming method, opened when the Stream is run (by the
+   * fiber that runs it): one deadline for the whole stream, retries only
+   * before an element reached the consumer, one method call in the metrics
+   * and one span, whatever the number of elements.
+   */
+  const makeStreamCall = (options: {
+    readonly call: Call
+    readonly spec: Component.AnyMethod
+    readonly connect: () => Effect.Effect<Connection>
+    readonly deadlineOf: () => { deadline: number | undefined; own: boolean }
+    readonly unreachable: (error: unknown) => boolean
+    readonly record: (connection: Connection, failed: boolean, latencyMicros: number | undefined) => void
+  }) => {
+    const { call, deadlineOf, record, spec, unreachable } = options
+    const attributes = { component: call.component, method: call.method, caller: call.caller }
+    const attempt = (
+      open: NonNullable<Connection["stream"]>,
+      payload: unknown,
+      attempts: number,
+      start: number,
+      deadline: number | undefined
+    ): Stream.Stream<unknown, unknown> => {
+      let emitted = false
+      let stream: Stream.Stream<unknown, unknown>
+      try {
+        stream = open(call, payload)
+      } catch (defect) {
+        stream = Stream.die(defect)
+      }
+      return stream.pipe(
+        Stream.mapChunks((chunk) => {
+          if (chunk.length > 0) emitted = true
+          return chunk
+        }),
+        Stream.catchAll((error) => {
+          // After an element reached the consumer a retry would repeat it: the failure is the stream's.
+          if (!emitted && spec.retry && unreachable(error)) {
+            const delay = 10 * 1.3 ** attempts * (1 - 0.4 * Math.random())
+            if (
+              attempts + 1 < retryPolicy.attempts && performance.now() + delay - start <= retryPolicy.within &&
+              (deadline === undefined || Date.now() + delay < deadline)
+            ) {
+              return Stream.unwrap(
+                Effect.as(Effect.sleep(delay), attempt(open, payload, attempts + 1, start, deadline))
+              )
+            }
+          }
+          return Stream.fail(error)
+        })
+      )
+    }
+    /** Records the stream as one call when its scope closes: failed if it failed, or was interrupted before its end. */
+    const metered = (c: Connection, stream: Stream.Stream<unknown, unknown>) =>
+      Stream.fromPull(Effect.suspend(() => {
+        const start = performance.now()
+        let ended = false
+        let failed = false
+        const observe = (cause: Cause.Cause<Option.Option<unknown>>) => {
+          const failure = Cause.failureOption(cause)
+          if (Option.isSome(failure) && Option.isNone(failure.value)) ended = true
+          else if (!Cause.isInterruptedOnly(cause)) failed = true
+          return Effect.void
+        }
+        return Effect.zipRight(
+          Effect.addFinalizer((exit) =>
+            Effect.sync(() =>
+              record(c, failed || (exit._tag === "Failure" && !ended), (performance.now() - start) * 1000)
+            )
+          ),
+          Effect.map(Stream.toPull(stream), (pull) => Effect.tapErrorCause(pull, observe))
+        )
+      }))
+    const open = (c: Connection, payload: unknown, deadline: number | undefined): Stream.Stream<unknown, unknown> => {
+      const stream = c.stream
+      if (stream === undefined) {
+        return Stream.die(
+          new globalThis.Error(
+            `the ${transport.name} transport cannot carry streaming methods, and ${call.component}.${call.method} ` +
+              `is one (declared with stream: true)`
+          )
+        )
+      }
+      if (deadline !== undefined && deadline <= Date.now()) {
+        record(c, true, 0)
+        return Stream.fail(timeoutError(call, "deadline exceeded before the call was made"))
+      }
+      let result = attempt(stream, payload, 0, performance.now(), deadline)
+      if (deadline !== undefined) {
+        // The deadline bounds the whole stream, and the producer (here or remote) runs under it.
+        result = Stream.interruptWhen(
+          result,
+          Effect.zipRight(
+            Effect.sleep(Math.max(0, deadline - Date.now())),
+            Effect.fail(timeoutError(call, "deadline exceeded"))
+          )
+        )
+        result = eachPull(result, (effect) => Effect.locally(effect, currentDeadline, deadline))
+      }
+      result = metered(c, result)
+      // As for other calls: a span only if the fiber running the stream is already traced.
+      return currentSpanSampled()
+        ? Stream.withSpan(result, `${call.component}.${call.method}`, {
+          kind: c.remote ? "client" : "internal",
+          attributes: { ...attributes, remote: c.remote },
+          captureStackTrace: false
+        })
+        : result
+    }
+    return (payload: unknown): Stream.Stream<unknown, unknown> =>
+      Stream.unwrapScoped(Effect.suspend(() => {
+        const { deadline } = deadlineOf()
+        const connect = options.connect()
+        const connected = deadline === undefined ? connect : Effect.timeoutFail(connect, {
+          duration: Math.max(0, deadline - Date.now()),
+          onTimeout: () => timeoutError(call, "deadline exceeded while connecting to the component")
+        })
+        return Effect.map(connected, (c) => open(c, payload, deadline))
+      }))
   }
 
   const makeClient = (component: Component.Any, caller: string) => {
@@ -523,6 +706,18 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       }
       let recorder: Recorder | undefined
       const recorderOf = (c: Connection): Recorder => recorder ??= (failed, micros) => record(c, failed, micros)
+      if (spec.stream) {
+        const streamCall = makeStreamCall({
+          call,
+          spec,
+          connect: () => resolved !== undefined ? Effect.succeed(resolved) : connect,
+          deadlineOf,
+          unreachable,
+          record
+        })
+        client[method] = (payload) => streamCall(payload) as unknown as Effect.Effect<unknown, unknown>
+        continue
+      }
       /**
        * A remote call, metered, and retried where the method allows it and the transport failed, within the
        * retry policy and never past the deadline: one pair of match handlers per attempt.
@@ -766,6 +961,13 @@ export const localConnection = (component: Component.Any): Effect.Effect<Connect
       invoke: (call, payload) =>
         handlers !== undefined
           ? handlers[call.method]!(payload)
-          : Effect.flatMap(resolve, (h) => h[call.method]!(payload))
+          : Effect.flatMap(resolve, (h) => h[call.method]!(payload)),
+      // Co-located: the handler's own Stream, never encoded (attributed to its component, see `attribute`).
+      stream: (call, payload) =>
+        handlers !== undefined
+          ? handlers[call.method]!(payload) as unknown as Stream.Stream<unknown, unknown>
+          : Stream.unwrap(
+            Effect.map(resolve, (h) => h[call.method]!(payload) as unknown as Stream.Stream<unknown, unknown>)
+          )
     }
   })

@@ -18,6 +18,8 @@ import {
   RemoteCallError,
   Transport as CoreTransport
 } from "@effect-weaver/runtime"
+import * as Cause from "effect/Cause"
+import * as Chunk from "effect/Chunk"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -65,6 +67,13 @@ export interface Options {
    * component it was dialed for.
    */
   readonly tls?: Certificates.Credentials | undefined
+  /**
+   * The elements a stream's consumer accepts ahead of what it has taken
+   * (default {@link Wire.defaultStreamWindow}, at most
+   * {@link Wire.maxStreamCredit}): the most a producer sends before it waits,
+   * and so the most this side buffers per stream.
+   */
+  readonly streamWindow?: number | undefined
 }
 
 /**
@@ -82,7 +91,7 @@ interface Pending {
   readonly prepared: Prepared
   /** The balancer that picked the replica. */
   readonly route: Route
-  /** A reply frame arrived: its body is `bytes` from `start` to `end`. */
+  /** A reply frame arrived (for a stream: its end or error frame): its body is `bytes` from `start` to `end`. */
   complete(type: number, bytes: Buffer, start: number, end: number): void
   /** The connection failed. */
   fail(error: RemoteCallError): void
@@ -133,6 +142,12 @@ class CallTable {
     this.ids[id & mask] = id
     this.size++
     return id
+  }
+
+  /** The call sent with `id`, if it is in flight. */
+  get(id: number): Pending | undefined {
+    const slot = id & (this.slots.length - 1)
+    return this.ids[slot] === id ? this.slots[slot] : undefined
   }
 
   /** Removes the call sent with `id` and returns it; undefined if it is not in flight (cancelled, timed out). */
@@ -216,10 +231,30 @@ class Connection {
 
   readonly onFrame = (type: number, id: number, bytes: Buffer, start: number, end: number): void => {
     if (type === Wire.FrameType.Response || (type === Wire.FrameType.Error && id !== 0)) {
+      if (type === Wire.FrameType.Response && this.pending.get(id) instanceof StreamCall) {
+        return this.fail("Protocol", `${this.peer.address} broke the protocol: a response frame for stream ${id}`)
+      }
       const pending = this.pending.take(id)
       if (pending === undefined) return // cancelled or timed out: the reply is dropped
       this.resumed++
       pending.complete(type, bytes, start, end)
+    } else if (type === Wire.FrameType.StreamItems || type === Wire.FrameType.StreamEnd) {
+      // A stream's id stays reserved until its end, error or cancel acknowledgement: any other id is a violation.
+      const pending = this.pending.get(id)
+      if (!(pending instanceof StreamCall)) {
+        return this.fail(
+          "Protocol",
+          `${this.peer.address} broke the protocol: stream ${
+            type === Wire.FrameType.StreamEnd ? "end" : "elements"
+          } for call ${id}, which is not a stream in flight`
+        )
+      }
+      if (type === Wire.FrameType.StreamEnd) {
+        this.pending.take(id)
+        return pending.complete(type, bytes, start, end)
+      }
+      const violation = pending.items(bytes, start, end)
+      if (violation !== undefined) this.fail("Protocol", `${this.peer.address} broke the protocol: ${violation}`)
     } else if (type === Wire.FrameType.Hello) {
       const hello = Wire.decodeHello(bytes.subarray(start, end))
       const refused = hello instanceof Wire.ProtocolError
@@ -269,7 +304,6 @@ const decodeReply = (
   end: number
 ): Exit.Exit<unknown, unknown> => {
   const { call, codec } = prepared
-  prepared.series.bytesReply.update(end - start + Wire.headerBytes)
   if (type === Wire.FrameType.Response) {
     try {
       return Exit.succeed(codec.decodeSuccess(Wire.unpack(bytes, start, end)))
@@ -299,7 +333,7 @@ const decodeReply = (
 /** A component's balancer, and the calls waiting for it to know a replica. */
 interface Route {
   readonly balancer: Balancer<Peer>
-  readonly waiting: Set<Invocation>
+  readonly waiting: Set<{ wake(): void }>
 }
 
 /**
@@ -415,6 +449,7 @@ class Invocation implements Pending {
 
   complete(type: number, bytes: Buffer, start: number, end: number): void {
     this.connection = undefined
+    this.prepared.series.bytesReply.update(end - start + Wire.headerBytes)
     this.finish(decodeReply(this.prepared, type, bytes, start, end))
   }
 
@@ -452,6 +487,139 @@ class Invocation implements Pending {
     this.clearTimers()
     if (this.caller.current === this) this.caller.current = undefined
     this.resume(exit)
+  }
+}
+
+/**
+ * One call of a streaming method on a connection: the elements received and
+ * not yet taken by the consumer (at most the window), the credit granted,
+ * and how the stream ended. Its id stays in the connection's table until the
+ * server's last frame for it (end, error, or the acknowledgement of a
+ * cancel), so that a frame for an id not in the table is a violation.
+ */
+class StreamCall implements Pending {
+  private buffer: Array<unknown> = []
+  /** How the stream ended, once it has: `undefined` for a normal end. */
+  private ended: { readonly error: unknown } | undefined | null = null
+  /** The consumer's pull waiting for elements or the end. */
+  private waiter: (() => void) | undefined = undefined
+  /** Elements the server may still send: granted and not yet received. */
+  private allowance: number
+  /** Elements the consumer took since credit was last granted. */
+  private taken = 0
+  /** Elements of the chunk the consumer was handed last, which it may still be processing. */
+  private handed = 0
+  private cancelled = false
+  /** Bytes of the frames that carried the stream's elements and end: one `_bytes_reply` observation. */
+  private bytes = 0
+  id = 0
+
+  constructor(
+    readonly prepared: Prepared,
+    readonly route: Route,
+    readonly connection: Connection,
+    readonly window: number
+  ) {
+    this.allowance = window
+  }
+
+  /** A batch of elements arrived; returns a violation of the protocol, if it is one. */
+  items(bytes: Buffer, start: number, end: number): string | undefined {
+    this.bytes += end - start + Wire.headerBytes
+    let decoded: Array<unknown>
+    try {
+      decoded = this.prepared.codec.decodeElements(Wire.unpack(bytes, start, end))
+    } catch (error) {
+      if (this.cancelled) return undefined
+      this.finish({ error: remoteError(this.prepared.call, "Decode", `stream elements: ${describe(error)}`) })
+      this.cancel()
+      return undefined
+    }
+    this.allowance -= decoded.length
+    if (this.allowance < 0) {
+      return `stream ${this.id} received ${-this.allowance} elements beyond the credit granted (window ${this.window})`
+    }
+    if (this.cancelled) return undefined
+    for (const element of decoded) this.buffer.push(element)
+    this.wake()
+    return undefined
+  }
+
+  complete(type: number, bytes: Buffer, start: number, end: number): void {
+    this.bytes += end - start + Wire.headerBytes
+    this.cancelled = true
+    if (type === Wire.FrameType.StreamEnd) return this.finish(undefined)
+    const exit = decodeReply(this.prepared, type, bytes, start, end)
+    this.finish({ error: Exit.isFailure(exit) ? Cause.squash(exit.cause) : undefined })
+  }
+
+  fail(error: RemoteCallError): void {
+    this.cancelled = true
+    this.finish({ error })
+  }
+
+  private finish(ended: { readonly error: unknown } | undefined): void {
+    if (this.ended !== null) return
+    this.ended = ended
+    this.wake()
+  }
+
+  private wake(): void {
+    const waiter = this.waiter
+    this.waiter = undefined
+    waiter?.()
+  }
+
+  /**
+   * The consumer's pull: the elements received, or the end, or waits for
+   * either. A pull also says the consumer is done with the chunk it was
+   * handed before: only then does that chunk count as taken, so the producer
+   * is never more than the window ahead of what the consumer processed.
+   */
+  readonly pull: Effect.Effect<Chunk.Chunk<unknown>, Option.Option<unknown>> = Effect.async((resume) => {
+    if (this.handed > 0) {
+      this.grant(this.handed)
+      this.handed = 0
+    }
+    const answer = () => {
+      if (this.buffer.length > 0) {
+        const chunk = Chunk.unsafeFromArray(this.buffer)
+        this.buffer = []
+        this.handed = chunk.length
+        return resume(Effect.succeed(chunk))
+      }
+      const ended = this.ended
+      if (ended === undefined) return resume(Effect.fail(Option.none()))
+      if (ended !== null) return resume(Effect.fail(Option.some(ended.error)))
+      this.waiter = answer
+    }
+    answer()
+    return Effect.sync(() => {
+      this.waiter = undefined
+    })
+  })
+
+  /** The consumer took `count` elements: once it took half the window, the server may send that many more. */
+  private grant(count: number): void {
+    this.taken += count
+    if (this.taken < this.window / 2 || this.cancelled || this.ended !== null) return
+    this.allowance += this.taken
+    this.connection.writer.write(Wire.creditFrame(this.id, this.taken))
+    this.taken = 0
+  }
+
+  /** The consumer is done with the stream (its scope closed): a stream still running is cancelled. */
+  close(): void {
+    this.prepared.series.bytesReply.update(this.bytes)
+    this.cancel()
+  }
+
+  /** Tells the server to stop producing; the id stays reserved until it acknowledges. */
+  private cancel(): void {
+    if (this.cancelled) return
+    this.cancelled = true
+    this.buffer = []
+    if (!this.connection.closed) this.connection.writer.write(cancelFrame(this.id))
   }
 }
 
@@ -596,6 +764,39 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     return found
   }
 
+  const window = options.streamWindow ?? Wire.defaultStreamWindow
+  if (!Number.isSafeInteger(window) || window < 2 || window > Wire.maxStreamCredit) {
+    return yield* Effect.dieMessage(
+      `RPC client option streamWindow must be an integer from 2 to ${Wire.maxStreamCredit}, got ${window}`
+    )
+  }
+
+  /** Waits for the component's first replica set, up to `replicaWait`: a stream opened before any is known. */
+  const awaitReplica = (route: Route, call: Transport.Call): Effect.Effect<void, RemoteCallError> =>
+    Effect.async<void, RemoteCallError>((resume) => {
+      const waiter = {
+        wake: () => {
+          route.waiting.delete(waiter)
+          clearTimeout(timer)
+          resume(
+            route.balancer.current.length > 0 ? Effect.void : Effect.fail(
+              remoteError(
+                call,
+                "Unreachable",
+                `no replica became known within ${replicaWait} ms (replicas: none known)`
+              )
+            )
+          )
+        }
+      }
+      const timer = setTimeout(waiter.wake, replicaWait)
+      route.waiting.add(waiter)
+      return Effect.sync(() => {
+        route.waiting.delete(waiter)
+        clearTimeout(timer)
+      })
+    })
+
   const connection = (route: Route): Transport.Connection => {
     /**
      * Prepares a call and sends it; `resume` gets its outcome. It runs as the
@@ -637,6 +838,69 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       new Invocation(p, head, encoded, key, deadline, route, replicaWait, resume, callerOf(fiber)).send()
     }
 
+    /**
+     * Opens a stream on a replica when the Stream is run: the request carries the window as the initial credit.
+     * Nothing is retried here (the call pipeline retries before the first element); a component with no replica
+     * yet is waited for, as an ordinary call waits.
+     */
+    const openStream = (call: Transport.Call, payload: unknown): Stream.Stream<unknown, unknown> =>
+      Stream.fromPull(
+        Effect.catchAll(opening(call, payload), (error) => Effect.succeed(Effect.fail(Option.some(error))))
+      )
+    const opening = (call: Transport.Call, payload: unknown) =>
+      Effect.flatMap(Effect.withFiberRuntime<Transport.CallerFiber>(Effect.succeed), (fiber) => {
+        const p = prepare(call)
+        const deadline = fiber.getFiberRef(Component.currentDeadline)
+        let encoded: unknown
+        let key: string | number | undefined
+        try {
+          encoded = p.codec.encodePayload(payload)
+          key = call.spec.routeBy?.(payload)
+        } catch (error) {
+          return unsent(p, "Decode", `payload: ${describe(error)}`)
+        }
+        const span = fiber.currentSpan
+        const trace = span === undefined || !span.sampled
+          ? undefined
+          : { traceId: span.traceId, spanId: span.spanId, sampled: true }
+        const constructing = fiber.getFiberRef(CoreTransport.constructing)
+        const open = (): Effect.Effect<
+          Effect.Effect<Chunk.Chunk<unknown>, Option.Option<unknown>>,
+          unknown,
+          Scope.Scope
+        > => {
+          const c = route.balancer.pick(key, usable)?.connection
+          if (c === undefined) {
+            const known = route.balancer.current.map((r) => r.address).join(", ")
+            return Effect.fail(remoteError(call, "Unreachable", `no replica is reachable (replicas: ${known})`))
+          }
+          const remaining = deadline === undefined ? undefined : deadline - Date.now()
+          if (remaining !== undefined && remaining <= 0) {
+            return unsent(p, "Timeout", "deadline exceeded before the call was sent")
+          }
+          const head = Wire.requestHead(
+            p.prefix,
+            Wire.encodeHeaderSuffix(remaining === undefined ? undefined : remaining * 1000, trace, constructing, window)
+          )
+          const stream = new StreamCall(p, route, c, window)
+          const id = c.pending.add(stream)
+          stream.id = id
+          let size: number
+          try {
+            size = c.writer.writeValue(Wire.FrameType.Request, id, head, encoded)
+          } catch (error) {
+            c.pending.take(id)
+            return unsent(p, "Decode", `payload cannot be packed: ${describe(error)}`)
+          }
+          p.series.bytesRequest.update(size)
+          if (c.pending.size === 1) c.writer.flush()
+          return Effect.as(Effect.addFinalizer(() => Effect.sync(() => stream.close())), stream.pull)
+        }
+        return route.balancer.current.length > 0
+          ? open()
+          : Effect.zipRight(awaitReplica(route, call), Effect.suspend(open))
+      })
+
     const sendNow = (call: Transport.Call, payload: unknown) =>
       Effect.async<unknown, unknown>((resume) =>
         send(call, payload, Option.getOrThrow(Fiber.getCurrentFiber()), resume)
@@ -648,7 +912,8 @@ export const make = Effect.fnUntraced(function*(options: Options) {
           ? Effect.zipRight(Effect.exit(sendNow(call, payload)), sendNow(call, payload))
           : sendNow(call, payload),
       // The test transport runs every retriable call twice, which only `invoke` does.
-      send: options.duplicateRetriable ? undefined : send
+      send: options.duplicateRetriable ? undefined : send,
+      stream: openStream
     }
   }
 

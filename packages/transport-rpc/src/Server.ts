@@ -22,6 +22,7 @@ import {
   Weavelet
 } from "@effect-weaver/runtime"
 import * as Cause from "effect/Cause"
+import * as Chunk from "effect/Chunk"
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
@@ -32,6 +33,7 @@ import * as FiberId from "effect/FiberId"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
+import * as Stream from "effect/Stream"
 import * as Tracer from "effect/Tracer"
 import * as Net from "node:net"
 import * as Tls from "node:tls"
@@ -164,6 +166,22 @@ interface Entry {
   readonly component: string
   readonly method: string
   readonly codec: Wire.MethodCodec
+  readonly stream: boolean
+}
+
+/** A stream the server is producing: the credit its consumer granted, and the producer waiting for more. */
+interface Producing {
+  readonly fiber: Fiber.RuntimeFiber<unknown, unknown>
+  credit: number
+  /** Set while the producer waits for credit. */
+  wake: (() => void) | undefined
+  /** Cancelled, timed out, failed or the connection closed: the producer writes nothing more. */
+  stopped: boolean
+  /** Encoded elements not written yet, and whether a write of them is scheduled. */
+  readonly pending: Array<unknown>
+  scheduled: boolean
+  /** Elements could not be packed: the stream ends with this `Handler` error. */
+  readonly onUnpackable: (detail: string) => void
 }
 
 type AnyHandlers = Weavelet.AnyHandlers
@@ -255,7 +273,7 @@ export const serve = Effect.fnUntraced(function*(options: Options = {}) {
   for (const [name, component] of weavelet.components) {
     if (!weavelet.hosts(name)) continue
     for (const [method, spec] of Object.entries(component.methods)) {
-      entries.set(`${name}.${method}`, { component: name, method, codec: Wire.codec(spec) })
+      entries.set(`${name}.${method}`, { component: name, method, codec: Wire.codec(spec), stream: spec.stream })
     }
   }
   const resolved = new Map<string, AnyHandlers>()
@@ -290,6 +308,8 @@ export const serve = Effect.fnUntraced(function*(options: Options = {}) {
     readonly writer: Wire.FrameWriter
     readonly reader: Wire.FrameReader
     readonly inflight = new Map<number, Fiber.RuntimeFiber<unknown, unknown>>()
+    /** The streams in flight, by call id (ids are unique across calls and streams). */
+    readonly streams = new Map<number, Producing>()
     readonly remote: string
     greeted = false
     closed = false
@@ -402,6 +422,36 @@ export const serve = Effect.fnUntraced(function*(options: Options = {}) {
       }
       for (const fiber of this.inflight.values()) fiber.unsafeInterruptAsFork(FiberId.none)
       this.inflight.clear()
+      for (const producing of this.streams.values()) this.stopStream(producing)
+      this.streams.clear()
+    }
+
+    /** Stops a stream's producer: its fiber is interrupted (its finalizers run) and writes nothing more. */
+    stopStream(producing: Producing): void {
+      producing.stopped = true
+      producing.fiber.unsafeInterruptAsFork(FiberId.none)
+    }
+
+    /** The consumer of stream `id` accepts `grant` more elements. */
+    credit(id: number, bytes: Buffer, start: number, end: number): void {
+      const grant = Wire.decodeCredit(bytes, start, end)
+      if (grant instanceof Wire.ProtocolError) return this.close(`closing connection: ${grant.reason}`)
+      const producing = this.streams.get(id)
+      if (producing === undefined) {
+        if (this.inflight.has(id)) {
+          return this.close(`closing connection: credit for call ${id}, which is not a stream`)
+        }
+        // A stream that ended (or timed out) while the credit was on its way: nothing to do.
+        return
+      }
+      if (producing.credit + grant > Wire.maxStreamCredit) {
+        return this.close(
+          `closing connection: credit overflow on stream ${id} (${producing.credit} + ${grant} elements, ` +
+            `more than ${Wire.maxStreamCredit})`
+        )
+      }
+      producing.credit += grant
+      producing.wake?.()
     }
 
     readonly onFrame = (type: number, id: number, bytes: Buffer, start: number, end: number): void => {
@@ -413,8 +463,17 @@ export const serve = Effect.fnUntraced(function*(options: Options = {}) {
           this.inflight.delete(id)
           fiber.unsafeInterruptAsFork(FiberId.none)
         }
+        const producing = this.streams.get(id)
+        if (producing !== undefined) {
+          this.streams.delete(id)
+          this.stopStream(producing)
+          // A stream's cancel is acknowledged: its client keeps the id reserved until then, so that any frame for
+          // an id it does not know is a violation, not a straggler.
+          this.writer.write(Wire.systemError(id, "Cancelled", "the stream was cancelled by its consumer"))
+        }
         return
       }
+      if (type === Wire.FrameType.Credit) return this.credit(id, bytes, start, end)
       this.close(`closing connection: unexpected frame of type ${type} from a client`)
     }
 
@@ -445,7 +504,9 @@ export const serve = Effect.fnUntraced(function*(options: Options = {}) {
     request(id: number, bytes: Buffer, start: number, end: number): void {
       const decoded = Wire.decodeRequest(bytes, start, end)
       if (decoded instanceof Wire.ProtocolError) return this.close(`closing connection: ${decoded.reason}`)
-      if (this.inflight.has(id)) return this.close(`closing connection: call id ${id} is already in flight`)
+      if (this.inflight.has(id) || this.streams.has(id)) {
+        return this.close(`closing connection: call id ${id} is already in flight`)
+      }
       const { header } = decoded
       const entry = entries.get(header.method)
       if (entry === undefined) {
@@ -456,12 +517,24 @@ export const serve = Effect.fnUntraced(function*(options: Options = {}) {
       if (this.allowed !== undefined && !this.allowed.has(entry.component)) {
         return this.unauthorized(id, entry.component, bytes, start, end)
       }
+      if (entry.stream !== (header.credit !== undefined)) {
+        return this.writer.write(
+          Wire.systemError(
+            id,
+            "Protocol",
+            entry.stream
+              ? `method ${header.method} is a streaming method, called without a stream credit`
+              : `method ${header.method} is not a streaming method, called as one`
+          )
+        )
+      }
       let payload: unknown
       try {
         payload = entry.codec.decodePayload(Wire.unpack(bytes, decoded.payloadStart, end))
       } catch (error) {
         return this.writer.write(Wire.systemError(id, "Decode", `payload: ${describe(error)}`))
       }
+      if (header.credit !== undefined) return this.stream(id, entry, header, header.credit, payload)
       const handlers = resolved.get(entry.component)
       let effect: Effect.Effect<unknown, unknown>
       if (handlers !== undefined) {
@@ -489,27 +562,67 @@ export const serve = Effect.fnUntraced(function*(options: Options = {}) {
           this.writer.write(Wire.systemError(id, "Timeout", "deadline exceeded while the handler was running"))
         }, Math.min(Math.max(0, millis), maxTimerMillis))
       }
-      if (header.constructing.length > 0) {
-        effect = Effect.locally(effect, CoreTransport.constructing, header.constructing)
-      }
-      if (header.traceId !== undefined && header.spanId !== undefined) {
-        const parent = Tracer.externalSpan({ traceId: header.traceId, spanId: header.spanId, sampled: header.sampled })
-        effect = header.sampled
-          ? Effect.withSpan(effect, header.method, {
-            kind: "server",
-            parent,
-            attributes: { component: entry.component, method: entry.method, caller: header.caller, remote: true },
-            captureStackTrace: false
-          })
-          : Effect.withParentSpan(effect, parent)
-      }
-      const fiber = runFork(effect)
+      const fiber = runFork(withCaller(effect, entry, header))
       this.inflight.set(id, fiber)
       fiber.addObserver((exit) => {
         if (timer !== undefined) clearTimeout(timer)
         if (this.inflight.get(id) !== fiber) return
         this.inflight.delete(id)
         reply(this.writer, entry, id, exit)
+      })
+    }
+
+    /**
+     * Opens a stream: a fiber pulls the handler's Stream and sends its elements in batches while the consumer's
+     * credit lasts, then waits for more. It ends with a stream end frame or an error frame (one span, one fiber).
+     */
+    stream(id: number, entry: Entry, header: Wire.RequestHeader, credit: number, payload: unknown): void {
+      const handlers = resolved.get(entry.component)
+      const source = handlers !== undefined
+        ? handlers[entry.method]!(payload) as unknown as Stream.Stream<unknown, unknown>
+        : Stream.unwrap(
+          Effect.map(
+            handlersOf(entry.component),
+            (h) => h[entry.method]!(payload) as unknown as Stream.Stream<unknown, unknown>
+          )
+        )
+      const producing = {
+        credit,
+        wake: undefined,
+        stopped: false,
+        pending: [],
+        scheduled: false,
+        onUnpackable: (detail: string) => {
+          if (this.streams.get(id) !== producing) return
+          this.streams.delete(id)
+          this.stopStream(producing)
+          this.writer.write(Wire.systemError(id, "Handler", detail))
+        }
+      } as Omit<Producing, "fiber"> as Producing
+      let effect = produce(this.writer, entry, id, source, producing)
+      let timer: ReturnType<typeof setTimeout> | undefined
+      if (header.deadlineMicros !== undefined) {
+        const millis = header.deadlineMicros / 1000
+        effect = Effect.locally(effect, Component.currentDeadline, Date.now() + millis)
+        timer = setTimeout(() => {
+          if (this.streams.get(id) !== producing) return
+          this.streams.delete(id)
+          this.stopStream(producing)
+          this.writer.write(Wire.systemError(id, "Timeout", "deadline exceeded while the stream was running"))
+        }, Math.min(Math.max(0, millis), maxTimerMillis))
+      }
+      const fiber = runFork(withCaller(effect, entry, header))
+      ;(producing as { fiber: Fiber.RuntimeFiber<unknown, unknown> }).fiber = fiber
+      this.streams.set(id, producing)
+      fiber.addObserver((exit) => {
+        if (timer !== undefined) clearTimeout(timer)
+        if (this.streams.get(id) !== producing) return
+        // The elements gathered before the end go first.
+        flushBatch(this.writer, id, producing)
+        if (this.streams.get(id) !== producing) return
+        this.streams.delete(id)
+        if (Exit.isSuccess(exit)) this.writer.write(Wire.streamEndFrame(id))
+        else this.writer.write(failureFrame(entry, id, exit.cause))
       })
     }
   }
@@ -562,8 +675,9 @@ export const serve = Effect.fnUntraced(function*(options: Options = {}) {
   const sweep = setInterval(() => {
     for (const connection of open) {
       if (!connection.greeted) continue
-      if (!connection.active && connection.inflight.size === 0) connection.close(undefined)
-      else connection.active = false
+      if (!connection.active && connection.inflight.size === 0 && connection.streams.size === 0) {
+        connection.close(undefined)
+      } else connection.active = false
     }
   }, Math.min(Math.max(1, idleMillis / 2), maxTimerMillis))
   sweep.unref()
@@ -583,6 +697,111 @@ export const serve = Effect.fnUntraced(function*(options: Options = {}) {
   }
   return info
 })
+
+/** Runs a handler with what its caller sent: construction path and trace context (a server span when sampled). */
+const withCaller = <A, E>(
+  effect: Effect.Effect<A, E>,
+  entry: Entry,
+  header: Wire.RequestHeader
+): Effect.Effect<A, E> => {
+  if (header.constructing.length > 0) {
+    effect = Effect.locally(effect, CoreTransport.constructing, header.constructing)
+  }
+  if (header.traceId !== undefined && header.spanId !== undefined) {
+    const parent = Tracer.externalSpan({ traceId: header.traceId, spanId: header.spanId, sampled: header.sampled })
+    effect = header.sampled
+      ? Effect.withSpan(effect, header.method, {
+        kind: "server",
+        parent,
+        attributes: { component: entry.component, method: entry.method, caller: header.caller, remote: true },
+        captureStackTrace: false
+      })
+      : Effect.withParentSpan(effect, parent)
+  }
+  return effect
+}
+
+/** Waits until the consumer grants credit (or the producer is interrupted). */
+const awaitCredit = (producing: Producing): Effect.Effect<void> =>
+  Effect.async<void>((resume) => {
+    producing.wake = () => {
+      producing.wake = undefined
+      resume(Effect.void)
+    }
+    return Effect.sync(() => {
+      producing.wake = undefined
+    })
+  })
+
+/** Encodes one element, or says why it cannot be (a defect of the handler). */
+const encodeElement = (entry: Entry, element: unknown): { readonly value: unknown } | Error => {
+  try {
+    return { value: entry.codec.encodeSuccess(element) }
+  } catch (error) {
+    return new Error(`a stream element does not match the success schema: ${describe(error)}`)
+  }
+}
+
+/**
+ * Pulls `source` and sends its elements: at most the credit granted, in
+ * frames of at most {@link Wire.maxBatchElements}; with no credit left it
+ * waits for more, holding at most the chunk it pulled last. Elements are
+ * encoded as they are pulled and gathered across chunks until a frame is
+ * full, the credit runs out or the turn of the event loop ends, so that a
+ * source of one-element chunks does not cost a frame per element.
+ */
+const produce = (
+  writer: Wire.FrameWriter,
+  entry: Entry,
+  id: number,
+  source: Stream.Stream<unknown, unknown>,
+  producing: Producing
+): Effect.Effect<void, unknown> =>
+  Effect.scoped(Effect.flatMap(Stream.toPull(source), (pull) => {
+    const pending = producing.pending
+    const flushLater = () => {
+      if (producing.scheduled) return
+      producing.scheduled = true
+      process.nextTick(() => flushBatch(writer, id, producing))
+    }
+    /** Sends `elements` from `from` on, waiting for credit whenever it runs out. */
+    const sendChunk = (elements: ReadonlyArray<unknown>, from: number): Effect.Effect<void> => {
+      for (let at = from; at < elements.length; at++) {
+        if (producing.credit === 0) {
+          flushBatch(writer, id, producing)
+          return Effect.zipRight(awaitCredit(producing), Effect.suspend(() => sendChunk(elements, at)))
+        }
+        const encoded = encodeElement(entry, elements[at])
+        if (encoded instanceof Error) return Effect.die(encoded)
+        producing.credit--
+        pending.push(encoded.value)
+        if (pending.length >= Wire.maxBatchElements) flushBatch(writer, id, producing)
+      }
+      if (pending.length > 0) flushLater()
+      return Effect.void
+    }
+    const loop: Effect.Effect<void, unknown> = Effect.matchEffect(pull, {
+      onFailure: (error) => Option.isNone(error) ? Effect.void : Effect.fail(error.value),
+      onSuccess: (chunk) => Effect.zipRight(sendChunk(Chunk.toReadonlyArray(chunk), 0), loop)
+    })
+    return loop
+  }))
+
+/**
+ * Writes the elements gathered for stream `id` as one items frame. Elements
+ * msgpack cannot pack stop the stream with a `Handler` error.
+ */
+const flushBatch = (writer: Wire.FrameWriter, id: number, producing: Producing): void => {
+  producing.scheduled = false
+  if (producing.pending.length === 0) return
+  const batch = producing.pending.splice(0, producing.pending.length)
+  if (producing.stopped) return
+  try {
+    writer.writeValue(Wire.FrameType.StreamItems, id, undefined, batch)
+  } catch (error) {
+    producing.onUnpackable(`stream elements cannot be packed: ${describe(error)}`)
+  }
+}
 
 const reply = (writer: Wire.FrameWriter, entry: Entry, id: number, exit: Exit.Exit<unknown, unknown>): void => {
   if (Exit.isSuccess(exit)) {

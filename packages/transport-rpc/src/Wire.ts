@@ -15,11 +15,12 @@ import { addExtension, Packr } from "msgpackr"
 
 /**
  * The protocol version this build speaks. Peers must speak the same version.
+ * Version 2 added streaming calls (frame types 5–7, request flag 16).
  *
  * @since 0.1.0
  * @category constants
  */
-export const version = 1
+export const version = 2
 
 /**
  * Bytes before a frame's body: length (4), type (1), id (4).
@@ -48,8 +49,17 @@ export const FrameType = {
   Request: 1,
   Response: 2,
   Error: 3,
-  Cancel: 4
+  Cancel: 4,
+  /** A batch of a stream's elements (server → client). @since 0.2.0 */
+  StreamItems: 5,
+  /** A stream completed (server → client). @since 0.2.0 */
+  StreamEnd: 6,
+  /** More elements a stream's consumer accepts (client → server). @since 0.2.0 */
+  Credit: 7
 } as const
+
+/** The highest frame type this version knows. */
+const lastFrameType = FrameType.Credit
 
 /**
  * @since 0.1.0
@@ -500,7 +510,9 @@ export const HeaderFlag = {
   Deadline: 1,
   Trace: 2,
   Sampled: 4,
-  Constructing: 8
+  Constructing: 8,
+  /** The call opens a stream; the header ends with the consumer's initial credit. @since 0.2.0 */
+  Stream: 16
 } as const
 
 /**
@@ -524,6 +536,13 @@ export interface RequestHeader {
    * cycles that cross processes.
    */
   readonly constructing: ReadonlyArray<string>
+  /**
+   * For a call that opens a stream, the elements its consumer accepts before
+   * it grants more; `undefined` for an ordinary call.
+   *
+   * @since 0.2.0
+   */
+  readonly credit: number | undefined
 }
 
 /**
@@ -562,10 +581,11 @@ export const noFlags: Buffer = Buffer.from([0])
 export const encodeHeaderSuffix = (
   deadlineMicros: number | undefined,
   trace: { readonly traceId: string; readonly spanId: string; readonly sampled: boolean } | undefined,
-  constructing?: ReadonlyArray<string> | undefined
+  constructing?: ReadonlyArray<string> | undefined,
+  credit?: number | undefined
 ): Buffer => {
   const path = constructing !== undefined && constructing.length > 0 ? constructing : undefined
-  if (deadlineMicros === undefined && trace === undefined && path === undefined) return noFlags
+  if (deadlineMicros === undefined && trace === undefined && path === undefined && credit === undefined) return noFlags
   let size = 1
   let flags = 0
   if (deadlineMicros !== undefined) {
@@ -581,6 +601,10 @@ export const encodeHeaderSuffix = (
     flags |= HeaderFlag.Constructing
     size += 1
     for (const name of names) size += 2 + name.length
+  }
+  if (credit !== undefined) {
+    flags |= HeaderFlag.Stream
+    size += 4
   }
   const buffer = Buffer.allocUnsafe(size)
   buffer[0] = flags
@@ -601,6 +625,7 @@ export const encodeHeaderSuffix = (
       offset += 2 + name.length
     }
   }
+  if (credit !== undefined) buffer.writeUInt32LE(credit, offset)
   return buffer
 }
 
@@ -717,6 +742,15 @@ export const decodeRequest = (
     }
     constructing = path
   }
+  let credit: number | undefined
+  if (flags & HeaderFlag.Stream) {
+    if (offset + 4 > headerEnd) return fail("stream credit out of range")
+    credit = bytes.readUInt32LE(offset)
+    offset += 4
+    if (credit < 1 || credit > maxStreamCredit) {
+      return fail(`stream credit ${credit} is out of range (1 to ${maxStreamCredit})`)
+    }
+  }
   return {
     header: {
       method,
@@ -725,11 +759,74 @@ export const decodeRequest = (
       traceId,
       spanId,
       sampled: (flags & HeaderFlag.Sampled) !== 0,
-      constructing
+      constructing,
+      credit
     },
     payloadStart: headerEnd
   }
 }
+
+/**
+ * The most elements a stream's consumer may have granted and not yet
+ * received: more is a protocol violation (a producer never has to hold more
+ * than this many elements' worth of promises).
+ *
+ * @since 0.2.0
+ * @category constants
+ */
+export const maxStreamCredit = 65_536
+
+/**
+ * The default window of a stream's consumer: the elements it accepts before
+ * the first are consumed. It grants more as its consumer takes half of them.
+ *
+ * @since 0.2.0
+ * @category constants
+ */
+export const defaultStreamWindow = 256
+
+/**
+ * The most elements a producer puts in one stream items frame.
+ *
+ * @since 0.2.0
+ * @category constants
+ */
+export const maxBatchElements = 64
+
+/**
+ * A credit frame: `grant:u32le` more elements for stream `id`.
+ *
+ * @since 0.2.0
+ * @category codec
+ */
+export const creditFrame = (id: number, grant: number): Buffer => {
+  const body = Buffer.allocUnsafe(4)
+  body.writeUInt32LE(grant, 0)
+  return frame(FrameType.Credit, id, body)
+}
+
+/**
+ * Decodes a credit frame's body (`bytes` from `start` to `end`).
+ *
+ * @since 0.2.0
+ * @category codec
+ */
+export const decodeCredit = (bytes: Buffer, start: number, end: number): number | ProtocolError => {
+  if (end - start !== 4) {
+    return new ProtocolError({ reason: `malformed credit frame: a body of ${end - start} bytes, not 4` })
+  }
+  const grant = bytes.readUInt32LE(start)
+  if (grant < 1) return new ProtocolError({ reason: "malformed credit frame: a grant of 0 elements" })
+  return grant
+}
+
+/**
+ * A stream end frame: stream `id` completed (it failed if an error frame ends it instead).
+ *
+ * @since 0.2.0
+ * @category codec
+ */
+export const streamEndFrame = (id: number): Buffer => frame(FrameType.StreamEnd, id)
 
 /**
  * A system error frame body: `[reason, detail]`.
@@ -888,7 +985,7 @@ export class FrameReader {
       if (error !== undefined) return this.fail(error)
       if (chunk.length - offset < 5) break
       const type = chunk[offset + 4]!
-      if (type > FrameType.Cancel) return this.fail(this.checkType(type)!)
+      if (type > lastFrameType) return this.fail(this.checkType(type)!)
       if (chunk.length - offset < 4 + length) break
       const id = chunk.readUInt32LE(offset + 5)
       const start = offset + headerBytes
@@ -912,7 +1009,7 @@ export class FrameReader {
   }
 
   private checkType(type: number): ProtocolError | undefined {
-    return type > FrameType.Cancel ? new ProtocolError({ reason: `unknown frame type ${type}` }) : undefined
+    return type > lastFrameType ? new ProtocolError({ reason: `unknown frame type ${type}` }) : undefined
   }
 
   private fail(error: ProtocolError): ProtocolError {

@@ -114,7 +114,7 @@ const survivable = (random: Random): Template => {
     : undefined
   const suffix = Buffer.from(Wire.encodeHeaderSuffix(deadline, trace, path))
   // Flags the protocol does not define are ignored.
-  if (random.chance(0.05)) suffix[0] |= 0x10 << random.int(4)
+  if (random.chance(0.05)) suffix[0] |= 0x20 << random.int(3)
   const frame = request(method, suffix, payload)
   return { bytes: frame, payloadStart: frame.length - payload.length }
 }
@@ -123,9 +123,10 @@ const survivable = (random: Random): Template => {
 const fatal = (random: Random, hangId: number): Buffer => {
   switch (random.int(7)) {
     case 0:
-      return Wire.frame((5 + random.int(251)) as Wire.FrameType, random.next(), random.bytes(random.int(40)))
+      return Wire.frame((8 + random.int(248)) as Wire.FrameType, random.next(), random.bytes(random.int(40)))
     case 1:
-      return Wire.frame(random.pick([0, 2, 3]) as Wire.FrameType, random.next(), random.bytes(random.int(40)))
+      // Frames only servers send (stream items and end included).
+      return Wire.frame(random.pick([0, 2, 3, 5, 6]) as Wire.FrameType, random.next(), random.bytes(random.int(40)))
     case 2: {
       const short = Buffer.alloc(9)
       short.writeUInt32LE(random.int(5), 0)

@@ -3,13 +3,14 @@ import { App, Tracing } from "@effect-weaver/runtime"
 import { TransportRpc } from "@effect-weaver/transport-rpc"
 import { HttpRouter, HttpServerResponse } from "@effect/platform"
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Layer, Schema } from "effect"
+import { Deferred, Effect, Layer, Schema, Stream } from "effect"
 
 class NotFound extends Schema.TaggedError<NotFound>()("NotFound", { key: Schema.String }) {}
 
 class Reverser extends Component.Tag("tracing/Reverser")<Reverser>()({
   reverse: Component.method({ payload: Schema.String, success: Schema.String }),
-  lookup: Component.method({ payload: Schema.String, success: Schema.String, error: NotFound })
+  lookup: Component.method({ payload: Schema.String, success: Schema.String, error: NotFound }),
+  letters: Component.method({ payload: Schema.Number, success: Schema.String, stream: true })
 }) {}
 
 const ReverserImpl = Component.implement(
@@ -17,7 +18,8 @@ const ReverserImpl = Component.implement(
   Effect.succeed({
     // Answers synchronously (an Exit): the server's inline fast path, which a traced call must not take.
     reverse: (s: string) => Effect.succeed([...s].reverse().join("")),
-    lookup: (key: string) => Effect.fail(new NotFound({ key })).pipe(Effect.withSpan("lookup.inner"))
+    lookup: (key: string) => Effect.fail(new NotFound({ key })).pipe(Effect.withSpan("lookup.inner")),
+    letters: (n: number) => Stream.range(1, n).pipe(Stream.map((i) => String.fromCharCode(96 + (i % 26) + 1)))
   })
 )
 
@@ -125,6 +127,31 @@ describe("Tracing over RPC", () => {
       assert.strictEqual(inner.length, 1)
       assert.strictEqual(inner[0]!.traceId, caller.traceId)
       assert.strictEqual(inner[0]!.parentSpanId, server.spanId)
+    }).pipe(Effect.scoped, Effect.provide(Layer.merge(rpc, Tracing.layer({ ...origin, store }))))
+  })
+
+  it.live("a stream is one client span and one server span, not one per element", () => {
+    const store = Tracing.makeStore()
+    return Effect.gen(function*() {
+      const { weavelet } = yield* start
+      const calls = Effect.gen(function*() {
+        const reverser = yield* Reverser
+        // Started first, untraced, so that the RPC server does not start inside the traced call.
+        yield* Stream.runDrain(reverser.letters(1))
+        const count = yield* Stream.runCount(reverser.letters(2000)).pipe(Effect.withSpan("caller"))
+        assert.strictEqual(count, 2000)
+      })
+      yield* (calls.pipe(Effect.provide(weavelet.clients("main"))) as Effect.Effect<void>)
+      yield* waitForSpans(store, 3)
+      // Time for spans per element, were there any, to arrive too.
+      yield* Effect.sleep("50 millis")
+      const all = store.traces().flatMap((t) => store.trace(t.traceId))
+      const caller = one(all, "caller", "internal")
+      const client = one(all, "tracing/Reverser.letters", "client")
+      const server = one(all, "tracing/Reverser.letters", "server")
+      assert.strictEqual(client.parentSpanId, caller.spanId)
+      assert.strictEqual(server.parentSpanId, client.spanId)
+      assert.strictEqual(client.status, "ok")
     }).pipe(Effect.scoped, Effect.provide(Layer.merge(rpc, Tracing.layer({ ...origin, store }))))
   })
 })

@@ -1,7 +1,11 @@
+import { RemoteCallError } from "@effect-weaver/core"
 import { Wire } from "@effect-weaver/transport-rpc"
 import { assert, describe, it } from "@effect/vitest"
+import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
+import * as Stream from "effect/Stream"
 import * as fc from "fast-check"
+import * as Net from "node:net"
 import { clientOf, Echo, makeHooks, sendRaw, serveReplica } from "./utils/fixture.js"
 
 const deploymentId = "dep-wire"
@@ -45,7 +49,8 @@ describe("Wire", () => {
       traceId: "t".repeat(32),
       spanId: "s".repeat(16),
       sampled: true,
-      constructing: ["app/A", "app/Bé"]
+      constructing: ["app/A", "app/Bé"],
+      credit: undefined
     })
     assert.strictEqual(Wire.unpack(decoded!.body, parsed.payloadStart), "hi")
     // In place, inside a larger chunk, as the server reads requests.
@@ -216,13 +221,13 @@ describe("Wire", () => {
   it("rejects a frame by its length or type before its body arrives", () => {
     const head = Buffer.alloc(5)
     head.writeUInt32LE(100_000, 0)
-    head[4] = 7
+    head[4] = 9
     // Unknown type, announced as a large frame: refused on its fifth byte, whichever chunk brings it.
     for (let cut = 0; cut <= 5; cut++) {
       const reader = new Wire.FrameReader(1 << 20, () => assert.fail("no frame"))
       const first = reader.push(head.subarray(0, cut))
       const error = first ?? reader.push(head.subarray(cut))
-      assert.include(error?.reason, "unknown frame type 7")
+      assert.include(error?.reason, "unknown frame type 9")
       assert.strictEqual(reader.buffered(), 0, "nothing kept after an error")
     }
     // The limit can change between frames: raised after a hello, as the server does.
@@ -333,4 +338,178 @@ describe("Wire", () => {
       )
       assert.strictEqual(yield* echo.echo("still serving"), "still serving")
     }).pipe(Effect.scoped))
+})
+
+describe("Wire streams", () => {
+  const streamRequest = (id: number, method: string, payload: unknown, credit: number) =>
+    Wire.frame(
+      Wire.FrameType.Request,
+      id,
+      ...Wire.requestBody(
+        Wire.encodeHeaderPrefix(method, "main"),
+        Wire.encodeHeaderSuffix(undefined, undefined, undefined, credit),
+        Buffer.from(Wire.pack(payload))
+      )
+    )
+  const rawCredit = (id: number, grant: number) => {
+    const body = Buffer.alloc(4)
+    body.writeUInt32LE(grant, 0)
+    return Wire.frame(Wire.FrameType.Credit, id, body)
+  }
+
+  it("a stream request carries the consumer's credit; a credit out of range is malformed", () => {
+    const [decoded] = frames(streamRequest(3, "test/Echo.ticks", "x", 128))
+    const parsed = Wire.decodeRequest(decoded!.body)
+    assert(!(parsed instanceof Wire.ProtocolError))
+    assert.strictEqual(parsed.header.credit, 128)
+    assert.strictEqual(Wire.unpack(decoded!.body, parsed.payloadStart), "x")
+    for (const credit of [0, Wire.maxStreamCredit + 1]) {
+      const [bad] = frames(streamRequest(3, "test/Echo.ticks", "x", credit))
+      const refused = Wire.decodeRequest(bad!.body)
+      assert.instanceOf(refused, Wire.ProtocolError)
+      assert.include((refused as Wire.ProtocolError).reason, `stream credit ${credit} is out of range`)
+    }
+  })
+
+  it("credit, items and end frames are read; a malformed credit is refused; type 8 is unknown", () => {
+    const items = Wire.frameWithValue(Wire.FrameType.StreamItems, 9, undefined, ["a", "b"])
+    const seen = frames(Buffer.concat([Wire.creditFrame(9, 64), items, Wire.streamEndFrame(9)]))
+    assert.deepStrictEqual(seen.map((f) => [f.type, f.id]), [[7, 9], [5, 9], [6, 9]])
+    assert.strictEqual(Wire.decodeCredit(seen[0]!.body, 0, seen[0]!.body.length), 64)
+    assert.deepStrictEqual(Wire.unpack(seen[1]!.body), ["a", "b"])
+    assert.strictEqual(seen[2]!.body.length, 0)
+    assert.include((Wire.decodeCredit(Buffer.alloc(3), 0, 3) as Wire.ProtocolError).reason, "not 4")
+    assert.include((Wire.decodeCredit(Buffer.alloc(4), 0, 4) as Wire.ProtocolError).reason, "a grant of 0")
+    assert.include(new Wire.FrameReader(1000, () => {}).push(Wire.frame(8 as Wire.FrameType, 1))?.reason, "type 8")
+  })
+
+  const replies = (received: Buffer) => {
+    const out: Array<{ type: number; id: number; body: Buffer }> = []
+    new Wire.FrameReader(
+      Wire.defaultMaxFrameBytes,
+      (type, id, bytes, start, end) => out.push({ type, id, body: bytes.subarray(start, end) })
+    ).push(received)
+    return out.filter((f) => f.type !== Wire.FrameType.Hello)
+  }
+
+  it.scopedLive("a server sends at most the credit granted, and acknowledges a cancel", () =>
+    Effect.gen(function*() {
+      const server = yield* serveReplica(yield* makeHooks(), { deploymentId })
+      const { closedByServer, received } = yield* sendRaw(
+        server.address,
+        Buffer.concat([hello, streamRequest(1, "test/Echo.items", { count: 100, size: 1 }, 5)]),
+        300
+      )
+      assert.isFalse(closedByServer)
+      const got = replies(received)
+      const elements = got.filter((f) => f.type === Wire.FrameType.StreamItems)
+        .flatMap((f) => Wire.unpack(f.body) as Array<string>)
+      assert.deepStrictEqual(elements, ["0", "1", "2", "3", "4"])
+      assert.isFalse(got.some((f) => f.type === Wire.FrameType.StreamEnd), "ended without credit for the rest")
+      const cancelled = yield* sendRaw(
+        server.address,
+        Buffer.concat([
+          hello,
+          streamRequest(1, "test/Echo.items", { count: 100, size: 1 }, 5),
+          Wire.frame(Wire.FrameType.Cancel, 1)
+        ]),
+        300
+      )
+      const last = replies(cancelled.received).at(-1)!
+      assert.strictEqual(last.type, Wire.FrameType.Error)
+      assert.include(Wire.decodeSystemError(last.body.subarray(1)).reason, "Cancelled")
+    }))
+
+  it.scopedLive("a stream request for an ordinary method is refused; the connection stays open", () =>
+    Effect.gen(function*() {
+      const server = yield* serveReplica(yield* makeHooks(), { deploymentId })
+      const { closedByServer, received } = yield* sendRaw(
+        server.address,
+        Buffer.concat([hello, streamRequest(1, "test/Echo.echo", "hi", 5)]),
+        200
+      )
+      assert.isFalse(closedByServer)
+      const [error] = replies(received)
+      assert.strictEqual(error!.type, Wire.FrameType.Error)
+      const { detail, reason } = Wire.decodeSystemError(error!.body.subarray(1))
+      assert.strictEqual(reason, "Protocol")
+      assert.include(detail, "is not a streaming method")
+    }))
+
+  it.scopedLive("a server closes a connection on credit overflow, credit for a call, or stream frames from a client", () =>
+    Effect.gen(function*() {
+      const server = yield* serveReplica(yield* makeHooks(), { deploymentId })
+      const hang = request(2, "test/Echo.hang", undefined)
+      const cases = [
+        // A stream granted 5, then the most credit there may be.
+        [streamRequest(1, "test/Echo.ticks", undefined, 5), rawCredit(1, Wire.maxStreamCredit)],
+        // Credit for an ordinary call in flight.
+        [hang, rawCredit(2, 10)],
+        // Stream frames only servers send.
+        [Wire.frameWithValue(Wire.FrameType.StreamItems, 1, undefined, ["x"])],
+        [Wire.streamEndFrame(1)],
+        // A malformed credit.
+        [streamRequest(1, "test/Echo.ticks", undefined, 5), Wire.frame(Wire.FrameType.Credit, 1, Buffer.alloc(2))]
+      ]
+      for (const frames of cases) {
+        const { closedByServer } = yield* sendRaw(server.address, Buffer.concat([hello, ...frames]), 1000)
+        assert.isTrue(closedByServer, `not closed after frame types ${frames.map((f) => f[4]).join(", ")}`)
+      }
+      assert.strictEqual(server.badConnections(), cases.length)
+      // Credit for a stream that already ended is a straggler, not a violation.
+      const late = yield* sendRaw(
+        server.address,
+        Buffer.concat([hello, streamRequest(1, "test/Echo.items", { count: 1, size: 1 }, 5), rawCredit(1, 5)]),
+        200
+      )
+      assert.isFalse(late.closedByServer)
+    }))
+
+  /** A server that completes the handshake, then answers the first request with `answer(id)`. */
+  const rogue = (answer: (id: number) => ReadonlyArray<Buffer>) =>
+    Effect.acquireRelease(
+      Effect.async<Net.Server>((resume) => {
+        const server = Net.createServer((socket) => {
+          const reader = new Wire.FrameReader(Wire.defaultMaxFrameBytes, (type, id) => {
+            if (type === Wire.FrameType.Hello) socket.write(hello)
+            else if (type === Wire.FrameType.Request) { for (const frame of answer(id)) socket.write(frame) }
+          })
+          socket.on("data", (chunk) => reader.push(chunk))
+          socket.on("error", () => {})
+        })
+        server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
+      }),
+      (server) =>
+        Effect.async<void>((resume) => void server.close(() => resume(Effect.void))).pipe(
+          Effect.timeout(1000),
+          Effect.ignore
+        )
+    ).pipe(Effect.map((server) => `127.0.0.1:${(server.address() as Net.AddressInfo).port}`))
+
+  it.scopedLive("a client closes the connection on elements beyond its credit or for a stream it does not know", () =>
+    Effect.gen(function*() {
+      const cases: Array<[string, (id: number) => ReadonlyArray<Buffer>]> = [
+        [
+          "beyond the credit",
+          (id) => [Wire.frameWithValue(Wire.FrameType.StreamItems, id, undefined, ["a", "b", "c"])]
+        ],
+        ["not a stream in flight", (id) => [Wire.frameWithValue(Wire.FrameType.StreamItems, id + 1, undefined, ["a"])]],
+        ["not a stream in flight", (id) => [Wire.streamEndFrame(id), Wire.streamEndFrame(id)]],
+        ["a response frame for stream", (id) => [Wire.frameWithValue(Wire.FrameType.Response, id, undefined, "a")]]
+      ]
+      for (const [expected, answer] of cases) {
+        const address = yield* rogue(answer)
+        const echo = yield* clientOf(Echo, { deploymentId, addresses: [address], streamWindow: 2 })
+        const exit = yield* echo.items({ count: 3, size: 1 }).pipe(Stream.runCollect, Effect.timeout(5000), Effect.exit)
+        if (expected === "not a stream in flight" && exit._tag === "Success") {
+          // The second end frame arrived after the stream had ended: the connection is closed, the stream was done.
+          continue
+        }
+        assert.isTrue(exit._tag === "Failure", `${expected}: the stream did not fail`)
+        const error = exit._tag === "Failure" ? Cause.squash(exit.cause) : undefined
+        assert.instanceOf(error, RemoteCallError)
+        assert.strictEqual((error as RemoteCallError).reason, "Protocol")
+        assert.include((error as RemoteCallError).detail, expected)
+      }
+    }))
 })

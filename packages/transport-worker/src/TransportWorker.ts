@@ -241,6 +241,29 @@ export const make = (options: Options): Effect.Effect<Hub, never, Scope.Scope> =
                 thread.relayed.delete(message.id)
                 return post(relay.to, { t: "reply", id: relay.id, outcome: message.outcome })
               }
+              case "items":
+              case "end": {
+                if (message.id >= 0) {
+                  return message.t === "items"
+                    ? thread.caller.items(message.id, message.values)
+                    : thread.caller.end(message.id)
+                }
+                // A relayed stream: back to the worker that called.
+                const relay = thread.relayed.get(message.id)
+                if (relay === undefined) return
+                if (message.t === "end") thread.relayed.delete(message.id)
+                return post(relay.to, { ...message, id: relay.id })
+              }
+              case "credit": {
+                // Credit for a stream served here, or relayed to another worker.
+                thread.dispatcher?.credit(message.id, message.n)
+                for (const other of threads) {
+                  for (const [id, relay] of other.relayed) {
+                    if (relay.to === thread && relay.id === message.id) post(other, { ...message, id })
+                  }
+                }
+                return
+              }
               case "call":
                 return route(thread, message)
               case "interrupt": {
@@ -303,7 +326,11 @@ export const make = (options: Options): Effect.Effect<Hub, never, Scope.Scope> =
         const group = groupOf.get(component.componentName)
         if (group === undefined) return Weavelet.localConnection(component)
         const caller = threads[group]!.caller
-        return Effect.succeed({ remote: true, invoke: (call, payload) => caller.invoke(call, payload) })
+        return Effect.succeed({
+          remote: true,
+          invoke: (call, payload) => caller.invoke(call, payload),
+          stream: (call, payload) => caller.stream(call, payload)
+        })
       }
     }
     return {

@@ -41,7 +41,11 @@ const serve = (
       connect: (component) =>
         hosted.has(component.componentName)
           ? Weavelet.localConnection(component)
-          : Effect.succeed({ remote: true, invoke: (call, payload) => caller.invoke(call, payload) })
+          : Effect.succeed({
+            remote: true,
+            invoke: (call, payload) => caller.invoke(call, payload),
+            stream: (call, payload) => caller.stream(call, payload)
+          })
     }
     const components = new Map<string, Component.Any>([
       ...app.implementations.map((impl) => [impl.component.componentName, impl.component] as const),
@@ -60,9 +64,20 @@ const serve = (
       (component) => weavelet.handlers(component)
     )
     port.on("message", (message: Message) => {
-      if (message.t === "call") dispatcher.call(message)
-      else if (message.t === "reply") caller.complete(message.id, message.outcome)
-      else dispatcher.interrupt(message.id)
+      switch (message.t) {
+        case "call":
+          return dispatcher.call(message)
+        case "reply":
+          return caller.complete(message.id, message.outcome)
+        case "items":
+          return caller.items(message.id, message.values)
+        case "end":
+          return caller.end(message.id)
+        case "credit":
+          return dispatcher.credit(message.id, message.n)
+        case "interrupt":
+          return dispatcher.interrupt(message.id)
+      }
     })
     port.postMessage({ t: "ready" })
     return yield* Effect.never

@@ -34,6 +34,7 @@ import * as Exit from "effect/Exit"
 import * as FiberRef from "effect/FiberRef"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 
 /**
  * How often a replica is killed: every `everyMillis` (default 1000), with
@@ -294,7 +295,17 @@ export const wrapConnection = (state: State, inner: Transport.Connection): Trans
         })
     )
   const send = inner.send
+  const stream = inner.stream
+  /** A stream gets the call's fault when it is opened: dropped, or delayed (duplicating or reordering a whole stream means nothing). */
+  const faultyStream = (call: Transport.Call, payload: unknown, open: NonNullable<Transport.Connection["stream"]>) =>
+    Stream.suspend(() => {
+      const fault = state.next(call)
+      if (fault === undefined || fault.kind === "duplicate") return open(call, payload)
+      if (fault.kind === "drop") return Stream.fail(dropped(call))
+      return Stream.unwrap(Effect.as(Effect.sleep(fault.millis), open(call, payload)))
+    })
   return {
+    stream: stream === undefined ? undefined : (call, payload) => faultyStream(call, payload, stream),
     remote: true,
     invoke: inner.remote ? faulty : (call, payload) => underDeadline(call, faulty(call, payload)),
     send: send === undefined ? undefined : (call, payload, caller, done) => {

@@ -26,6 +26,7 @@ import * as Metric from "effect/Metric"
 import * as MetricState from "effect/MetricState"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
+import * as Stream from "effect/Stream"
 import * as Crypto from "node:crypto"
 import * as Fake from "./Fake.js"
 import {
@@ -46,6 +47,7 @@ import {
   Relay,
   Slow,
   Sticky,
+  Streamer,
   Upper,
   Waiter
 } from "./internal/conformanceApp.js"
@@ -96,7 +98,12 @@ export const cases: ReadonlyArray<string> = [
   "a call that times out interrupts the method it was waiting for",
   "a retry: false method runs exactly once per call",
   "calls with the same routeBy key reach the same replica",
-  "a 4 MiB string and a 100k-element array round-trip intact"
+  "a 4 MiB string and a 100k-element array round-trip intact",
+  "a streaming method's elements arrive in order",
+  "a streaming method's declared error arrives typed after the elements before it",
+  "a consumer that takes 10 of an infinite stream stops its producer",
+  "an empty stream ends with no element",
+  "a deadline ends a slow stream with Timeout"
 ]
 
 const configText = `
@@ -689,6 +696,89 @@ const register = (runner: Runner, skipped: ReadonlySet<string>) => {
           !Object.is(n, numbers[i])
         )
         assert.strictEqual(changed, -1, `element ${changed}: ${numbers[changed]} came back as ${returned[changed]}`)
+      })
+    ))
+
+  define("a streaming method's elements arrive in order", (name) =>
+    runner.test(
+      name,
+      app,
+      Effect.gen(function*() {
+        const streamer = yield* Streamer
+        // More than one window of flow control.
+        const all = yield* Stream.runCollect(streamer.count(2000))
+        assert.deepStrictEqual(Array.from(all), Array.from({ length: 2000 }, (_, i) => i + 1))
+      })
+    ))
+
+  define("a streaming method's declared error arrives typed after the elements before it", (name) =>
+    runner.test(
+      name,
+      app,
+      Effect.gen(function*() {
+        const streamer = yield* Streamer
+        const seen: Array<number> = []
+        const error = yield* streamer.failAfter(3).pipe(
+          Stream.runForEach((n) => Effect.sync(() => void seen.push(n))),
+          Effect.catchTag("NotFound", (e) => Effect.succeed(e.key)),
+          Effect.flatMap((key) =>
+            key === undefined ? Effect.dieMessage("the stream did not fail") : Effect.succeed(key)
+          )
+        )
+        assert.deepStrictEqual(seen, [1, 2, 3])
+        assert.strictEqual(error, "after 3")
+      })
+    ))
+
+  define("a consumer that takes 10 of an infinite stream stops its producer", (name) => {
+    const observed = observer()
+    runner.with({ fakes: [...(runner.options.fakes ?? []), observed.fake] }).test(
+      name,
+      app,
+      Effect.gen(function*() {
+        const streamer = yield* Streamer
+        const id = Crypto.randomUUID()
+        const ten = yield* Stream.runCollect(Stream.take(streamer.ticks(id), 10))
+        assert.deepStrictEqual(Array.from(ten), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+        // The producer's finalizer ran, wherever it runs, and it produces no more.
+        yield* observed.reported(`stopped:${id}`)
+        const at = yield* streamer.produced(id)
+        yield* Effect.sleep("50 millis")
+        assert.strictEqual(yield* streamer.produced(id), at, "the producer kept producing")
+      })
+    )
+  })
+
+  define("an empty stream ends with no element", (name) =>
+    runner.test(
+      name,
+      app,
+      Effect.gen(function*() {
+        const streamer = yield* Streamer
+        assert.strictEqual((yield* Stream.runCollect(streamer.count(0))).length, 0)
+      })
+    ))
+
+  define("a deadline ends a slow stream with Timeout", (name) =>
+    runner.test(
+      name,
+      app,
+      Effect.gen(function*() {
+        const streamer = yield* Streamer
+        // Started first, so that the deadline below is not spent starting the component.
+        yield* Stream.runDrain(Stream.take(streamer.slow(), 1))
+        let seen = 0
+        const [error, millis] = yield* timed(
+          streamer.slow().pipe(
+            Stream.runForEach(() => Effect.sync(() => void seen++)),
+            Component.withTimeout("300 millis"),
+            Effect.flip
+          )
+        )
+        assert.instanceOf(error, RemoteCallError)
+        assert.strictEqual((error as RemoteCallError).reason, "Timeout")
+        assert.isAbove(seen, 0, "no element arrived before the deadline")
+        assert.isBelow(millis, 2000)
       })
     ))
 

@@ -30,7 +30,19 @@ export class Echo extends Component.Tag("test/Echo")<Echo>()({
   countOnce: Component.method({ success: Schema.Number, retry: false }),
   hasDeadline: Component.method({ success: Schema.Boolean }),
   routed: Component.method({ payload: Schema.String, success: Schema.String, routeBy: (key) => key }),
-  traceId: Component.method({ success: Schema.String })
+  traceId: Component.method({ success: Schema.String }),
+  items: Component.method({
+    payload: Schema.Struct({ count: Schema.Number, size: Schema.Number }),
+    success: Schema.String,
+    stream: true
+  }),
+  ticks: Component.method({ success: Schema.Number, stream: true }),
+  produced: Component.method({ success: Schema.Number }),
+  failAfter: Component.method({ payload: Schema.Number, success: Schema.Number, error: Nope, stream: true }),
+  memory: Component.method({
+    payload: Schema.Boolean,
+    success: Schema.Struct({ heap: Schema.Number, rss: Schema.Number })
+  })
 }) {}
 
 /** The same component name with a different payload schema, to send payloads the server cannot decode. */
@@ -45,6 +57,12 @@ export interface Hooks {
   onCount: (n: number) => Effect.Effect<void>
   readonly started: Deferred.Deferred<void>
   readonly interrupted: Deferred.Deferred<void>
+  /** Elements the streaming methods produced (pulled from their source). */
+  produced: number
+  /** Completed when the `ticks` producer's finalizer runs. */
+  readonly ticksStopped: Deferred.Deferred<void>
+  /** Memory at the last `memory(true)`, and the peaks sampled by `items` since. */
+  readonly memory: { baseHeap: number; baseRss: number; peakHeap: number; peakRss: number }
 }
 
 export const makeHooks = (replica = "r1") =>
@@ -54,7 +72,10 @@ export const makeHooks = (replica = "r1") =>
       calls: 0,
       onCount: () => Effect.void,
       started: yield* Deferred.make<void>(),
-      interrupted: yield* Deferred.make<void>()
+      interrupted: yield* Deferred.make<void>(),
+      produced: 0,
+      ticksStopped: yield* Deferred.make<void>(),
+      memory: { baseHeap: 0, baseRss: 0, peakHeap: 0, peakRss: 0 }
     }
     return hooks
   })
@@ -70,6 +91,19 @@ const hang = (hooks: Hooks) =>
     Effect.zipRight(Effect.never),
     Effect.onInterrupt(() => Deferred.succeed(hooks.interrupted, undefined))
   )
+
+/** Samples the memory a process holds: live objects only, where the process may collect garbage on demand. */
+const sampleMemory = (hooks: Hooks) => {
+  ;(globalThis as { gc?: () => void }).gc?.()
+  const { heapUsed, rss } = process.memoryUsage()
+  hooks.memory.peakHeap = Math.max(hooks.memory.peakHeap, heapUsed)
+  hooks.memory.peakRss = Math.max(hooks.memory.peakRss, rss)
+}
+
+const produced = (hooks: Hooks) =>
+  Effect.sync(() => {
+    if (++hooks.produced % 8192 === 0) sampleMemory(hooks)
+  })
 
 export const echoImpl = (hooks: Hooks) =>
   Component.implement(
@@ -88,7 +122,34 @@ export const echoImpl = (hooks: Hooks) =>
       hasDeadline: () => Effect.map(FiberRef.get(Component.currentDeadline), (d) => d !== undefined),
       routed: () => Effect.succeed(hooks.replica),
       traceId: () =>
-        Effect.currentParentSpan.pipe(Effect.map((span) => span.traceId), Effect.orElseSucceed(() => "none"))
+        Effect.currentParentSpan.pipe(Effect.map((span) => span.traceId), Effect.orElseSucceed(() => "none")),
+      items: ({ count, size }: { readonly count: number; readonly size: number }) =>
+        Stream.range(0, count - 1).pipe(
+          Stream.rechunk(1),
+          Stream.tap(() => produced(hooks)),
+          Stream.map((i) => String(i).padEnd(size, "x"))
+        ),
+      ticks: () =>
+        Stream.iterate(0, (n) => n + 1).pipe(
+          Stream.rechunk(1),
+          // Suspends between elements, as a real producer does, so that timers and sockets get their turn.
+          Stream.tap(() => Effect.zipRight(Effect.sleep(0), produced(hooks))),
+          Stream.ensuring(Deferred.succeed(hooks.ticksStopped, undefined))
+        ),
+      produced: () => Effect.sync(() => hooks.produced),
+      failAfter: (n: number) => Stream.concat(Stream.range(1, n), Stream.fail(new Nope({ why: `after ${n}` }))),
+      memory: (reset: boolean) =>
+        Effect.sync(() => {
+          const m = hooks.memory
+          if (reset) {
+            ;(globalThis as { gc?: () => void }).gc?.()
+            const { heapUsed, rss } = process.memoryUsage()
+            m.baseHeap = m.peakHeap = heapUsed
+            m.baseRss = m.peakRss = rss
+          }
+          if (!reset) sampleMemory(hooks)
+          return { heap: m.peakHeap - m.baseHeap, rss: m.peakRss - m.baseRss }
+        })
     })
   )
 
@@ -211,7 +272,7 @@ export const spawnReplica = (deploymentId: string) =>
         const script = new URL("../fixtures/replica.ts", import.meta.url).pathname
         const child = ChildProcess.spawn(
           process.execPath,
-          ["--conditions=@effect-weaver/source", "--import", "tsx", script, deploymentId],
+          ["--expose-gc", "--conditions=@effect-weaver/source", "--import", "tsx", script, deploymentId],
           { stdio: ["pipe", "pipe", "inherit"] }
         )
         let out = ""

@@ -7,11 +7,13 @@ import * as Component from "@effect-weaver/runtime/Component"
 import { RemoteCallError, type RemoteCallReason } from "@effect-weaver/runtime/ComponentError"
 import * as Transport from "@effect-weaver/runtime/Transport"
 import * as Cause from "effect/Cause"
+import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
 import * as Option from "effect/Option"
+import * as Stream from "effect/Stream"
 
 export interface CallMessage {
   readonly t: "call"
@@ -23,7 +25,15 @@ export interface CallMessage {
   /** Milliseconds left when sent. */
   readonly remaining: number | undefined
   readonly constructing: ReadonlyArray<string>
+  /** For a streaming method: the elements the caller accepts before it grants more. */
+  readonly credit?: number | undefined
 }
+
+/** The elements a stream's consumer accepts ahead of those it processed. */
+export const streamWindow = 256
+
+/** The most elements one `items` message carries. */
+const maxBatch = 64
 
 export type Outcome =
   | { readonly _tag: "Success"; readonly value: unknown }
@@ -34,6 +44,12 @@ export type Message =
   | CallMessage
   | { readonly t: "reply"; readonly id: number; readonly outcome: Outcome }
   | { readonly t: "interrupt"; readonly id: number }
+  /** A batch of a stream's encoded elements (callee → caller). */
+  | { readonly t: "items"; readonly id: number; readonly values: ReadonlyArray<unknown> }
+  /** A stream completed (callee → caller); a failed one ends with a `reply` instead. */
+  | { readonly t: "end"; readonly id: number }
+  /** The caller accepts `n` more elements of a stream (caller → callee). */
+  | { readonly t: "credit"; readonly id: number; readonly n: number }
 
 export interface Port {
   readonly postMessage: (message: Message) => void
@@ -91,8 +107,73 @@ export class Caller {
     )
   }
 
-  /** A reply arrived. */
+  private readonly streams = new Map<number, Consumer>()
+
+  /** Calls a streaming method: its elements arrive under flow control; closing the stream early interrupts it. */
+  stream(call: Transport.Call, payload: unknown): Stream.Stream<unknown, unknown> {
+    const opening = Effect.flatMap(
+      Effect.mapError(this.port(), (error) => remoteError(call, "Unreachable", error.detail)),
+      (port) =>
+        Effect.flatMap(Effect.withFiberRuntime<Fiber.RuntimeFiber<unknown, unknown>>(Effect.succeed), (fiber) => {
+          const deadline = fiber.getFiberRef(Component.currentDeadline)
+          const remaining = deadline === undefined ? undefined : deadline - Date.now()
+          if (remaining !== undefined && remaining <= 0) {
+            return Effect.fail(remoteError(call, "Timeout", "deadline exceeded before the call was sent"))
+          }
+          let encoded: unknown
+          try {
+            encoded = Component.codec(call.spec).encodePayload(payload)
+          } catch (error) {
+            return Effect.fail(remoteError(call, "Decode", `payload: ${describe(error)}`))
+          }
+          const id = this.nextId++
+          const consumer = new Consumer(call, id, port)
+          this.streams.set(id, consumer)
+          port.postMessage({
+            t: "call",
+            id,
+            component: call.component,
+            method: call.method,
+            caller: call.caller,
+            payload: encoded,
+            remaining,
+            constructing: fiber.getFiberRef(Transport.constructing),
+            credit: streamWindow
+          })
+          return Effect.as(
+            Effect.addFinalizer(() =>
+              Effect.sync(() => {
+                // Still running: the callee's producer is interrupted.
+                if (this.streams.delete(id) && consumer.ended === null) port.postMessage({ t: "interrupt", id })
+              })
+            ),
+            consumer.pull
+          )
+        })
+    )
+    return Stream.fromPull(Effect.catchAll(opening, (error) => Effect.succeed(Effect.fail(Option.some(error)))))
+  }
+
+  /** A batch of a stream's elements arrived. */
+  items(id: number, values: ReadonlyArray<unknown>): void {
+    this.streams.get(id)?.items(values)
+  }
+
+  /** A stream completed. */
+  end(id: number): void {
+    const consumer = this.streams.get(id)
+    if (consumer === undefined) return
+    this.streams.delete(id)
+    consumer.finish(undefined)
+  }
+
+  /** A reply arrived (for a stream: its failure). */
   complete(id: number, outcome: Outcome): void {
+    const consumer = this.streams.get(id)
+    if (consumer !== undefined) {
+      this.streams.delete(id)
+      return consumer.finish({ error: decodeOutcome(consumer.call, outcome) })
+    }
     const entry = this.pending.get(id)
     if (entry === undefined) return
     this.pending.delete(id)
@@ -113,10 +194,95 @@ export class Caller {
 
   /** The other end is gone: every call in flight fails as unreachable. */
   failAll(detail: string): void {
+    const streams = [...this.streams.values()]
+    this.streams.clear()
+    for (const consumer of streams) consumer.finish({ error: remoteError(consumer.call, "Unreachable", detail) })
     const entries = [...this.pending.values()]
     this.pending.clear()
     for (const { call, resume } of entries) resume(Exit.fail(remoteError(call, "Unreachable", detail)))
   }
+}
+
+/** The failure a stream's final reply carries. */
+const decodeOutcome = (call: Transport.Call, outcome: Outcome): unknown => {
+  if (outcome._tag === "System") return remoteError(call, outcome.reason, outcome.detail)
+  if (outcome._tag === "Success") return remoteError(call, "Protocol", "a stream ended with a result")
+  try {
+    return Component.codec(call.spec).decodeError(outcome.error)
+  } catch (error) {
+    return remoteError(call, "Decode", `error: ${describe(error)}`)
+  }
+}
+
+/**
+ * The consuming end of one stream: elements received and not yet handed to the consumer (at most the window), and
+ * credit granted back as the consumer asks for more (it is then done with the chunk it was handed before).
+ */
+class Consumer {
+  private buffer: Array<unknown> = []
+  /** How the stream ended: `undefined` for a normal end, `null` while it runs. */
+  ended: { readonly error: unknown } | undefined | null = null
+  private waiter: (() => void) | undefined = undefined
+  private handed = 0
+  private taken = 0
+
+  constructor(readonly call: Transport.Call, readonly id: number, readonly port: Port) {}
+
+  items(values: ReadonlyArray<unknown>): void {
+    if (this.ended !== null) return
+    try {
+      for (const value of Component.codec(this.call.spec).decodeElements(values)) this.buffer.push(value)
+    } catch (error) {
+      this.port.postMessage({ t: "interrupt", id: this.id })
+      return this.finish({ error: remoteError(this.call, "Decode", `stream elements: ${describe(error)}`) })
+    }
+    this.wake()
+  }
+
+  finish(ended: { readonly error: unknown } | undefined): void {
+    if (this.ended !== null) return
+    this.ended = ended
+    this.wake()
+  }
+
+  private wake(): void {
+    const waiter = this.waiter
+    this.waiter = undefined
+    waiter?.()
+  }
+
+  readonly pull: Effect.Effect<Chunk.Chunk<unknown>, Option.Option<unknown>> = Effect.async((resume) => {
+    if (this.handed > 0) {
+      this.taken += this.handed
+      this.handed = 0
+      if (this.taken >= streamWindow / 2 && this.ended === null) {
+        this.port.postMessage({ t: "credit", id: this.id, n: this.taken })
+        this.taken = 0
+      }
+    }
+    const answer = () => {
+      if (this.buffer.length > 0) {
+        const chunk = Chunk.unsafeFromArray(this.buffer)
+        this.buffer = []
+        this.handed = chunk.length
+        return resume(Effect.succeed(chunk))
+      }
+      const ended = this.ended
+      if (ended === undefined) return resume(Effect.fail(Option.none()))
+      if (ended !== null) return resume(Effect.fail(Option.some(ended.error)))
+      this.waiter = answer
+    }
+    answer()
+    return Effect.sync(() => {
+      this.waiter = undefined
+    })
+  })
+}
+
+/** A stream a dispatcher is producing: the credit granted, and the producer waiting for more. */
+interface Producing {
+  credit: number
+  wake: (() => void) | undefined
 }
 
 /** The serving end: runs calls that arrive on a port against local handlers and posts their outcomes. */
@@ -151,10 +317,29 @@ export class Dispatcher {
     } catch (error) {
       return this.reply(message.id, { _tag: "System", reason: "Decode", detail: `payload: ${describe(error)}` })
     }
-    let effect: Effect.Effect<unknown, unknown> = Effect.flatMap(
-      this.handlersOf(message.component),
-      (handlers) => handlers[message.method]!(payload)
-    )
+    const producing: Producing | undefined = message.credit === undefined
+      ? undefined
+      : { credit: message.credit, wake: undefined }
+    if (spec.stream !== (producing !== undefined)) {
+      return this.reply(message.id, {
+        _tag: "System",
+        reason: "Protocol",
+        detail: `${message.component}.${message.method} ${spec.stream ? "is" : "is not"} a streaming method`
+      })
+    }
+    let effect: Effect.Effect<unknown, unknown> = producing === undefined
+      ? Effect.flatMap(this.handlersOf(message.component), (handlers) => handlers[message.method]!(payload))
+      : this.produce(
+        message.id,
+        codec,
+        Stream.unwrap(
+          Effect.map(
+            this.handlersOf(message.component),
+            (handlers) => handlers[message.method]!(payload) as unknown as Stream.Stream<unknown, unknown>
+          )
+        ),
+        producing
+      )
     let timer: ReturnType<typeof setTimeout> | undefined
     if (message.remaining !== undefined) {
       effect = Effect.locally(effect, Component.currentDeadline, Date.now() + message.remaining)
@@ -173,18 +358,76 @@ export class Dispatcher {
     if (message.constructing.length > 0) effect = Effect.locally(effect, Transport.constructing, message.constructing)
     const fiber = Effect.runFork(effect)
     this.inflight.set(message.id, fiber)
+    if (producing !== undefined) this.producing.set(message.id, producing)
     fiber.addObserver((exit) => {
       if (timer !== undefined) clearTimeout(timer)
       if (this.inflight.get(message.id) !== fiber) return
       this.inflight.delete(message.id)
+      this.producing.delete(message.id)
+      if (producing !== undefined && Exit.isSuccess(exit)) return this.port.postMessage({ t: "end", id: message.id })
       this.reply(message.id, this.outcome(codec, exit))
     })
+  }
+
+  private readonly producing = new Map<number, Producing>()
+
+  /** The caller of stream `id` accepts `n` more elements. */
+  credit(id: number, n: number): void {
+    const producing = this.producing.get(id)
+    if (producing === undefined) return
+    producing.credit += n
+    const wake = producing.wake
+    producing.wake = undefined
+    wake?.()
+  }
+
+  /** Pulls `source` and posts its elements while credit lasts, then waits for more. */
+  private produce(
+    id: number,
+    codec: Component.Codec,
+    source: Stream.Stream<unknown, unknown>,
+    producing: Producing
+  ): Effect.Effect<void, unknown> {
+    const awaitCredit = Effect.async<void>((resume) => {
+      producing.wake = () => resume(Effect.void)
+      return Effect.sync(() => {
+        producing.wake = undefined
+      })
+    })
+    const send = (batch: ReadonlyArray<unknown>): Effect.Effect<void> => {
+      let values: Array<unknown>
+      try {
+        values = codec.encodeElements(batch)
+      } catch (error) {
+        return Effect.die(new Error(`a stream element does not match the success schema: ${describe(error)}`))
+      }
+      this.port.postMessage({ t: "items", id, values })
+      return Effect.void
+    }
+    const sendChunk = (elements: ReadonlyArray<unknown>, from: number): Effect.Effect<void> => {
+      if (from >= elements.length) return Effect.void
+      if (producing.credit === 0) return Effect.zipRight(awaitCredit, Effect.suspend(() => sendChunk(elements, from)))
+      const take = Math.min(producing.credit, maxBatch, elements.length - from)
+      producing.credit -= take
+      return Effect.zipRight(
+        send(elements.slice(from, from + take)),
+        Effect.suspend(() => sendChunk(elements, from + take))
+      )
+    }
+    return Effect.scoped(Effect.flatMap(Stream.toPull(source), (pull) => {
+      const loop: Effect.Effect<void, unknown> = Effect.matchEffect(pull, {
+        onFailure: (error) => Option.isNone(error) ? Effect.void : Effect.fail(error.value),
+        onSuccess: (chunk) => Effect.zipRight(sendChunk(Chunk.toReadonlyArray(chunk), 0), loop)
+      })
+      return loop
+    }))
   }
 
   interrupt(id: number): void {
     const fiber = this.inflight.get(id)
     if (fiber === undefined) return
     this.inflight.delete(id)
+    this.producing.delete(id)
     fiber.unsafeInterruptAsFork(FiberId.none)
   }
 
@@ -224,5 +467,6 @@ export class Dispatcher {
   stop(): void {
     for (const fiber of this.inflight.values()) fiber.unsafeInterruptAsFork(FiberId.none)
     this.inflight.clear()
+    this.producing.clear()
   }
 }
