@@ -1,7 +1,7 @@
 /**
  * Stock of each product. A plain Effect service: a Tag and a Layer, nothing of effect-weaver.
  */
-import { Config, Context, Effect, Layer, Ref, Schema } from "effect"
+import { Config, Context, Effect, Layer, Ref, Schema, Stream } from "effect"
 
 export class UnknownSku extends Schema.TaggedError<UnknownSku>()("UnknownSku", { sku: Schema.String }) {
   override get message() {
@@ -22,7 +22,11 @@ export class OutOfStock extends Schema.TaggedError<OutOfStock>()("OutOfStock", {
 export class Inventory extends Context.Tag("shop/Inventory")<Inventory, {
   readonly stock: (sku: string) => Effect.Effect<number, UnknownSku>
   readonly take: (sku: string, quantity: number) => Effect.Effect<void, OutOfStock | UnknownSku>
+  /** The stock of every product, one at a time. */
+  readonly levels: () => Stream.Stream<StockLevel>
 }>() {}
+
+export class StockLevel extends Schema.Class<StockLevel>("StockLevel")({ sku: Schema.String, left: Schema.Number }) {}
 
 export const skus = ["apple", "pear", "plum"] as const
 
@@ -42,7 +46,12 @@ export const InventoryLive = Layer.effect(
         Effect.flatMap(left(sku), (n) =>
           n < quantity
             ? Effect.fail(new OutOfStock({ sku, wanted: quantity, left: n }))
-            : Ref.update(stock, (map) => new Map(map).set(sku, n - quantity)))
+            : Ref.update(stock, (map) => new Map(map).set(sku, n - quantity))),
+      levels: () =>
+        Stream.flatMap(
+          Stream.fromEffect(Ref.get(stock)),
+          (map) => Stream.fromIterable([...map].map(([sku, left]) => new StockLevel({ sku, left })))
+        )
     }
   })
 )

@@ -5,14 +5,15 @@
 import { Component, Weaver } from "@effect-weaver/core"
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { Effect, Schema } from "effect"
-import { Inventory, InventoryLive, OutOfStock, UnknownSku } from "./Inventory.js"
+import { Inventory, InventoryLive, OutOfStock, StockLevel, UnknownSku } from "./Inventory.js"
 import { Orders, OrdersLive, Receipt } from "./Orders.js"
 import { Pricing, PricingLive } from "./Pricing.js"
 
 // The stock and the orders live in memory: one instance per deployment (a singleton), whatever the replication.
 export const InventoryComponent = Component.lift(Inventory, InventoryLive, {
   stock: { args: [Schema.String], success: Schema.Number, error: UnknownSku },
-  take: { args: [Schema.String, Schema.Number], error: Schema.Union(OutOfStock, UnknownSku), retry: false }
+  take: { args: [Schema.String, Schema.Number], error: Schema.Union(OutOfStock, UnknownSku), retry: false },
+  levels: { success: StockLevel, stream: true }
 }, { singleton: true })
 
 export const PricingComponent = Component.lift(Pricing, PricingLive, {

@@ -6,7 +6,7 @@
  */
 import { weavertest } from "@effect-weaver/weavertest"
 import { assert } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Stream } from "effect"
 import * as Fs from "node:fs"
 import { app } from "../src/app.js"
 import { Inventory } from "../src/Inventory.js"
@@ -30,6 +30,9 @@ for (const runner of weavertest.allRunners()) {
       yield* orders.place("apple", 1)
       assert.strictEqual(yield* inventory.stock("apple"), 6)
       assert.deepStrictEqual((yield* orders.placed()).map((r) => r.id), ["order-1", "order-2"])
+      // A method returning a Stream is a streaming method.
+      const levels = yield* Stream.runCollect(inventory.levels())
+      assert.deepStrictEqual([...levels].map((l) => [l.sku, l.left]), [["apple", 6], ["pear", 10], ["plum", 10]])
     })
   )
 

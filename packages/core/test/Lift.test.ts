@@ -6,7 +6,7 @@ import { Component, Weaver, WeaverConfig } from "@effect-weaver/core"
 import { App } from "@effect-weaver/runtime"
 import * as TransportLocal from "@effect-weaver/transport-local"
 import { assert, describe, expectTypeOf, it } from "@effect/vitest"
-import { Cause, Config, Context, Effect, Exit, Layer, Option, Schema } from "effect"
+import { Cause, Config, Context, Effect, Exit, Layer, Option, Schema, Stream } from "effect"
 
 class Unknown extends Schema.TaggedError<Unknown>()("Unknown", { key: Schema.String }) {}
 
@@ -163,6 +163,13 @@ describe("Component.lift", () => {
       }>() {}
       // @ts-expect-error: version is not a method returning an Effect: it could not be read in another process
       Component.lift(Mixed, Layer.succeed(Mixed, { ping: () => Effect.void, version: "1" }), { ping: {} })
+      class Feed extends Context.Tag("lift/Feed")<Feed, {
+        readonly watch: (from: number) => Stream.Stream<string>
+      }>() {}
+      const FeedLive = Layer.succeed(Feed, { watch: (from: number) => Stream.make(`${from}`) })
+      Component.lift(Feed, FeedLive, { watch: { args: [Schema.Number], success: Schema.String, stream: true } })
+      // @ts-expect-error: a method returning a Stream is declared with stream: true
+      Component.lift(Feed, FeedLive, { watch: { args: [Schema.Number], success: Schema.String } })
       // Cache's Layer needs Store: without StoreComponent the app cannot run.
       const partial = Weaver.app({ components: [CacheComponent] })
       expectTypeOf(partial).toEqualTypeOf<Weaver.App<Store, never>>()

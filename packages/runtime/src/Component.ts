@@ -17,7 +17,7 @@ import { dual } from "effect/Function"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
-import type * as Stream from "effect/Stream"
+import * as Stream from "effect/Stream"
 import type { RemoteCallError } from "./ComponentError.js"
 import * as fiberRefs from "./internal/fiberRefs.js"
 
@@ -542,22 +542,34 @@ export const callSite = (): string => {
  * @category models
  */
 export type LiftedMethod<F> = F extends (...args: infer Args) => Effect.Effect<infer A, infer E, infer R> ?
-    & ([Args] extends [readonly []] ? { readonly args?: readonly [] }
-      : { readonly args: { readonly [I in keyof Args]: Schema.Schema<Args[I], any, never> } })
+    & LiftedArgs<Args>
     & ([A] extends [void] ? { readonly success?: Schema.Schema<A, any, never> }
       : { readonly success: Schema.Schema<A, any, never> })
-    & ([E] extends [never] ? { readonly error?: Schema.Schema<never, any, never> }
-      : { readonly error: Schema.Schema<E, any, never> })
-    & ([R] extends [never] ? unknown : { readonly "a lifted method's Effect may not require services": R })
-    & {
-      readonly retry?: boolean
-      readonly routeBy?: (...args: Args) => string | number
-      readonly timeout?: Duration.DurationInput
-    }
+    & LiftedRest<Args, E, R>
+  // A method returning a Stream (tested second: an Effect is also a Stream, of one element).
+  : F extends (...args: infer Args) => Stream.Stream<infer A, infer E, infer R> ?
+      & LiftedArgs<Args>
+      & { readonly success: Schema.Schema<A, any, never>; readonly stream: true }
+      & LiftedRest<Args, E, R>
   : never
 
+type LiftedArgs<Args> = [Args] extends [readonly []] ? { readonly args?: readonly [] }
+  : { readonly args: { readonly [I in keyof Args]: Schema.Schema<Args[I], any, never> } }
+
+type LiftedRest<Args extends ReadonlyArray<unknown>, E, R> =
+  & ([E] extends [never] ? { readonly error?: Schema.Schema<never, any, never> }
+    : { readonly error: Schema.Schema<E, any, never> })
+  & ([R] extends [never] ? unknown : { readonly "a lifted method may not require services": R })
+  & {
+    readonly retry?: boolean
+    readonly routeBy?: (...args: Args) => string | number
+    readonly timeout?: Duration.DurationInput
+  }
+
 type EffectMethodKeys<S> = {
-  [K in keyof S]: S[K] extends (...args: ReadonlyArray<any>) => Effect.Effect<any, any, any> ? K : never
+  [K in keyof S]: S[K] extends
+    (...args: ReadonlyArray<any>) => Effect.Effect<any, any, any> | Stream.Stream<any, any, any> ? K
+    : never
 }[keyof S]
 
 /**
@@ -572,7 +584,10 @@ type EffectMethodKeys<S> = {
 export type LiftedMethods<S> =
   & { readonly [K in EffectMethodKeys<S>]: LiftedMethod<S[K]> }
   & ([Exclude<keyof S, EffectMethodKeys<S>>] extends [never] ? unknown : {
-    readonly "only methods returning an Effect can be lifted; not these members": Exclude<keyof S, EffectMethodKeys<S>>
+    readonly "only methods returning an Effect or a Stream can be lifted; not these members": Exclude<
+      keyof S,
+      EffectMethodKeys<S>
+    >
   })
 
 /**
@@ -635,11 +650,12 @@ export const lift = <I, S, E, R>(
     const args = lifted.args ?? []
     arities[key] = args.length
     const routeBy = lifted.routeBy
-    specs[key] = method<Schema.Schema.Any, Schema.Schema.Any, Schema.Schema.All>({
+    specs[key] = method<Schema.Schema.Any, Schema.Schema.Any, Schema.Schema.All, boolean>({
       payload: args.length === 0 ? Schema.Void : args.length === 1 ? args[0]! : Schema.Tuple(...args),
       success: lifted.success ?? Schema.Void,
       error: lifted.error ?? Schema.Never,
       retry: lifted.retry ?? true,
+      stream: lifted.stream === true,
       ...(routeBy === undefined ? {} : { routeBy: (payload) => routeBy(...argsOf(args.length, payload)) }),
       ...(lifted.timeout === undefined ? {} : { timeout: lifted.timeout })
     }) as AnyMethod
@@ -654,15 +670,23 @@ export const lift = <I, S, E, R>(
   const declared = Tag(name)<I>()(specs)
   const serviceOf = (client: Client<Methods>): S => {
     let resolved = false
-    const service: Record<string, (...args: ReadonlyArray<unknown>) => Effect.Effect<unknown, unknown>> = {}
+    const service: Record<string, (...args: ReadonlyArray<unknown>) => unknown> = {}
     for (const [name, arity] of Object.entries(arities)) {
-      const call = client[name] as (payload?: unknown) => Effect.Effect<unknown, unknown>
+      const call = client[name] as (payload?: unknown) => Effect.Effect<unknown, unknown> & Stream.Stream<unknown>
+      const streaming = specs[name]!.stream
       service[name] = (...args) => {
+        // Nothing resolves the original Tag through the component: its first call records the call-graph edge.
         if (!resolved) {
-          resolved = true // Nothing resolves the original Tag through the component: its first call records the call-graph edge.
+          resolved = true
           ;(client as { [fiberRefs.clientResolved]?: () => void })[fiberRefs.clientResolved]?.()
         }
-        return Effect.catchIf(call(payloadOf(arity, args)), isRemoteCallError, Effect.die)
+        const result = call(payloadOf(arity, args))
+        return streaming
+          ? Stream.catchAll(
+            result as Stream.Stream<unknown, unknown>,
+            (e) => isRemoteCallError(e) ? Stream.die(e) : Stream.fail(e)
+          )
+          : Effect.catchIf(result, isRemoteCallError, Effect.die)
       }
     }
     return service as S
@@ -701,6 +725,7 @@ interface LiftedSpec {
   readonly retry?: boolean
   readonly routeBy?: (...args: ReadonlyArray<unknown>) => string | number
   readonly timeout?: Duration.DurationInput
+  readonly stream?: boolean
 }
 
 /** The payload of a lifted method: nothing, its one argument, or the tuple of its arguments. */
