@@ -3,7 +3,8 @@
  * `npm run test:kube`, which brings the cluster up and down around this file).
  *
  * hello is deployed with the real CLI, reached through its listener Service, its Reverser pod deleted under
- * load, its Reverser group scaled to 3, and a second version deployed beside the first; each step checks what a
+ * load, its Reverser group scaled to 3, and a second version deployed beside the first; the Online Boutique is
+ * deployed with one Deployment per component and driven through a shopper's flows; each step checks what a
  * user relies on, from outside the cluster (the test process reaches Service and pod IPs through the host's
  * routes into the cluster's namespace).
  */
@@ -393,4 +394,67 @@ describe("weaver kube deploy on a real cluster", () => {
     await deleteVersion(deployed.version)
     await kubectl("delete", "deployment/telemetry", "service/telemetry", "--wait=true")
   }, 300_000)
+  it("deploys the Online Boutique, one Deployment per component, and a shopper's flows answer", async () => {
+    const boutique = Path.join(root, "examples/boutique")
+    const dir = Path.join(workDir, "boutique")
+    Fs.mkdirSync(dir, { recursive: true })
+    Fs.writeFileSync(
+      Path.join(dir, "weaver.toml"),
+      Fs.readFileSync(Path.join(boutique, "weaver.toml"), "utf8").replace(
+        `binary = "./dist/boutique.mjs"`,
+        `binary = ${JSON.stringify(Path.join(boutique, "dist/boutique.mjs"))}`
+      )
+    )
+    Fs.writeFileSync(
+      Path.join(dir, "kube.yaml"),
+      [
+        "appConfig: weaver.toml",
+        `repo: ${registry}`,
+        `baseImage: ${baseImage}`,
+        "listeners:",
+        "  - name: boutique",
+        "    public: true",
+        "    serviceName: boutique",
+        ""
+      ].join("\n")
+    )
+    const started = performance.now()
+    const { stdout } = await execFile(process.execPath, [
+      weaver,
+      "kube",
+      "deploy",
+      "--apply",
+      "--out",
+      dir,
+      "kube.yaml"
+    ], {
+      cwd: dir,
+      maxBuffer: 32 * 1024 * 1024
+    })
+    const version = /Kubernetes manifests of boutique version ([0-9a-f]{8})/.exec(stdout)?.[1]
+    assert.isDefined(version, stdout)
+    const url = new RegExp(`Listener boutique of version ${version}: Service boutique, http://([\\d.]+:80) `).exec(
+      stdout
+    )
+      ?.[1]
+    assert.isDefined(url, stdout)
+    await eventually(
+      "the storefront's first answer",
+      120,
+      async () => (await get(`http://${url}/`)).status === 200 || undefined
+    )
+    console.log(
+      `boutique: weaver kube deploy --apply to first answer: ${((performance.now() - started) / 1000).toFixed(1)} s`
+    )
+    // The main group and the nine components' groups, each its own Deployment.
+    const deployments = await kubectlJson("get", "deployments", "-l", `serviceweaver/version=${version}`)
+    assert.strictEqual(deployments.items.length, 10)
+    // The same checks as the boutique's own deployed-app test (another project: imported by path, not by tsc).
+    const { shop } = (await import(Path.join(boutique, "test/utils/flows.ts"))) as {
+      readonly shop: (address: string) => Promise<void>
+    }
+    await shop(url!)
+    await Promise.all([shop(url!), shop(url!)])
+    await deleteVersion(version!)
+  }, 400_000)
 })
