@@ -337,7 +337,10 @@ describe("weaver (process)", () => {
         })
         assert.strictEqual(pids[0], pids[1])
         assert.notStrictEqual(pids[0], deploy.process.pid)
-        assert.match(status.stdout, new RegExp(`│ hello │ ${short} +│ hello +│ http +│ ${address!.replace(/\./g, "\\.")} +│`))
+        assert.match(
+          status.stdout,
+          new RegExp(`│ hello │ ${short} +│ hello +│ http +│ ${address!.replace(/\./g, "\\.")} +│`)
+        )
         const appPid = pids[0]!
         yield* Effect.addFinalizer(() => Effect.sync(() => Registry.isAlive(appPid) && process.kill(appPid, "SIGKILL")))
 
