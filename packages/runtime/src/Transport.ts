@@ -5,10 +5,12 @@
  *
  * @since 0.1.0
  */
+import * as Chunk from "effect/Chunk"
 import * as Context from "effect/Context"
-import type * as Effect from "effect/Effect"
+import * as Effect from "effect/Effect"
 import type * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
 import type * as Stream from "effect/Stream"
 import type * as Component from "./Component.js"
 import * as fiberRefs from "./internal/fiberRefs.js"
@@ -119,3 +121,75 @@ export class Transport extends Context.Tag("@effect-weaver/runtime/Transport")<T
   readonly name: string
   readonly connect: (component: Component.Any) => Effect.Effect<Connection, never, Weavelet>
 }>() {}
+
+/**
+ * The consuming end of one stream a remote transport carries: the elements
+ * received and not yet handed to the consumer, how the stream ended, and the
+ * consumer's pull. A pull also says the consumer is done with the chunk it
+ * was handed before: only then does `onTaken` learn that those elements were
+ * taken, so a transport that grants credit from it keeps the producer at
+ * most its window ahead of what the consumer processed.
+ *
+ * @since 0.2.0
+ * @category runtime
+ */
+export class StreamInbox {
+  private buffer: Array<unknown> = []
+  /** How the stream ended: `undefined` for a normal end, `null` while it runs. */
+  ended: { readonly error: unknown } | undefined | null = null
+  /** The consumer's pull, waiting for elements or the end. */
+  private waiter: (() => void) | undefined = undefined
+  /** Elements of the chunk the consumer was handed last, which it may still be processing. */
+  private handed = 0
+
+  constructor(private readonly onTaken: (count: number) => void) {}
+
+  /** Elements arrived. */
+  push(elements: Iterable<unknown>): void {
+    for (const element of elements) this.buffer.push(element)
+    this.wake()
+  }
+
+  /** The stream ended, normally (`undefined`) or with an error; later ends are ignored. */
+  finish(ended: { readonly error: unknown } | undefined): void {
+    if (this.ended !== null) return
+    this.ended = ended
+    this.wake()
+  }
+
+  /** Drops the elements not yet handed to the consumer (the stream was cancelled). */
+  discard(): void {
+    this.buffer = []
+  }
+
+  private wake(): void {
+    const waiter = this.waiter
+    this.waiter = undefined
+    waiter?.()
+  }
+
+  /** The consumer's pull: the elements received, or the end, or waits for either. */
+  readonly pull: Effect.Effect<Chunk.Chunk<unknown>, Option.Option<unknown>> = Effect.async((resume) => {
+    if (this.handed > 0) {
+      const taken = this.handed
+      this.handed = 0
+      this.onTaken(taken)
+    }
+    const answer = () => {
+      if (this.buffer.length > 0) {
+        const chunk = Chunk.unsafeFromArray(this.buffer)
+        this.buffer = []
+        this.handed = chunk.length
+        return resume(Effect.succeed(chunk))
+      }
+      const ended = this.ended
+      if (ended === undefined) return resume(Effect.fail(Option.none()))
+      if (ended !== null) return resume(Effect.fail(Option.some(ended.error)))
+      this.waiter = answer
+    }
+    answer()
+    return Effect.sync(() => {
+      this.waiter = undefined
+    })
+  })
+}

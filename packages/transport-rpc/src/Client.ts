@@ -8,7 +8,7 @@
  *
  * @since 0.1.0
  */
-import type { Transport } from "@effect-weaver/runtime"
+import { Transport } from "@effect-weaver/runtime"
 import {
   Address,
   Certificates,
@@ -19,7 +19,7 @@ import {
   Transport as CoreTransport
 } from "@effect-weaver/runtime"
 import * as Cause from "effect/Cause"
-import * as Chunk from "effect/Chunk"
+import type * as Chunk from "effect/Chunk"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -498,17 +498,12 @@ class Invocation implements Pending {
  * cancel), so that a frame for an id not in the table is a violation.
  */
 class StreamCall implements Pending {
-  private buffer: Array<unknown> = []
-  /** How the stream ended, once it has: `undefined` for a normal end. */
-  private ended: { readonly error: unknown } | undefined | null = null
-  /** The consumer's pull waiting for elements or the end. */
-  private waiter: (() => void) | undefined = undefined
+  /** Elements received and not yet handed to the consumer; the consumer's pull. */
+  private readonly inbox = new Transport.StreamInbox((count) => this.grant(count))
   /** Elements the server may still send: granted and not yet received. */
   private allowance: number
   /** Elements the consumer took since credit was last granted. */
   private taken = 0
-  /** Elements of the chunk the consumer was handed last, which it may still be processing. */
-  private handed = 0
   private cancelled = false
   /** Bytes of the frames that carried the stream's elements and end: one `_bytes_reply` observation. */
   private bytes = 0
@@ -523,6 +518,11 @@ class StreamCall implements Pending {
     this.allowance = window
   }
 
+  /** The consumer's pull: the elements received, or the end, or waits for either. */
+  get pull(): Effect.Effect<Chunk.Chunk<unknown>, Option.Option<unknown>> {
+    return this.inbox.pull
+  }
+
   /** A batch of elements arrived; returns a violation of the protocol, if it is one. */
   items(bytes: Buffer, start: number, end: number): string | undefined {
     this.bytes += end - start + Wire.headerBytes
@@ -531,7 +531,7 @@ class StreamCall implements Pending {
       decoded = this.prepared.codec.decodeElements(Wire.unpack(bytes, start, end))
     } catch (error) {
       if (this.cancelled) return undefined
-      this.finish({ error: remoteError(this.prepared.call, "Decode", `stream elements: ${describe(error)}`) })
+      this.inbox.finish({ error: remoteError(this.prepared.call, "Decode", `stream elements: ${describe(error)}`) })
       this.cancel()
       return undefined
     }
@@ -540,69 +540,27 @@ class StreamCall implements Pending {
       return `stream ${this.id} received ${-this.allowance} elements beyond the credit granted (window ${this.window})`
     }
     if (this.cancelled) return undefined
-    for (const element of decoded) this.buffer.push(element)
-    this.wake()
+    this.inbox.push(decoded)
     return undefined
   }
 
   complete(type: number, bytes: Buffer, start: number, end: number): void {
     this.bytes += end - start + Wire.headerBytes
     this.cancelled = true
-    if (type === Wire.FrameType.StreamEnd) return this.finish(undefined)
+    if (type === Wire.FrameType.StreamEnd) return this.inbox.finish(undefined)
     const exit = decodeReply(this.prepared, type, bytes, start, end)
-    this.finish({ error: Exit.isFailure(exit) ? Cause.squash(exit.cause) : undefined })
+    this.inbox.finish({ error: Exit.isFailure(exit) ? Cause.squash(exit.cause) : undefined })
   }
 
   fail(error: RemoteCallError): void {
     this.cancelled = true
-    this.finish({ error })
+    this.inbox.finish({ error })
   }
-
-  private finish(ended: { readonly error: unknown } | undefined): void {
-    if (this.ended !== null) return
-    this.ended = ended
-    this.wake()
-  }
-
-  private wake(): void {
-    const waiter = this.waiter
-    this.waiter = undefined
-    waiter?.()
-  }
-
-  /**
-   * The consumer's pull: the elements received, or the end, or waits for
-   * either. A pull also says the consumer is done with the chunk it was
-   * handed before: only then does that chunk count as taken, so the producer
-   * is never more than the window ahead of what the consumer processed.
-   */
-  readonly pull: Effect.Effect<Chunk.Chunk<unknown>, Option.Option<unknown>> = Effect.async((resume) => {
-    if (this.handed > 0) {
-      this.grant(this.handed)
-      this.handed = 0
-    }
-    const answer = () => {
-      if (this.buffer.length > 0) {
-        const chunk = Chunk.unsafeFromArray(this.buffer)
-        this.buffer = []
-        this.handed = chunk.length
-        return resume(Effect.succeed(chunk))
-      }
-      const ended = this.ended
-      if (ended === undefined) return resume(Effect.fail(Option.none()))
-      if (ended !== null) return resume(Effect.fail(Option.some(ended.error)))
-      this.waiter = answer
-    }
-    answer()
-    return Effect.sync(() => {
-      this.waiter = undefined
-    })
-  })
 
   /** The consumer took `count` elements: once it took half the window, the server may send that many more. */
   private grant(count: number): void {
     this.taken += count
-    if (this.taken < this.window / 2 || this.cancelled || this.ended !== null) return
+    if (this.taken < this.window / 2 || this.cancelled || this.inbox.ended !== null) return
     this.allowance += this.taken
     this.connection.writer.write(Wire.creditFrame(this.id, this.taken))
     this.taken = 0
@@ -618,7 +576,7 @@ class StreamCall implements Pending {
   private cancel(): void {
     if (this.cancelled) return
     this.cancelled = true
-    this.buffer = []
+    this.inbox.discard()
     if (!this.connection.closed) this.connection.writer.write(cancelFrame(this.id))
   }
 }

@@ -42,9 +42,10 @@ const testPermits = Effect.unsafeMakeSemaphore(2)
  * Deploys `app` for a test: the test process hosts the main group (the test
  * body and the fakes), every other component runs in its own group (or its
  * `colocate` group) of `[multi] replicas` processes (2 by default), started
- * on first use, but a singleton's group of one process, started at once. The replicas import the app from the module that called
- * `Weaver.app` (`app.module`), so the app must be defined in a module of its
- * own, not in the test file. At most two test deployments run at once in a
+ * on first use, but a singleton's group of one process, started at once.
+ * The replicas import the app from the module that called `Weaver.app`
+ * (`app.module`), so the app must be defined in a module of its own, not in
+ * the test file. At most two test deployments run at once in a
  * process; the others wait.
  *
  * @since 0.1.0

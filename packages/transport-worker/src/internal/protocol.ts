@@ -215,68 +215,44 @@ const decodeOutcome = (call: Transport.Call, outcome: Outcome): unknown => {
 }
 
 /**
- * The consuming end of one stream: elements received and not yet handed to the consumer (at most the window), and
- * credit granted back as the consumer asks for more (it is then done with the chunk it was handed before).
+ * The consuming end of one stream (a `Transport.StreamInbox`), granting credit back once the consumer has taken
+ * half the window.
  */
 class Consumer {
-  private buffer: Array<unknown> = []
-  /** How the stream ended: `undefined` for a normal end, `null` while it runs. */
-  ended: { readonly error: unknown } | undefined | null = null
-  private waiter: (() => void) | undefined = undefined
-  private handed = 0
   private taken = 0
+  readonly inbox = new Transport.StreamInbox((count) => {
+    this.taken += count
+    if (this.taken >= streamWindow / 2 && this.inbox.ended === null) {
+      this.port.postMessage({ t: "credit", id: this.id, n: this.taken })
+      this.taken = 0
+    }
+  })
 
   constructor(readonly call: Transport.Call, readonly id: number, readonly port: Port) {}
 
+  get ended() {
+    return this.inbox.ended
+  }
+
+  get pull() {
+    return this.inbox.pull
+  }
+
   items(values: ReadonlyArray<unknown>): void {
-    if (this.ended !== null) return
+    if (this.inbox.ended !== null) return
+    let decoded: ReadonlyArray<unknown>
     try {
-      for (const value of Component.codec(this.call.spec).decodeElements(values)) this.buffer.push(value)
+      decoded = Component.codec(this.call.spec).decodeElements(values)
     } catch (error) {
       this.port.postMessage({ t: "interrupt", id: this.id })
-      return this.finish({ error: remoteError(this.call, "Decode", `stream elements: ${describe(error)}`) })
+      return this.inbox.finish({ error: remoteError(this.call, "Decode", `stream elements: ${describe(error)}`) })
     }
-    this.wake()
+    this.inbox.push(decoded)
   }
 
   finish(ended: { readonly error: unknown } | undefined): void {
-    if (this.ended !== null) return
-    this.ended = ended
-    this.wake()
+    this.inbox.finish(ended)
   }
-
-  private wake(): void {
-    const waiter = this.waiter
-    this.waiter = undefined
-    waiter?.()
-  }
-
-  readonly pull: Effect.Effect<Chunk.Chunk<unknown>, Option.Option<unknown>> = Effect.async((resume) => {
-    if (this.handed > 0) {
-      this.taken += this.handed
-      this.handed = 0
-      if (this.taken >= streamWindow / 2 && this.ended === null) {
-        this.port.postMessage({ t: "credit", id: this.id, n: this.taken })
-        this.taken = 0
-      }
-    }
-    const answer = () => {
-      if (this.buffer.length > 0) {
-        const chunk = Chunk.unsafeFromArray(this.buffer)
-        this.buffer = []
-        this.handed = chunk.length
-        return resume(Effect.succeed(chunk))
-      }
-      const ended = this.ended
-      if (ended === undefined) return resume(Effect.fail(Option.none()))
-      if (ended !== null) return resume(Effect.fail(Option.some(ended.error)))
-      this.waiter = answer
-    }
-    answer()
-    return Effect.sync(() => {
-      this.waiter = undefined
-    })
-  })
 }
 
 /** A stream a dispatcher is producing: the credit granted, and the producer waiting for more. */
