@@ -75,30 +75,11 @@ export class Caller {
       Effect.mapError(this.port(), (error) => remoteError(call, "Unreachable", error.detail)),
       (port) =>
         Effect.async<unknown, unknown>((resume) => {
-          const fiber = Option.getOrThrow(Fiber.getCurrentFiber())
-          const deadline = fiber.getFiberRef(Component.currentDeadline)
-          const remaining = deadline === undefined ? undefined : deadline - Date.now()
-          if (remaining !== undefined && remaining <= 0) {
-            return resume(Exit.fail(remoteError(call, "Timeout", "deadline exceeded before the call was sent")))
-          }
-          let encoded: unknown
-          try {
-            encoded = Component.codec(call.spec).encodePayload(payload)
-          } catch (error) {
-            return resume(Exit.fail(remoteError(call, "Decode", `payload: ${describe(error)}`)))
-          }
-          const id = this.nextId++
+          const message = this.message(call, payload, Option.getOrThrow(Fiber.getCurrentFiber()), undefined)
+          if (message instanceof RemoteCallError) return resume(Exit.fail(message))
+          const id = message.id
           this.pending.set(id, { call, resume })
-          port.postMessage({
-            t: "call",
-            id,
-            component: call.component,
-            method: call.method,
-            caller: call.caller,
-            payload: encoded,
-            remaining,
-            constructing: fiber.getFiberRef(Transport.constructing)
-          })
+          port.postMessage(message)
           // The caller gave up: the callee's handler is interrupted too.
           return Effect.sync(() => {
             if (this.pending.delete(id)) port.postMessage({ t: "interrupt", id })
@@ -109,37 +90,52 @@ export class Caller {
 
   private readonly streams = new Map<number, Consumer>()
 
+  /**
+   * The message of a call made by `fiber`, with a fresh id (and the initial credit of a streaming method), or
+   * why it cannot be sent: its deadline passed, or its payload does not encode.
+   */
+  private message(
+    call: Transport.Call,
+    payload: unknown,
+    fiber: Fiber.RuntimeFiber<unknown, unknown>,
+    credit: number | undefined
+  ): CallMessage | RemoteCallError {
+    const deadline = fiber.getFiberRef(Component.currentDeadline)
+    const remaining = deadline === undefined ? undefined : deadline - Date.now()
+    if (remaining !== undefined && remaining <= 0) {
+      return remoteError(call, "Timeout", "deadline exceeded before the call was sent")
+    }
+    let encoded: unknown
+    try {
+      encoded = Component.codec(call.spec).encodePayload(payload)
+    } catch (error) {
+      return remoteError(call, "Decode", `payload: ${describe(error)}`)
+    }
+    return {
+      t: "call",
+      id: this.nextId++,
+      component: call.component,
+      method: call.method,
+      caller: call.caller,
+      payload: encoded,
+      remaining,
+      constructing: fiber.getFiberRef(Transport.constructing),
+      credit
+    }
+  }
+
   /** Calls a streaming method: its elements arrive under flow control; closing the stream early interrupts it. */
   stream(call: Transport.Call, payload: unknown): Stream.Stream<unknown, unknown> {
     const opening = Effect.flatMap(
       Effect.mapError(this.port(), (error) => remoteError(call, "Unreachable", error.detail)),
       (port) =>
         Effect.flatMap(Effect.withFiberRuntime<Fiber.RuntimeFiber<unknown, unknown>>(Effect.succeed), (fiber) => {
-          const deadline = fiber.getFiberRef(Component.currentDeadline)
-          const remaining = deadline === undefined ? undefined : deadline - Date.now()
-          if (remaining !== undefined && remaining <= 0) {
-            return Effect.fail(remoteError(call, "Timeout", "deadline exceeded before the call was sent"))
-          }
-          let encoded: unknown
-          try {
-            encoded = Component.codec(call.spec).encodePayload(payload)
-          } catch (error) {
-            return Effect.fail(remoteError(call, "Decode", `payload: ${describe(error)}`))
-          }
-          const id = this.nextId++
+          const message = this.message(call, payload, fiber, streamWindow)
+          if (message instanceof RemoteCallError) return Effect.fail(message)
+          const id = message.id
           const consumer = new Consumer(call, id, port)
           this.streams.set(id, consumer)
-          port.postMessage({
-            t: "call",
-            id,
-            component: call.component,
-            method: call.method,
-            caller: call.caller,
-            payload: encoded,
-            remaining,
-            constructing: fiber.getFiberRef(Transport.constructing),
-            credit: streamWindow
-          })
+          port.postMessage(message)
           return Effect.as(
             Effect.addFinalizer(() =>
               Effect.sync(() => {
