@@ -671,10 +671,10 @@ export const lift = <I, S, E, R>(
   const serviceOf = (client: Client<Methods>): S => {
     let resolved = false
     const service: Record<string, (...args: ReadonlyArray<unknown>) => unknown> = {}
-    for (const [name, arity] of Object.entries(arities)) {
-      const call = client[name] as (payload?: unknown) => Effect.Effect<unknown, unknown> & Stream.Stream<unknown>
-      const streaming = specs[name]!.stream
-      service[name] = (...args) => {
+    for (const [key, arity] of Object.entries(arities)) {
+      const call = client[key] as (payload?: unknown) => Effect.Effect<unknown, unknown> & Stream.Stream<unknown>
+      const streaming = specs[key]!.stream
+      service[key] = (...args) => {
         // Nothing resolves the original Tag through the component: its first call records the call-graph edge.
         if (!resolved) {
           resolved = true
@@ -698,12 +698,12 @@ export const lift = <I, S, E, R>(
       (context) => {
         const service = Context.get(context, tag) as Record<string, unknown>
         const handlers: Record<string, (payload: unknown) => Effect.Effect<unknown, unknown>> = {}
-        for (const [name, arity] of Object.entries(arities)) {
-          const fn = service[name]
+        for (const [key, arity] of Object.entries(arities)) {
+          const fn = service[key]
           if (typeof fn !== "function") {
-            return Effect.dieMessage(`Component.lift: the service ${tag.key} its Layer built has no method ${name}`)
+            return Effect.dieMessage(`Component.lift: the service ${tag.key} its Layer built has no method ${key}`)
           }
-          handlers[name] = (payload) => fn.apply(service, argsOf(arity, payload))
+          handlers[key] = (payload) => fn.apply(service, argsOf(arity, payload))
         }
         return Effect.succeed(handlers)
       }
