@@ -430,6 +430,17 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     attempts: Math.max(1, options.retry?.attempts ?? defaultRetryPolicy.attempts),
     within: options.retry?.within ?? defaultRetryPolicy.within
   }
+  /**
+   * The backoff before retry `attempt + 1` of a call that started at `start` (`performance.now()`): jittered
+   * exponential from 10 ms, or `undefined` when the retry policy or the deadline leaves no room for it.
+   */
+  const retryDelay = (attempt: number, start: number, deadline: number | undefined): number | undefined => {
+    const delay = 10 * 1.3 ** attempt * (1 - 0.4 * Math.random())
+    return attempt + 1 < retryPolicy.attempts && performance.now() + delay - start <= retryPolicy.within &&
+        (deadline === undefined || Date.now() + delay < deadline)
+      ? delay
+      : undefined
+  }
   const callTimeout = options.config.serviceweaver.call_timeout
   const defaultTimeout = callTimeout === undefined ? undefined : WeaverConfig.goDurationMillis(callTimeout)
   const hosts = (name: string) => implementations.has(name) && (options.hosted?.has(name) ?? true)
@@ -576,11 +587,8 @@ export const make = Effect.fnUntraced(function*(options: Options) {
         Stream.catchAll((error) => {
           // After an element reached the consumer a retry would repeat it: the failure is the stream's.
           if (!emitted && spec.retry && unreachable(error)) {
-            const delay = 10 * 1.3 ** attempts * (1 - 0.4 * Math.random())
-            if (
-              attempts + 1 < retryPolicy.attempts && performance.now() + delay - start <= retryPolicy.within &&
-              (deadline === undefined || Date.now() + delay < deadline)
-            ) {
+            const delay = retryDelay(attempts, start, deadline)
+            if (delay !== undefined) {
               return Stream.unwrap(
                 Effect.as(Effect.sleep(delay), attempt(open, payload, attempts + 1, start, deadline))
               )
@@ -729,12 +737,8 @@ export const make = Effect.fnUntraced(function*(options: Options) {
           Effect.matchCauseEffect(effect, {
             onFailure: (cause) => {
               if (spec.retry && cause._tag === "Fail" && unreachable(cause.error)) {
-                const delay = 10 * 1.3 ** attempt * (1 - 0.4 * Math.random())
-                const deadline = currentFiber()?.getFiberRef(currentDeadline)
-                if (
-                  attempt + 1 < retryPolicy.attempts && performance.now() + delay - start <= retryPolicy.within &&
-                  (deadline === undefined || Date.now() + delay < deadline)
-                ) {
+                const delay = retryDelay(attempt, start, currentFiber()?.getFiberRef(currentDeadline))
+                if (delay !== undefined) {
                   return Effect.zipRight(
                     Effect.sleep(delay),
                     Effect.suspend(() => settle(start0(c, payload), attempt + 1))

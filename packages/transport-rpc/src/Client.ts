@@ -581,6 +581,14 @@ class StreamCall implements Pending {
   }
 }
 
+/** The trace context a call carries: only a sampled caller's (an unsampled one would tell the server to record nothing). */
+const traceOf = (fiber: Transport.CallerFiber) => {
+  const span = fiber.currentSpan
+  return span === undefined || !span.sampled
+    ? undefined
+    : { traceId: span.traceId, spanId: span.spanId, sampled: true }
+}
+
 /**
  * A calling fiber and the call it is suspended in, if any: a fiber waits for
  * one call at a time. Cancellation: if the fiber ends while a call is in
@@ -782,11 +790,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       } catch (error) {
         return resume(unsent(p, "Decode", `payload: ${describe(error)}`))
       }
-      // Only a sampled caller's context travels: an unsampled one would only tell the server to record nothing.
-      const span = fiber.currentSpan
-      const trace = span === undefined || !span.sampled
-        ? undefined
-        : { traceId: span.traceId, spanId: span.spanId, sampled: true }
+      const trace = traceOf(fiber)
       const suffix = Wire.encodeHeaderSuffix(
         remaining === undefined ? undefined : remaining * 1000,
         trace,
@@ -817,10 +821,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
         } catch (error) {
           return unsent(p, "Decode", `payload: ${describe(error)}`)
         }
-        const span = fiber.currentSpan
-        const trace = span === undefined || !span.sampled
-          ? undefined
-          : { traceId: span.traceId, spanId: span.spanId, sampled: true }
+        const trace = traceOf(fiber)
         const constructing = fiber.getFiberRef(CoreTransport.constructing)
         const open = (): Effect.Effect<
           Effect.Effect<Chunk.Chunk<unknown>, Option.Option<unknown>>,
