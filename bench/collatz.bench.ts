@@ -23,7 +23,8 @@
  * `npm run build && node --import tsx bench/collatz.bench.ts`
  * The script runs the app itself (`collatz.bench.ts app|server plain`: under the
  * deployer, or as a plain server announcing `PORT <n>`) and kills its
- * processes by pid.
+ * processes by pid. `BENCH_NODE_OPTIONS` is added to the deployed processes'
+ * NODE_OPTIONS (e.g. `--import $PWD/bench/profile.mjs` to profile them).
  */
 import { Component, Weaver } from "@effect-weaver/core"
 import { HttpRouter, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
@@ -212,7 +213,11 @@ args = ["app"]
 listeners.collatz = { address = "127.0.0.1:0" }
 `
   )
-  const env = { ...process.env, XDG_DATA_HOME: Path.join(dir, "data"), NODE_OPTIONS: "--import tsx" }
+  const env = {
+    ...process.env,
+    XDG_DATA_HOME: Path.join(dir, "data"),
+    NODE_OPTIONS: `--import tsx ${process.env.BENCH_NODE_OPTIONS ?? ""}`
+  }
   delete env.WEAVER_TRACE_SAMPLE
   const child = ChildProcess.spawn(process.execPath, [
     Path.join(root, "packages/cli/bin/weaver.js"),

@@ -15,6 +15,8 @@
  * The script is also the app (`handler.bench.ts app`, the deployment's
  * binary) and the raw echo server (`handler.bench.ts server raw`); it stops
  * the deployment with SIGTERM and kills the raw server by pid.
+ * `BENCH_NODE_OPTIONS` is added to the deployed processes' NODE_OPTIONS (e.g.
+ * `--import $PWD/bench/profile.mjs` to profile them).
  */
 import { Component, Weaver } from "@effect-weaver/core"
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
@@ -144,7 +146,7 @@ replicas = 1
     ...process.env,
     XDG_DATA_HOME: Path.join(dir, "data"),
     SERVICEWEAVER_LOG_DIR: Path.join(dir, "logs"),
-    NODE_OPTIONS: "--import tsx"
+    NODE_OPTIONS: `--import tsx ${process.env.BENCH_NODE_OPTIONS ?? ""}`
   }
   // Default sampling unless WEAVER_TRACE_SAMPLE says otherwise (to compare, e.g. "never" or "always").
   const child = ChildProcess.spawn(

@@ -48,9 +48,10 @@ const latencyKey = MetricKey.histogram(
 )
 
 /**
- * Call latency in microseconds. Calls whose handler completes synchronously
- * (returns an Exit, such as `Effect.succeed(x)`) are sampled, one in 16:
- * reading the clock twice would cost more than the call itself. The
+ * Call latency in microseconds. Co-located calls (and calls whose handler
+ * completes synchronously, returning an Exit such as `Effect.succeed(x)`)
+ * are sampled, one in 16: reading the clock twice costs as much as a plain
+ * service call; remote calls are all timed. The
  * histogram's sum and count stay consistent with each other, so mean and
  * percentiles are unbiased; the call count is `serviceweaver_method_count`.
  *

@@ -164,8 +164,11 @@ const isExit = (effect: Effect.Effect<unknown, unknown>): effect is Exit.Exit<un
 }
 
 /**
- * One in `syncLatencySampleMask + 1` calls that complete synchronously has its
- * latency recorded (see `MethodMetrics.latencyMicros`).
+ * One in `syncLatencySampleMask + 1` co-located calls, and of calls that
+ * complete synchronously, has its latency recorded (see
+ * `MethodMetrics.latencyMicros`): reading the clock before and after costs
+ * as much as a plain service call. Every call is counted; remote calls are
+ * all timed.
  *
  * @internal
  */
@@ -240,8 +243,17 @@ const settled = <A, E, R>(effect: Effect.Effect<A, E, R>, end: (failed: boolean)
     }
   })
 
-/** Records a finished call's metrics: whether it failed, its latency. */
-type Recorder = (failed: boolean, latencyMicros: number) => void
+/** Records a finished call's metrics: whether it failed, its latency (when the call was timed). */
+type Recorder = (failed: boolean, latencyMicros: number | undefined) => void
+
+/**
+ * The start of a call whose latency is not measured (see
+ * {@link syncLatencySampleMask}): reading the clock twice costs a good part
+ * of a co-located call.
+ *
+ * @internal
+ */
+const untimed = -1
 
 /**
  * The calls a fiber is in, outermost first, so that a call the fiber is
@@ -256,7 +268,7 @@ class CallsInFlight {
   private readonly recorders: Array<Recorder> = []
   private readonly starts: Array<number> = []
 
-  /** Adds a call; returns its depth, which {@link done} takes. */
+  /** Adds a call started at `start` (or {@link untimed}); returns its depth, which {@link done} takes. */
   push(recorder: Recorder, start: number): number {
     this.recorders.push(recorder)
     this.starts.push(start)
@@ -265,9 +277,8 @@ class CallsInFlight {
 
   /** The call at `depth` ended: records it, and the calls above it as interrupted. */
   done(depth: number, failed: boolean): void {
-    const now = performance.now()
-    this.interrupted(depth + 1, now)
-    this.recorders.pop()!(failed, (now - this.starts.pop()!) * 1000)
+    if (this.recorders.length > depth + 1) this.interrupted(depth + 1)
+    this.end(failed)
   }
 
   /** Forgets the call at `depth` (the innermost) without recording it: it goes on under another entry. */
@@ -276,8 +287,13 @@ class CallsInFlight {
   }
 
   /** Records the calls above `depth` as interrupted. */
-  interrupted(depth: number, now = performance.now()): void {
-    while (this.recorders.length > depth) this.recorders.pop()!(true, (now - this.starts.pop()!) * 1000)
+  interrupted(depth: number): void {
+    while (this.recorders.length > depth) this.end(true)
+  }
+
+  private end(failed: boolean): void {
+    const start = this.starts.pop()!
+    this.recorders.pop()!(failed, start === untimed ? undefined : (performance.now() - start) * 1000)
   }
 }
 
@@ -785,7 +801,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
         payload: unknown,
         own: { readonly info: ComponentInfo; readonly handlers: AnyHandlers }
       ) => {
-        const sampled = (++calls & syncLatencySampleMask) === 0
+        const sampled = (calls++ & syncLatencySampleMask) === 0
         const syncStart = sampled ? performance.now() : 0
         let effect: Effect.Effect<unknown, unknown>
         try {
@@ -804,7 +820,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
         box.value = own.info
         effect = underDeadline(c, effect)
         const flight = callsInFlight(fiber)
-        const depth = flight.push(recorderOf(c), sampled ? syncStart : performance.now())
+        const depth = flight.push(recorderOf(c), sampled ? syncStart : untimed)
         return settled(effect, (failed) => {
           box.value = previous
           flight.done(depth, failed)
@@ -858,7 +874,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
         if (c.send !== undefined) return sent(c, c.send, payload)
         // Reading the clock costs as much as a whole plain service call, so the latency of calls that complete
         // synchronously (the handler returned an Exit) is sampled; every other call is timed.
-        const sampled = (++calls & syncLatencySampleMask) === 0
+        const sampled = (calls++ & syncLatencySampleMask) === 0
         const syncStart = sampled ? performance.now() : 0
         const effect = start0(c, payload)
         if (isExit(effect)) {

@@ -6,7 +6,7 @@ import { assert, describe, it } from "@effect/vitest"
 import * as OtelApi from "@opentelemetry/api"
 import { InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base"
 import { NodeTracerProvider } from "@opentelemetry/sdk-trace-node"
-import { Deferred, Effect, Schema } from "effect"
+import { Context, Deferred, Effect, Fiber, FiberRef, Schema } from "effect"
 
 class NotFound extends Schema.TaggedError<NotFound>()("NotFound", { key: Schema.String }) {}
 
@@ -185,6 +185,47 @@ describe("Tracing", () => {
           )),
         "root3"
       )
+    }).pipe(Effect.provide(Tracing.layer({ ...origin, store, otlpEndpoint: false })))
+  })
+
+  it.live("withChildSpan keeps the caller's services and FiberRefs, and what the child provides, sets or forks", () => {
+    class Caller extends Context.Tag("tracing/test/Caller")<Caller, string>() {}
+    class Inner extends Context.Tag("tracing/test/Inner")<Inner, string>() {}
+    const ref = FiberRef.unsafeMake("outer")
+    const store = Tracing.makeStore()
+    return Effect.gen(function*() {
+      const seen = yield* Tracing.withChildSpan(
+        Effect.gen(function*() {
+          const span = yield* Effect.currentSpan
+          const caller = yield* Caller
+          const inner = yield* Effect.provideService(Inner, "inner")(Inner)
+          const context = yield* Effect.context<never>()
+          yield* FiberRef.set(ref, "set in the child")
+          const forked = yield* Effect.fork(Effect.map(Effect.currentSpan, (s) => s.spanId))
+          return {
+            span: span.spanId,
+            caller,
+            inner,
+            keys: [...context.unsafeMap.keys()].sort(),
+            forkedSpan: yield* Fiber.join(forked),
+            ref: yield* FiberRef.get(ref)
+          }
+        }),
+        "child",
+        { kind: "internal" }
+      ).pipe(Effect.provideService(Caller, "caller"), Effect.withSpan("root"))
+      assert.strictEqual(seen.caller, "caller")
+      assert.strictEqual(seen.inner, "inner")
+      assert.strictEqual(seen.forkedSpan, seen.span)
+      assert.strictEqual(seen.ref, "set in the child")
+      assert.deepStrictEqual(seen.keys.filter((key) => key.startsWith("tracing/test") || key === "effect/ParentSpan"), [
+        "effect/ParentSpan",
+        "tracing/test/Caller"
+      ])
+      const spans = yield* waitForSpans(store, 2)
+      assert.strictEqual(byName(spans, "child").spanId, seen.span)
+      // After the child, the caller's own span and FiberRef writes made inside stay as Effect leaves them.
+      assert.strictEqual((yield* Effect.currentSpan.pipe(Effect.option))._tag, "None")
     }).pipe(Effect.provide(Tracing.layer({ ...origin, store, otlpEndpoint: false })))
   })
 
