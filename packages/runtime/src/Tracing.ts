@@ -32,6 +32,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Equal from "effect/Equal"
 import * as Exit from "effect/Exit"
+import type * as Fiber from "effect/Fiber"
 import type * as FiberId from "effect/FiberId"
 import * as FiberRef from "effect/FiberRef"
 import * as FiberRefs from "effect/FiberRefs"
@@ -942,60 +943,91 @@ export const makeSampler = (
 export const withChildSpan = <A, E, R>(
   self: Effect.Effect<A, E, R>,
   name: string,
-  options: { readonly kind: Tracer.SpanKind; readonly attributes?: Readonly<Record<string, unknown>> | undefined }
+  options: ChildSpanOptions
 ): Effect.Effect<A, E, R> =>
   Effect.withFiberRuntime((fiber) => {
-    if (!fiber.getFiberRef(FiberRef.currentTracerEnabled)) return self
-    const parent = fiber.currentSpan
-    const clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
-    const tracer = fiber.currentTracer
-    const shortcut = (tracer as { readonly [childSpanKey]?: ChildSpan })[childSpanKey]
-    const attributes = options.attributes
-    let span: Tracer.Span
-    if (shortcut !== undefined && parent !== undefined) {
-      span = shortcut(name, parent, clock.unsafeCurrentTimeNanos(), options.kind, attributes)
-    } else {
-      const start = clock.unsafeCurrentTimeNanos()
-      span = tracer.span(name, Option.fromNullable(parent), Context.empty(), [], start, options.kind, undefined)
-      if (attributes !== undefined) { for (const key in attributes) span.attribute(key, attributes[key]) }
-    }
-    const annotations = fiber.getFiberRef(FiberRef.currentTracerSpanAnnotations)
-    if (HashMap.size(annotations) > 0) HashMap.forEach(annotations, (value, key) => span.attribute(key, value))
-    // The fiber runtime's own fields and setters (public types omit them): one write of the context, undone on exit.
-    const runtime = fiber as unknown as FiberInternals
-    const before = fiber.currentContext
-    const refsBefore = runtime._fiberRefs
-    const refsWithSpan = withContext(
-      refsBefore,
-      fiber.id(),
-      Context.unsafeMake(new Overlay(before.unsafeMap, Tracer.ParentSpan.key, span))
-    )
-    runtime.setFiberRefs(refsWithSpan)
-    const restore = () => {
-      // Nothing else changed the fiber's refs meanwhile (the usual case): put the old ones back as they were,
-      // without the copy and comparison a write makes.
-      if (runtime._fiberRefs === refsWithSpan) runtime.setFiberRefs(refsBefore)
-      else runtime.setFiberRef(FiberRef.currentContext, before)
-    }
-    // An interrupted fiber skips the handlers below (they cost less than Effect.onExit's uninterruptible region,
-    // a good part of a traced call): the span then ends with the fiber.
-    const interrupted = (exit: Exit.Exit<unknown, unknown>) => span.end(clock.unsafeCurrentTimeNanos(), exit)
-    fiber.addObserver(interrupted)
+    const end = startChildSpan(fiber, name, options)
+    if (end === undefined) return self
     return Effect.matchCauseEffect(self, {
       onFailure: (cause) => {
-        fiber.removeObserver(interrupted)
-        restore()
-        span.end(clock.unsafeCurrentTimeNanos(), Exit.failCause(cause))
-        return Effect.failCause(cause)
+        const exit = Exit.failCause(cause)
+        end(exit)
+        return exit
       },
       onSuccess: (value) => {
-        fiber.removeObserver(interrupted)
-        restore()
-        span.end(clock.unsafeCurrentTimeNanos(), Exit.succeed(value))
-        return Effect.succeed(value)
+        const exit = Exit.succeed(value)
+        end(exit)
+        return exit
       }
     })
   })
+
+/**
+ * The options of {@link withChildSpan}.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface ChildSpanOptions {
+  readonly kind: Tracer.SpanKind
+  readonly attributes?: Readonly<Record<string, unknown>> | undefined
+}
+
+/**
+ * What {@link withChildSpan} does before and after its effect, for a caller
+ * that already runs in `fiber` (a component stub) and has match handlers of
+ * its own to end the span in: starts the span as the fiber's current span and
+ * returns the function that ends it and restores the fiber's context; or
+ * undefined when the fiber's tracing is off. An interrupted fiber ends the
+ * span when it ends.
+ *
+ * @since 0.2.0
+ * @category combinators
+ */
+export const startChildSpan = (
+  fiber: Fiber.RuntimeFiber<unknown, unknown>,
+  name: string,
+  options: ChildSpanOptions
+): ((exit: Exit.Exit<unknown, unknown>) => void) | undefined => {
+  if (!fiber.getFiberRef(FiberRef.currentTracerEnabled)) return undefined
+  const parent = fiber.currentSpan
+  const clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
+  const tracer = fiber.currentTracer
+  const shortcut = (tracer as { readonly [childSpanKey]?: ChildSpan })[childSpanKey]
+  const attributes = options.attributes
+  let span: Tracer.Span
+  if (shortcut !== undefined && parent !== undefined) {
+    span = shortcut(name, parent, clock.unsafeCurrentTimeNanos(), options.kind, attributes)
+  } else {
+    const start = clock.unsafeCurrentTimeNanos()
+    span = tracer.span(name, Option.fromNullable(parent), Context.empty(), [], start, options.kind, undefined)
+    if (attributes !== undefined) { for (const key in attributes) span.attribute(key, attributes[key]) }
+  }
+  const annotations = fiber.getFiberRef(FiberRef.currentTracerSpanAnnotations)
+  if (HashMap.size(annotations) > 0) HashMap.forEach(annotations, (value, key) => span.attribute(key, value))
+  // The fiber runtime's own fields and setters (public types omit them): one write of the context, undone on exit.
+  const runtime = fiber as unknown as FiberInternals
+  const before = fiber.currentContext
+  const refsBefore = runtime._fiberRefs
+  const refsWithSpan = withContext(
+    refsBefore,
+    fiber.id(),
+    Context.unsafeMake(new Overlay(before.unsafeMap, Tracer.ParentSpan.key, span))
+  )
+  runtime.setFiberRefs(refsWithSpan)
+  // An interrupted fiber skips its match handlers (they cost less than Effect.onExit's uninterruptible region, a
+  // good part of a traced call): the span then ends with the fiber.
+  const interrupted = (exit: Exit.Exit<unknown, unknown>) => span.end(clock.unsafeCurrentTimeNanos(), exit)
+  fiber.addObserver(interrupted)
+  return (exit) => {
+    fiber.removeObserver(interrupted)
+    // Nothing else changed the fiber's refs meanwhile (the usual case): put the old ones back as they were, without
+    // the copy and comparison a write makes.
+    if (runtime._fiberRefs === refsWithSpan) runtime.setFiberRefs(refsBefore)
+    else runtime.setFiberRef(FiberRef.currentContext, before)
+    span.end(clock.unsafeCurrentTimeNanos(), exit)
+  }
+}
 
 /**
  * `refs` with the fiber's context replaced: `FiberRefs.updateAs` without its

@@ -13,7 +13,8 @@ import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Effectable from "effect/Effectable"
-import type * as Exit from "effect/Exit"
+import * as Exit from "effect/Exit"
+import type * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
 import * as FiberRef from "effect/FiberRef"
 import * as Option from "effect/Option"
@@ -799,7 +800,9 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       const direct = (
         c: Connection,
         payload: unknown,
-        own: { readonly info: ComponentInfo; readonly handlers: AnyHandlers }
+        own: { readonly info: ComponentInfo; readonly handlers: AnyHandlers },
+        /** Ends the call's span (a traced call), in the same match handlers. */
+        endSpan?: (exit: Exit.Exit<unknown, unknown>) => void
       ) => {
         const sampled = (calls++ & syncLatencySampleMask) === 0
         const syncStart = sampled ? performance.now() : 0
@@ -812,6 +815,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
         // An Exit ran no Effect code: nothing to attribute, and no deadline to keep.
         if (isExit(effect)) {
           record(c, effect._tag === "Failure", sampled ? (performance.now() - syncStart) * 1000 : undefined)
+          endSpan?.(effect)
           return effect
         }
         const fiber = currentFiber()!
@@ -821,9 +825,21 @@ export const make = Effect.fnUntraced(function*(options: Options) {
         effect = underDeadline(c, effect)
         const flight = callsInFlight(fiber)
         const depth = flight.push(recorderOf(c), sampled ? syncStart : untimed)
-        return settled(effect, (failed) => {
-          box.value = previous
-          flight.done(depth, failed)
+        return Effect.matchCauseEffect(effect, {
+          onFailure: (cause) => {
+            box.value = previous
+            flight.done(depth, true)
+            const exit = Exit.failCause(cause)
+            endSpan?.(exit)
+            return exit
+          },
+          onSuccess: (value) => {
+            box.value = previous
+            flight.done(depth, false)
+            const exit = Exit.succeed(value)
+            endSpan?.(exit)
+            return exit
+          }
         })
       }
       const colocated = !fakes.has(component.componentName) && hosts(component.componentName)
@@ -884,12 +900,25 @@ export const make = Effect.fnUntraced(function*(options: Options) {
         const start = sampled ? syncStart : performance.now()
         return c.remote ? remoteCall(c, payload, effect, start) : metered(c, underDeadline(c, effect), start)
       }
-      const attributes = { component: call.component, method, caller, remote: false }
-      const traced = (c: Connection, payload: unknown): Effect.Effect<unknown, unknown> =>
-        Tracing.withChildSpan(invoke(c, payload), `${call.component}.${method}`, {
-          kind: c.remote ? "client" : "internal",
-          attributes: c.remote ? { ...attributes, remote: true } : attributes
-        })
+      const spanName = `${call.component}.${method}`
+      const localSpan: Tracing.ChildSpanOptions = {
+        kind: "internal",
+        attributes: { component: call.component, method, caller, remote: false }
+      }
+      const remoteSpan: Tracing.ChildSpanOptions = {
+        kind: "client",
+        attributes: { ...localSpan.attributes, remote: true }
+      }
+      const traced = (c: Connection, payload: unknown): Effect.Effect<unknown, unknown> => {
+        if (!timed && colocated && !c.remote) {
+          const own = built.get(component.componentName)
+          const fiber = currentFiber() as unknown as Fiber.RuntimeFiber<unknown, unknown>
+          const endSpan = own && Tracing.startChildSpan(fiber, spanName, localSpan)
+          // The handler runs in the calling fiber: the span ends in the call's own match handlers.
+          if (endSpan !== undefined) return direct(c, payload, own!, endSpan)
+        }
+        return Tracing.withChildSpan(invoke(c, payload), spanName, c.remote ? remoteSpan : localSpan)
+      }
       const run = (payload: unknown): Effect.Effect<unknown, unknown> => {
         // As Service Weaver's stubs: a span only if the calling fiber is already traced.
         const go = currentSpanSampled() ? traced : invoke
