@@ -541,14 +541,9 @@ class RecordingSpan implements Tracer.Span {
     if (this.status._tag !== "Started") return
     const startTime = this.status.startTime
     this.status = { _tag: "Ended", startTime, endTime, exit }
-    const attributes: Record<string, string | number | boolean> = {}
-    const fixed = this.fixed
-    if (fixed !== undefined) {
-      for (const key in fixed) {
-        const converted = attributeValue(fixed[key])
-        if (converted !== undefined) attributes[key] = converted
-      }
-    }
+    const attributes: Record<string, string | number | boolean> = this.fixed === undefined
+      ? {}
+      : { ...convertedAttributes(this.fixed) }
     if (this.added !== undefined) {
       for (const [key, value] of this.added) {
         const converted = attributeValue(value)
@@ -586,6 +581,23 @@ class RecordingSpan implements Tracer.Span {
     this.sink.onEnd(span)
   }
 }
+
+/** Start attributes as the store keeps them, converted once per attributes object (a stub's are per method). */
+const convertedAttributes = (
+  fixed: Readonly<Record<string, unknown>>
+): Readonly<Record<string, string | number | boolean>> => {
+  let converted = convertedCache.get(fixed)
+  if (converted === undefined) {
+    const made: Record<string, string | number | boolean> = {}
+    for (const key in fixed) {
+      const value = attributeValue(fixed[key])
+      if (value !== undefined) made[key] = value
+    }
+    convertedCache.set(fixed, converted = made)
+  }
+  return converted
+}
+const convertedCache = new WeakMap<object, Readonly<Record<string, string | number | boolean>>>()
 
 interface Sink {
   readonly onEnd: (span: Span) => void
