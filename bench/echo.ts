@@ -5,11 +5,12 @@
  * killed by pid.
  */
 import { Component, Transport, Weaver, WeaverConfig } from "@effect-weaver/core"
-import { App, type Certificates, Control, Weavelet } from "@effect-weaver/runtime"
+import { App, Certificates, Control, Weavelet } from "@effect-weaver/runtime"
 import { Server, TransportRpc } from "@effect-weaver/transport-rpc"
 import { Context, Effect, Schema, type Scope, Stream } from "effect"
 import * as ChildProcess from "node:child_process"
 import * as Net from "node:net"
+import * as Tls from "node:tls"
 
 export class Echo extends Component.Tag("bench/Echo")<Echo>()({
   echo: Component.method({ payload: Schema.String, success: Schema.String })
@@ -60,11 +61,12 @@ export const echoClient = (
 /**
  * The raw TCP echo the benches compare with: frames `length:u32 id:u32 payload`,
  * one `write` per `data` event (server) or per tick (client). The server
- * succeeds with its port on 127.0.0.1.
+ * succeeds with its port on 127.0.0.1. With `tls`, the same over mutual TLS
+ * 1.3 with the transport's own options (the floor of any TLS transport).
  */
-export const rawServer = () =>
+export const rawServer = (tls?: Certificates.Credentials) =>
   new Promise<number>((resolve) => {
-    const server = Net.createServer((socket) => {
+    const serve = (socket: Net.Socket) => {
       socket.setNoDelay(true)
       let pending: Buffer | undefined
       socket.on("data", (chunk: Buffer) => {
@@ -81,13 +83,19 @@ export const rawServer = () =>
         if (out.length > 0) socket.write(out.length === 1 ? out[0]! : Buffer.concat(out))
       })
       socket.on("error", () => {})
-    })
+    }
+    const server = tls === undefined
+      ? Net.createServer(serve)
+      : Tls.createServer(Certificates.serverOptions(tls), serve)
     server.listen(0, "127.0.0.1", () => resolve((server.address() as Net.AddressInfo).port))
   })
 
-export const rawClient = (port: number) =>
+/** The raw echo's client (over mutual TLS with `tls`, to a server whose certificate names bench/Echo). */
+export const rawClient = (port: number, tls?: Certificates.Credentials) =>
   new Promise<(payload: Buffer) => Promise<Buffer>>((resolve, reject) => {
-    const socket = Net.connect({ host: "127.0.0.1", port })
+    const socket = tls === undefined
+      ? Net.connect({ host: "127.0.0.1", port })
+      : Tls.connect({ host: "127.0.0.1", port, ...Certificates.clientOptions(tls, "bench/Echo") })
     socket.setNoDelay(true)
     const waiting = new Map<number, (reply: Buffer) => void>()
     let nextId = 1
@@ -115,22 +123,25 @@ export const rawClient = (port: number) =>
       pending = offset === buffer.length ? undefined : buffer.subarray(offset)
     })
     socket.on("error", reject)
-    socket.on("connect", () =>
-      resolve((payload) =>
-        new Promise<Buffer>((done) => {
-          const id = nextId++
-          const frame = Buffer.allocUnsafe(8 + payload.length)
-          frame.writeUInt32LE(4 + payload.length, 0)
-          frame.writeUInt32LE(id, 4)
-          payload.copy(frame, 8)
-          waiting.set(id, done)
-          queue.push(frame)
-          if (!scheduled) {
-            scheduled = true
-            process.nextTick(flush)
-          }
-        })
-      ))
+    socket.on(
+      tls === undefined ? "connect" : "secureConnect",
+      () =>
+        resolve((payload) =>
+          new Promise<Buffer>((done) => {
+            const id = nextId++
+            const frame = Buffer.allocUnsafe(8 + payload.length)
+            frame.writeUInt32LE(4 + payload.length, 0)
+            frame.writeUInt32LE(id, 4)
+            payload.copy(frame, 8)
+            waiting.set(id, done)
+            queue.push(frame)
+            if (!scheduled) {
+              scheduled = true
+              process.nextTick(flush)
+            }
+          })
+        )
+    )
   })
 
 const children = new Set<ChildProcess.ChildProcess>()

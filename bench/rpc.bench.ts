@@ -8,7 +8,9 @@
  * - weaver: a component method called through `@effect-weaver/transport-rpc`;
  * - weaver mTLS: the same over mutual TLS 1.3, as `weaver multi deploy` calls
  *   by default (`[multi] mtls`); aim: ≤ 20 % below weaver's throughput, p50
- *   still ≤ 1.25× raw.
+ *   still ≤ 1.25× raw;
+ * - raw TLS: the raw echo over the same mutual TLS 1.3 options: what TLS
+ *   itself costs in Node, the floor of weaver mTLS.
  *
  * For 16-byte and 1 KiB string payloads: p50/p99 latency with one call in
  * flight, then throughput and CPU per call (client + server) with 64 in
@@ -27,8 +29,8 @@ import * as Fs from "node:fs"
 import { fileURLToPath } from "node:url"
 import { echoClient, exitWithParent, killChildren, rawClient, rawServer, serveEcho, startServer } from "./echo.js"
 
-type Kind = "raw" | "effect-rpc" | "weaver" | "weaver mTLS"
-const KINDS: ReadonlyArray<Kind> = ["raw", "effect-rpc", "weaver", "weaver mTLS"]
+type Kind = "raw" | "effect-rpc" | "weaver" | "weaver mTLS" | "raw TLS"
+const KINDS: ReadonlyArray<Kind> = ["raw", "effect-rpc", "weaver", "weaver mTLS", "raw TLS"]
 /** The credentials of the mTLS server, handed to its process in the environment (a bench, not a deployment). */
 const TLS_ENV = "WEAVER_BENCH_TLS"
 const PAYLOADS = [{ name: "16 B", text: "x".repeat(16) }, { name: "1 KiB", text: "y".repeat(1024) }]
@@ -62,11 +64,13 @@ const serveEffectRpc = Effect.gen(function*() {
 const runServer = async (kind: Kind) => {
   const announce = (port: number) => process.stdout.write(`PORT ${port}\n`)
   exitWithParent()
+  const credentials = () => Schema.decodeSync(Schema.parseJson(Certificates.Credentials))(process.env[TLS_ENV]!)
   if (kind === "raw") return announce(await rawServer())
+  if (kind === "raw TLS") return announce(await rawServer(credentials()))
   const serve = kind === "weaver"
     ? serveEcho(DEPLOYMENT)
     : kind === "weaver mTLS"
-    ? serveEcho(DEPLOYMENT, Schema.decodeSync(Schema.parseJson(Certificates.Credentials))(process.env[TLS_ENV]!))
+    ? serveEcho(DEPLOYMENT, credentials())
     : serveEffectRpc
   await Effect.runPromise(
     Effect.scoped(Effect.gen(function*() {
@@ -87,8 +91,8 @@ interface Caller {
   readonly throughput: (payload: string, inFlight: number, millis: number) => Promise<number>
 }
 
-const rawCaller = async (port: number): Promise<Caller> => {
-  const call = await rawClient(port)
+const rawCaller = async (port: number, tls?: Certificates.Credentials): Promise<Caller> => {
+  const call = await rawClient(port, tls)
   return {
     latency: async (payload, calls) => {
       const bytes = Buffer.from(payload)
@@ -150,6 +154,7 @@ const connect = (
   tls: Certificates.Credentials
 ): Promise<Caller> => {
   if (kind === "raw") return rawCaller(port)
+  if (kind === "raw TLS") return rawCaller(port, tls)
   if (kind === "effect-rpc") {
     return Effect.runPromise(
       Effect.gen(function*() {
@@ -239,9 +244,9 @@ const measureAll = async (scope: Scope.CloseableScope) => {
       await system.caller.latency(payload.text, WARMUP_CALLS)
       await system.caller.throughput(payload.text, IN_FLIGHT, 1000)
     }
-    const [raw, effectRpc, weaver, mtls] = live as [Live, Live, Live, Live]
+    const [raw, effectRpc, weaver, mtls, rawTls] = live as [Live, Live, Live, Live, Live]
     for (let r = 0; r < ROUNDS; r++) {
-      const order = r % 2 === 0 ? [raw, weaver, mtls, effectRpc] : [mtls, weaver, raw, effectRpc]
+      const order = r % 2 === 0 ? [raw, weaver, mtls, rawTls, effectRpc] : [rawTls, mtls, weaver, raw, effectRpc]
       process.stderr.write(`  ${payload.name} round ${r + 1}\n`)
       const latencies = new Map<Kind, Array<number>>()
       for (const system of order) latencies.set(system.kind, await system.caller.latency(payload.text, LATENCY_CALLS))
@@ -318,7 +323,9 @@ const main = async () => {
       }`,
       `${payload.name}: mTLS p50 ${ratio("weaver mTLS", (x) => x.p50).toFixed(2)}× raw (aim ≤ 1.25×): ${
         ratio("weaver mTLS", (x) => x.p50) <= 1.25 ? "PASS" : "MISS"
-      }`
+      }; raw TLS itself: ${ratio("raw TLS", (x) => x.p50).toFixed(2)}× raw, weaver mTLS ${
+        median(byKind.get("weaver mTLS")!.map((x, i) => x.p50 / byKind.get("raw TLS")![i]!.p50)).toFixed(2)
+      }× raw TLS`
     )
   }
   process.stdout.write([...lines, "", ...verdicts, ""].join("\n"))
