@@ -289,9 +289,16 @@ type Recorded =
   | Omit<Extract<Event, { readonly _tag: "Call" }>, "payload"> & { readonly wire: unknown }
   | Omit<Extract<Event, { readonly _tag: "Reply" }>, "result"> & { readonly exit: Exit.Exit<unknown, unknown> }
   | { readonly _tag: "End"; readonly op: number; readonly exit: Exit.Exit<unknown, unknown> }
+  | { readonly _tag: "StartLazy"; readonly op: number; readonly name: string; readonly values: ReadonlyArray<unknown> }
+
+const isPrimitive = (value: unknown) => value === null || (typeof value !== "object" && typeof value !== "function")
+
+const showArgs = (args: ReadonlyArray<unknown>) => args.map(show).join(", ")
 
 const eventOf = (recorded: Recorded): Event => {
   switch (recorded._tag) {
+    case "StartLazy":
+      return { _tag: "Start", op: recorded.op, name: recorded.name, args: showArgs(recorded.values) }
     case "Call": {
       const { wire, ...rest } = recorded
       return { ...rest, payload: show(wire) }
@@ -321,16 +328,20 @@ const stringHash = (text: string) => {
 const remoteError = (call: Transport.Call, reason: RemoteCallError["reason"], detail: string) =>
   new RemoteCallError({ component: call.component, method: call.method, reason, detail })
 
-const injected = (call: Transport.Call, when: "before" | "after") =>
-  Exit.fail(
-    remoteError(
-      call,
-      "Unreachable",
-      when === "before"
-        ? "failure injected by the simulator before delivery"
-        : "failure injected by the simulator after the method ran"
-    )
+const injected = (call: Transport.Call, when: "before" | "after") => {
+  // Without a stack trace: it would show the simulator's loop, and capturing it costs more than the call.
+  const limit = Error.stackTraceLimit
+  Error.stackTraceLimit = 0
+  const error = remoteError(
+    call,
+    "Unreachable",
+    when === "before"
+      ? "failure injected by the simulator before delivery"
+      : "failure injected by the simulator after the method ran"
   )
+  Error.stackTraceLimit = limit
+  return Exit.fail(error)
+}
 
 const describe = (cause: Cause.Cause<unknown>): string => {
   const error = Cause.squash(cause)
@@ -422,6 +433,8 @@ interface World {
   readonly drain: () => void
   /** A runtime per op number: the driver's clients, the op, and the simulator's scheduler. */
   readonly runtimeOf: (op: number) => Runtime.Runtime<never>
+  /** The fiber refs every fiber of the world starts with: the simulator's scheduler. */
+  readonly fiberRefs: FiberRefs.FiberRefs
   /** The context a component of a replica is constructed in: its clients, as seen from it, on that replica. */
   readonly contextOf: (replica: number, component: string) => Context.Context<never>
   running: Running | undefined
@@ -441,6 +454,7 @@ const makeWorld = Effect.fnUntraced(function*(workload: Workload, replicas: numb
     implementations: new Map(workload.app.implementations.map((impl) => [impl.component.componentName, impl])),
     drain,
     runtimeOf: undefined as never,
+    fiberRefs: undefined as never,
     contextOf: undefined as never,
     running: undefined
   }
@@ -482,6 +496,7 @@ const makeWorld = Effect.fnUntraced(function*(workload: Workload, replicas: numb
   const contexts = new Map<string, Context.Context<never>>()
   return Object.assign(world, {
     weavelets,
+    fiberRefs,
     runtimeOf: (op: number) =>
       runtimes[op] ??= Runtime.make({
         context: Context.add(driver, CurrentOp, op),
@@ -530,6 +545,16 @@ export const run = (workload: Workload, options: Options): Effect.Effect<Executi
     return execution
   })
 
+// Participant names, made once: every call and reply names two.
+const opNames: Array<string> = []
+const opName = (op: number) => opNames[op] ??= `op${op}`
+const replicaNames = new Map<string, Array<string>>()
+const replicaName = (component: string, replica: number) => {
+  let names = replicaNames.get(component)
+  if (names === undefined) replicaNames.set(component, names = [])
+  return names[replica] ??= `${component}#${replica}`
+}
+
 const execute = (world: World, workload: Workload, options: Options, scope: Scope.Scope): Execution => {
   const rng = new PCGRandom(options.seed)
   const { drain } = world
@@ -563,34 +588,47 @@ const execute = (world: World, workload: Workload, options: Options, scope: Scop
       }
       const waiters: Array<(exit: Exit.Exit<Weavelet.AnyHandlers>) => void> = []
       replicas.set(key, { _tag: "Constructing", waiters })
-      const make = impl.make(world.componentConfigs.get(name)) as Effect.Effect<unknown, unknown, Scope.Scope>
-      return make.pipe(
-        Effect.provide(Context.add(world.contextOf(replica, name), Scope.Scope, scope)),
-        Effect.locallyWith(Transport.constructing, (path) => [...path, name]),
-        Effect.exit,
-        Effect.flatMap((exit) => {
-          // As the weavelet's construction: a failure or defect is a defect naming the component, a cycle alone.
-          const built: Exit.Exit<Weavelet.AnyHandlers> = Exit.isSuccess(exit)
-            ? exit as Exit.Exit<Weavelet.AnyHandlers>
-            : Cause.isFailType(exit.cause)
-            ? Exit.die(new ComponentError.ComponentConstructionError({ component: name, cause: exit.cause.error }))
-            : Cause.isDieType(exit.cause)
-            ? Exit.die(
-              exit.cause.defect instanceof ComponentError.ComponentCycleError
-                ? exit.cause.defect
-                : new ComponentError.ComponentConstructionError({ component: name, cause: exit.cause.defect })
-            )
-            : exit as Exit.Exit<never>
-          replicas.set(
-            key,
-            Exit.isSuccess(built)
-              ? { _tag: "Ready", handlers: built.value }
-              : { _tag: "Failed", exit: built as Exit.Exit<never> }
+      const settle = (exit: Exit.Exit<unknown, unknown>) => {
+        // As the weavelet's construction: a failure or defect is a defect naming the component, a cycle alone.
+        const built: Exit.Exit<Weavelet.AnyHandlers> = Exit.isSuccess(exit)
+          ? exit as Exit.Exit<Weavelet.AnyHandlers>
+          : Cause.isFailType(exit.cause)
+          ? Exit.die(new ComponentError.ComponentConstructionError({ component: name, cause: exit.cause.error }))
+          : Cause.isDieType(exit.cause)
+          ? Exit.die(
+            exit.cause.defect instanceof ComponentError.ComponentCycleError
+              ? exit.cause.defect
+              : new ComponentError.ComponentConstructionError({ component: name, cause: exit.cause.defect })
           )
-          for (const waiter of waiters) waiter(built)
-          return built
+          : exit as Exit.Exit<never>
+        replicas.set(
+          key,
+          Exit.isSuccess(built)
+            ? { _tag: "Ready", handlers: built.value }
+            : { _tag: "Failed", exit: built as Exit.Exit<never> }
+        )
+        for (const waiter of waiters) waiter(built)
+      }
+      // Constructed in a fiber of its own, started with its context and construction path in place (providing them
+      // in the caller's fiber would copy its fiber refs four times), on the simulator's scheduler: it runs at once,
+      // as far as it can, and its calls are the caller's op's.
+      return Effect.async<Weavelet.AnyHandlers>((resume) => {
+        waiters.push(resume)
+        const caller = currentFiber()
+        const op = caller === undefined ? 0 : Context.get(caller.currentContext, CurrentOp)
+        const path = caller === undefined ? [] : caller.getFiberRef(Transport.constructing)
+        const make = impl.make(world.componentConfigs.get(name)) as Effect.Effect<unknown, unknown, Scope.Scope>
+        const runtime = Runtime.make({
+          context: Context.add(Context.add(world.contextOf(replica, name), Scope.Scope, scope), CurrentOp, op),
+          fiberRefs: FiberRefs.updateAs(world.fiberRefs, {
+            fiberId: FiberId.none,
+            fiberRef: Transport.constructing,
+            value: [...path, name]
+          }),
+          runtimeFlags: Runtime.defaultRuntime.runtimeFlags
         })
-      )
+        Runtime.runFork(runtime)(make).addObserver(settle)
+      })
     })
   const handle = (call: Transport.Call, replica: number, payload: unknown): Effect.Effect<unknown, unknown> => {
     const state = replicas.get(`${replica}\u0000${call.component}`)
@@ -601,7 +639,7 @@ const execute = (world: World, workload: Workload, options: Options, scope: Scop
   const serve = (op: number, id: number, from: string, call: Transport.Call, target: number, payload: unknown) => {
     const reply = (exit: Exit.Exit<unknown, unknown>) =>
       Effect.async<unknown, unknown>((resume) => {
-        pending.push({ _tag: "Reply", op, id, from: `${call.component}#${target}`, to: from, call, exit, resume })
+        pending.push({ _tag: "Reply", op, id, from: replicaName(call.component, target), to: from, call, exit, resume })
       })
     let effect: Effect.Effect<unknown, unknown>
     try {
@@ -630,7 +668,7 @@ const execute = (world: World, workload: Workload, options: Options, scope: Scop
         const op = fiber === undefined ? 0 : Context.get(fiber.currentContext, CurrentOp)
         const id = nextId++
         // The ops play main on replica 0; main's calls are theirs.
-        const from = call.caller === App.mainName && op > 0 ? `op${op}` : `${call.caller}#${replica}`
+        const from = call.caller === App.mainName && op > 0 ? opName(op) : replicaName(call.caller, replica)
         pending.push({ _tag: "Call", op, id, from, call, wire, resume })
       })
     }
@@ -647,10 +685,10 @@ const execute = (world: World, workload: Workload, options: Options, scope: Scop
     })
 
   // The ops of this execution and their arguments, drawn up front from the seed.
-  const opNames = Object.keys(workload.ops).sort()
+  const names = Object.keys(workload.ops).sort()
   const random = new FastCheck.Random(new SeededSource(new PCGRandom(options.seed)) as any)
   const planned = Array.from({ length: options.ops }, () => {
-    const name = opNames[rng.integer(opNames.length)]!
+    const name = names[rng.integer(names.length)]!
     const spec = workload.ops[name]!
     const args = spec.args.length === 0 ? [] : argumentsArbitrary(spec).generate(random, undefined).value
     return { name, spec, args }
@@ -660,7 +698,12 @@ const execute = (world: World, workload: Workload, options: Options, scope: Scop
     switch (event._tag) {
       case "Start": {
         const { args, name, spec } = planned[event.op - 1]!
-        history.push({ _tag: "Start", op: event.op, name, args: args.map(show).join(", ") })
+        // Arguments the op could mutate are shown as they were drawn; primitives, only if the history is read.
+        history.push(
+          args.every(isPrimitive)
+            ? { _tag: "StartLazy", op: event.op, name, values: args }
+            : { _tag: "Start", op: event.op, name, args: showArgs(args) }
+        )
         const fiber = start(spec.run(...args), event.op)
         watch(fiber, event.op, name)
         ops.push(fiber)
@@ -680,7 +723,7 @@ const execute = (world: World, workload: Workload, options: Options, scope: Scop
         } catch (error) {
           refused = Exit.fail(remoteError(call, "Decode", `payload: ${message(error)}`))
         }
-        const to = `${call.component}#${replica}`
+        const to = replicaName(call.component, replica)
         history.push({ _tag: "Call", op, id, from, to, method: call.method, wire })
         if (refused !== undefined) return event.resume(refused)
         if (faults && options.failureRate > 0 && rng.number() < options.failureRate / 2) {
@@ -714,8 +757,11 @@ const execute = (world: World, workload: Workload, options: Options, scope: Scop
         ? pending.length - 1
         : rng.integer(pending.length)
       last = index
-      const [event] = pending.splice(index, 1)
-      deliver(event!, random)
+      // Removed in place, the order of the others kept (what the seeded choices index into).
+      const event = pending[index]!
+      for (let i = index + 1; i < pending.length; i++) pending[i - 1] = pending[i]!
+      pending.length--
+      deliver(event, random)
       drain()
     }
   }
