@@ -10,7 +10,7 @@ import { App } from "@effect-weaver/runtime"
 import * as TransportLocal from "@effect-weaver/transport-local"
 import * as Sim from "@effect-weaver/weavertest/Sim"
 import { Effect, Schema } from "effect"
-import { Bank, safeApp } from "../examples/bank/src/Bank.js"
+import { Bank, safeApp } from "../examples/bank/dist/Bank.js"
 
 const User = Schema.Literal("alice", "bob")
 const Amount = Schema.Int.pipe(Schema.between(1, 100))

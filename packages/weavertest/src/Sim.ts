@@ -528,21 +528,24 @@ type Replica =
  * @category runtime
  */
 export const run = (workload: Workload, options: Options): Effect.Effect<Execution, WeaverConfig.WeaverConfigError> =>
-  Effect.gen(function*() {
+  // Combinators, not Effect.gen: V8 allocates generator objects in the old generation once many survive, and
+  // everything young they point to then survives minor collections too, which cost executions more than their calls.
+  Effect.suspend(() => {
     let byReplicas = worlds.get(workload)
     if (byReplicas === undefined) worlds.set(workload, byReplicas = new Map())
-    let world = byReplicas.get(options.replicas)
-    if (world === undefined) {
-      world = yield* makeWorld(workload, options.replicas)
-      byReplicas.set(options.replicas, world)
-    } else if (world.running !== undefined) {
-      // An execution of this world is under way (a run inside an op?): this one gets a world of its own.
-      world = yield* makeWorld(workload, options.replicas)
-    }
-    const scope = yield* Scope.make()
+    const cached = byReplicas.get(options.replicas)
+    if (cached !== undefined && cached.running === undefined) return executeScoped(cached, workload, options)
+    return Effect.flatMap(makeWorld(workload, options.replicas), (world) => {
+      // A world under way (a run inside an op?) is left alone: this execution gets one of its own.
+      if (cached === undefined) byReplicas.set(options.replicas, world)
+      return executeScoped(world, workload, options)
+    })
+  })
+
+const executeScoped = (world: World, workload: Workload, options: Options) =>
+  Effect.flatMap(Scope.make(), (scope) => {
     const execution = execute(world, workload, options, scope)
-    yield* Scope.close(scope, Exit.void)
-    return execution
+    return Effect.as(Scope.close(scope, Exit.void), execution)
   })
 
 // Participant names, made once: every call and reply names two.
