@@ -41,6 +41,7 @@ import * as FiberId from "effect/FiberId"
 import * as FiberRef from "effect/FiberRef"
 import * as FiberRefs from "effect/FiberRefs"
 import * as Runtime from "effect/Runtime"
+import * as RuntimeFlags from "effect/RuntimeFlags"
 import type * as Scheduler from "effect/Scheduler"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
@@ -442,6 +443,13 @@ interface World {
 
 const worlds = new WeakMap<Workload, Map<number, World>>()
 
+/**
+ * The flags of the simulator's fibers: the default ones but Effect's fiber
+ * metrics (`effect_fiber_started`, …), which every fiber's start and end
+ * would update, in a metric registry lookup each.
+ */
+const runtimeFlags = RuntimeFlags.disable(Runtime.defaultRuntime.runtimeFlags, RuntimeFlags.RuntimeMetrics)
+
 const makeWorld = Effect.fnUntraced(function*(workload: Workload, replicas: number) {
   const config = workload.config === undefined
     ? WeaverConfig.empty("<sim config>")
@@ -501,7 +509,7 @@ const makeWorld = Effect.fnUntraced(function*(workload: Workload, replicas: numb
       runtimes[op] ??= Runtime.make({
         context: Context.add(driver, CurrentOp, op),
         fiberRefs,
-        runtimeFlags: Runtime.defaultRuntime.runtimeFlags
+        runtimeFlags
       }),
     contextOf: (replica: number, component: string) => {
       const key = `${replica}\u0000${component}`
@@ -628,7 +636,7 @@ const execute = (world: World, workload: Workload, options: Options, scope: Scop
             fiberRef: Transport.constructing,
             value: [...path, name]
           }),
-          runtimeFlags: Runtime.defaultRuntime.runtimeFlags
+          runtimeFlags
         })
         Runtime.runFork(runtime)(make).addObserver(settle)
       })
@@ -677,15 +685,21 @@ const execute = (world: World, workload: Workload, options: Options, scope: Scop
     }
   }
 
-  const start = <A, E>(effect: Effect.Effect<A, E, any>, op: number) =>
-    Runtime.runFork(world.runtimeOf(op))(effect as Effect.Effect<A, E>)
-  const watch = (fiber: Fiber.RuntimeFiber<unknown, unknown>, op: number, name: string) =>
+  // The fibers of the init, the ops (in the order they started) and the check; each forgotten once done.
+  const ops: Array<Fiber.RuntimeFiber<unknown, unknown> | undefined> = []
+  const start = (effect: Effect.Effect<unknown, unknown, any>, op: number, name: string) => {
+    const slot = ops.length
+    const fiber = Runtime.runFork(world.runtimeOf(op))(effect as Effect.Effect<unknown, unknown>)
+    ops.push(fiber)
     fiber.addObserver((exit) => {
+      // A done fiber is let go at once: held until the execution ends, fibers outlive minor GCs (the cost of many).
+      ops[slot] = undefined
       if (op > 0) history.push({ _tag: "End", op, exit })
       if (violation === undefined && Exit.isFailure(exit) && !isRemoteCallError(exit)) {
         violation = { op, name, error: describe(exit.cause) }
       }
     })
+  }
 
   // The ops of this execution and their arguments, drawn up front from the seed.
   const names = Object.keys(workload.ops).sort()
@@ -707,9 +721,7 @@ const execute = (world: World, workload: Workload, options: Options, scope: Scop
             ? { _tag: "StartLazy", op: event.op, name, values: args }
             : { _tag: "Start", op: event.op, name, args: showArgs(args) }
         )
-        const fiber = start(spec.run(...args), event.op)
-        watch(fiber, event.op, name)
-        ops.push(fiber)
+        start(spec.run(...args), event.op, name)
         return
       }
       case "Call": {
@@ -768,12 +780,9 @@ const execute = (world: World, workload: Workload, options: Options, scope: Scop
       drain()
     }
   }
-  const ops: Array<Fiber.RuntimeFiber<unknown, unknown>> = []
   const phase = (effect: Effect.Effect<unknown, unknown, any> | undefined, name: string) => {
     if (effect === undefined || violation !== undefined) return
-    const fiber = start(effect, 0)
-    watch(fiber, 0, name)
-    ops.push(fiber)
+    start(effect, 0, name)
     runPhase(false)
   }
   phase(workload.init, "init")
@@ -782,7 +791,7 @@ const execute = (world: World, workload: Workload, options: Options, scope: Scop
     runPhase(true)
   }
   if (violation === undefined) {
-    const stuck = ops.findIndex((fiber) => fiber.unsafePoll() === null)
+    const stuck = ops.findIndex((fiber) => fiber !== undefined)
     if (stuck >= 0) {
       violation = {
         op: stuck,
@@ -792,7 +801,7 @@ const execute = (world: World, workload: Workload, options: Options, scope: Scop
     }
   }
   phase(workload.check, "check")
-  for (const fiber of ops) if (fiber.unsafePoll() === null) fiber.unsafeInterruptAsFork(fiber.id())
+  for (const fiber of ops) fiber?.unsafeInterruptAsFork(fiber.id())
   drain()
   world.running = undefined
   let events: ReadonlyArray<Event> | undefined
