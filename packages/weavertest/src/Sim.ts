@@ -47,7 +47,10 @@ import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import { PCGRandom } from "effect/Utils"
 import * as Fs from "node:fs"
+import * as Os from "node:os"
 import * as Path from "node:path"
+import * as WorkerThreads from "node:worker_threads"
+import * as AppBundle from "./internal/appBundle.js"
 
 /**
  * An op of a workload: generators for its arguments and what it does with
@@ -250,7 +253,8 @@ const makeScheduler = () => {
   }
   const drain = () => {
     for (let i = 0; i < tasks.length; i++) tasks[i]!()
-    tasks.length = 0
+    // Emptied by pops: there are a few, and setting the length costs more.
+    while (tasks.length > 0) tasks.pop()
   }
   return { scheduler, drain }
 }
@@ -775,7 +779,7 @@ const execute = (world: World, workload: Workload, options: Options, scope: Scop
       // Removed in place, the order of the others kept (what the seeded choices index into).
       const event = pending[index]!
       for (let i = index + 1; i < pending.length; i++) pending[i - 1] = pending[i]!
-      pending.length--
+      pending.pop()
       deliver(event, random)
       drain()
     }
@@ -841,6 +845,32 @@ export interface SearchOptions {
    * replayed first on every later search.
    */
   readonly graveyard?: string | undefined
+  /**
+   * Run the search's executions in worker threads too, as Service Weaver
+   * runs them on every core. Each thread imports `module` (a path or `file:`
+   * URL, TypeScript or JavaScript: it is bundled first) and runs the
+   * workload it exports under `export` (by default, the one exported
+   * workload with the same ops and components as `workload`): put the
+   * workload in a module of its own, which a test then imports too. The
+   * failure reported is still the first in the search's order, whichever
+   * thread found it, and it is minimized in this thread.
+   *
+   * @since 0.2.0
+   */
+  readonly workers?: WorkerOptions | undefined
+}
+
+/**
+ * Where the worker threads of a search find the workload, and how many run.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface WorkerOptions {
+  readonly module: string
+  readonly export?: string | undefined
+  /** Worker threads besides this one (default: one per core beyond the first). */
+  readonly count?: number | undefined
 }
 
 /**
@@ -855,6 +885,13 @@ export interface SearchResult {
   readonly elapsedMillis: number
   /** The minimized failing execution, if one was found. */
   readonly failing?: Execution | undefined
+  /**
+   * The options of the failing execution the search found, before it was
+   * minimized (the first failing one in the search's order).
+   *
+   * @since 0.2.0
+   */
+  readonly found?: Options | undefined
   /** Where it was saved, and whether it came from the graveyard. */
   readonly graveyardFile?: string | undefined
   readonly replayed: boolean
@@ -940,11 +977,17 @@ export const search = (
     const budget = Duration.toMillis(Duration.decode(options?.budget ?? "2 seconds"))
     let executions = 0
     let ops = 0
-    const done = (failing: Execution | undefined, graveyardFile: string | undefined, replayed: boolean) => ({
+    const done = (
+      failing: Execution | undefined,
+      graveyardFile: string | undefined,
+      replayed: boolean,
+      found: Options | undefined
+    ): SearchResult => ({
       executions,
       ops,
       elapsedMillis: performance.now() - started,
       failing,
+      found,
       graveyardFile,
       replayed
     })
@@ -953,37 +996,264 @@ export const search = (
         const execution = yield* run(workload, entry.options)
         executions++
         ops += entry.options.ops
-        if (execution.violation !== undefined) return done(execution, entry.file, true)
+        if (execution.violation !== undefined) return done(execution, entry.file, true, entry.options)
       }
     }
-    const maxOps = options?.maxOps ?? 5
-    const maxReplicas = options?.maxReplicas ?? 3
-    const failureRates = options?.failureRates ?? [0, 0.01, 0.05, 0.1]
-    const yieldRates = options?.yieldRates ?? [0.1, 0.5, 0.9]
-    const picker = new PCGRandom(options?.seed ?? 1)
-    for (let seed = options?.seed ?? 1; performance.now() - started < budget; seed++) {
-      const candidate: Options = {
-        seed,
-        ops: 1 + picker.integer(maxOps),
-        replicas: 1 + picker.integer(maxReplicas),
-        failureRate: failureRates[picker.integer(failureRates.length)]!,
-        yieldRate: yieldRates[picker.integer(yieldRates.length)]!
+    let failing: Execution | undefined
+    if (options?.workers !== undefined) {
+      const deadline = Date.now() + budget - (performance.now() - started)
+      const shares = yield* inThreads(workload, options, options.workers, deadline)
+      executions += shares.executions
+      ops += shares.ops
+      if (shares.found !== undefined) {
+        failing = yield* run(workload, shares.found)
+        if (failing.violation === undefined) {
+          return yield* Effect.dieMessage(
+            `Sim.search: a worker thread's execution ${JSON.stringify(shares.found)} failed, and the same execution ` +
+              `passes in this thread: does ${options.workers.module} export this very workload?`
+          )
+        }
       }
-      const execution = yield* run(workload, candidate)
-      executions++
-      ops += candidate.ops
-      if (execution.violation === undefined) continue
-      const minimal = yield* minimize(workload, execution)
-      let file: string | undefined
-      if (options?.graveyard !== undefined) {
-        file = Path.join(options.graveyard, entryName(minimal.options))
-        Fs.mkdirSync(options.graveyard, { recursive: true })
-        Fs.writeFileSync(file, `${JSON.stringify(minimal.options, null, 2)}\n`)
+    } else {
+      const candidates = candidatesOf(options)
+      while (performance.now() - started < budget) {
+        const candidate = candidates.next().value
+        const execution = yield* run(workload, candidate)
+        executions++
+        ops += candidate.ops
+        if (execution.violation !== undefined) {
+          failing = execution
+          break
+        }
       }
-      return done(minimal, file, false)
     }
-    return done(undefined, undefined, false)
+    if (failing === undefined) return done(undefined, undefined, false, undefined)
+    const minimal = yield* minimize(workload, failing)
+    let file: string | undefined
+    if (options?.graveyard !== undefined) {
+      file = Path.join(options.graveyard, entryName(minimal.options))
+      Fs.mkdirSync(options.graveyard, { recursive: true })
+      Fs.writeFileSync(file, `${JSON.stringify(minimal.options, null, 2)}\n`)
+    }
+    return done(minimal, file, false, failing.options)
   })
+
+/** What of {@link SearchOptions} orders a search's candidates: what its threads are told. */
+type Order = Pick<SearchOptions, "seed" | "maxOps" | "maxReplicas" | "failureRates" | "yieldRates">
+
+/**
+ * The options of a search's executions, in order: the same sequence in
+ * every thread that runs a share of them.
+ *
+ * @internal
+ */
+export const candidatesOf = function*(order: Order | undefined): Generator<Options, never> {
+  const maxOps = order?.maxOps ?? 5
+  const maxReplicas = order?.maxReplicas ?? 3
+  const failureRates = order?.failureRates ?? [0, 0.01, 0.05, 0.1]
+  const yieldRates = order?.yieldRates ?? [0.1, 0.5, 0.9]
+  const picker = new PCGRandom(order?.seed ?? 1)
+  for (let seed = order?.seed ?? 1;; seed++) {
+    yield {
+      seed,
+      ops: 1 + picker.integer(maxOps),
+      replicas: 1 + picker.integer(maxReplicas),
+      failureRate: failureRates[picker.integer(failureRates.length)]!,
+      yieldRate: yieldRates[picker.integer(yieldRates.length)]!
+    }
+  }
+}
+
+/**
+ * One thread's share of a search: the candidates whose index is `index`
+ * modulo `stride`, run in slices of a few milliseconds (between which the
+ * thread handles its messages) until the deadline or the limit. The limit is
+ * the index of the first failing candidate known: every thread runs its
+ * candidates below it, so that the failure a search reports is the first in
+ * its order whichever thread found it.
+ *
+ * @internal
+ */
+export class Share {
+  executions = 0
+  ops = 0
+  /** The first failing candidate this share found. */
+  found: { readonly index: number; readonly options: Options } | undefined = undefined
+  private limit = Infinity
+  private next = 0
+  private readonly candidates: Generator<Options, never>
+  constructor(
+    private readonly workload: Workload,
+    order: Order | undefined,
+    private readonly index: number,
+    private readonly stride: number,
+    /** `Date.now()` at which no new execution starts. */
+    private readonly deadline: number,
+    private readonly on: {
+      readonly found: (index: number, options: Options) => void
+      readonly done: () => void
+      readonly error: (reason: string) => void
+    }
+  ) {
+    this.candidates = candidatesOf(order)
+  }
+  /** A failing candidate is known at `index`: nothing at or after it needs running. */
+  lower(index: number): void {
+    this.limit = Math.min(this.limit, index)
+  }
+  readonly run = (): void => {
+    const until = performance.now() + 10
+    for (;;) {
+      if (this.next >= this.limit || Date.now() >= this.deadline) return this.on.done()
+      const candidate = this.candidates.next().value
+      const index = this.next++
+      if (index % this.stride !== this.index) continue
+      const exit = Effect.runSyncExit(run(this.workload, candidate))
+      if (Exit.isFailure(exit)) return this.on.error(Cause.pretty(exit.cause))
+      this.executions++
+      this.ops += candidate.ops
+      if (exit.value.violation !== undefined) {
+        this.found = { index, options: candidate }
+        this.lower(index)
+        this.on.found(index, candidate)
+      }
+      if (performance.now() >= until) break
+    }
+    setImmediate(this.run)
+  }
+}
+
+/**
+ * What a worker thread of a search is told.
+ *
+ * @internal
+ */
+export interface WorkerData {
+  readonly weaverSim: true
+  readonly moduleUrl: string
+  readonly export: string | undefined
+  /** The op and component names of the workload, to find it among the module's exports. */
+  readonly shape: string
+  readonly order: Order
+  readonly index: number
+  readonly stride: number
+  readonly deadline: number
+}
+
+/**
+ * Messages between a search and its worker threads.
+ *
+ * @internal
+ */
+export type WorkerMessage =
+  | { readonly t: "found"; readonly index: number; readonly options: Options }
+  | { readonly t: "done"; readonly executions: number; readonly ops: number }
+  | { readonly t: "error"; readonly reason: string }
+  | { readonly t: "limit"; readonly index: number }
+
+/**
+ * Names a workload by its ops and components, to find it among a module's exports.
+ *
+ * @internal
+ */
+export const shapeOf = (workload: Workload): string =>
+  `ops ${Object.keys(workload.ops).sort().join(", ")}; components ${
+    workload.app.implementations.map((impl) => impl.component.componentName).sort().join(", ")
+  }`
+
+/** This thread's share and the worker threads', until each is done: the first failing candidate of them all. */
+const inThreads = (workload: Workload, order: Order, workers: WorkerOptions, deadline: number) =>
+  AppBundle.make(workers.module, "sim").pipe(
+    Effect.orDie,
+    Effect.flatMap((bundle) =>
+      Effect.async<{ readonly executions: number; readonly ops: number; readonly found: Options | undefined }>(
+        (resume) => {
+          const count = Math.max(0, workers.count ?? Os.availableParallelism() - 1)
+          const stride = count + 1
+          const threads: Array<WorkerThreads.Worker> = []
+          const shares: Array<{ executions: number; ops: number; done: boolean }> = []
+          let first: { readonly index: number; readonly options: Options } | undefined
+          let finished = false
+          const finish = (effect: Effect.Effect<any>) => {
+            if (finished) return
+            finished = true
+            for (const thread of threads) void thread.terminate()
+            resume(effect)
+          }
+          const found = (index: number, options: Options) => {
+            if (first !== undefined && first.index <= index) return
+            first = { index, options }
+            local.lower(index)
+            for (const thread of threads) thread.postMessage({ t: "limit", index } satisfies WorkerMessage)
+          }
+          const settle = () => {
+            if (!local.done || shares.some((share) => !share.done)) return
+            finish(Effect.succeed({
+              executions: local.share.executions + shares.reduce((n, share) => n + share.executions, 0),
+              ops: local.share.ops + shares.reduce((n, share) => n + share.ops, 0),
+              found: first?.options
+            }))
+          }
+          const failed = (reason: string) => finish(Effect.dieMessage(`Sim.search: ${reason}`))
+          const local = {
+            done: false,
+            lower: (index: number) => local.share.lower(index),
+            share: new Share(workload, order, 0, stride, deadline, {
+              found,
+              done: () => {
+                local.done = true
+                settle()
+              },
+              error: failed
+            })
+          }
+          for (let i = 1; i <= count; i++) {
+            const share = { executions: 0, ops: 0, done: false }
+            shares.push(share)
+            const data: WorkerData = {
+              weaverSim: true,
+              moduleUrl: bundle.moduleUrl,
+              export: workers.export,
+              shape: shapeOf(workload),
+              order: {
+                seed: order.seed,
+                maxOps: order.maxOps,
+                maxReplicas: order.maxReplicas,
+                failureRates: order.failureRates,
+                yieldRates: order.yieldRates
+              },
+              index: i,
+              stride,
+              deadline
+            }
+            const thread = new WorkerThreads.Worker(new URL(bundle.moduleUrl), { workerData: data })
+            threads.push(thread)
+            thread.on("message", (message: WorkerMessage) => {
+              switch (message.t) {
+                case "found":
+                  return found(message.index, message.options)
+                case "done":
+                  share.executions = message.executions
+                  share.ops = message.ops
+                  share.done = true
+                  return settle()
+                case "error":
+                  return failed(`worker thread ${i} (${workers.module}): ${message.reason}`)
+              }
+            })
+            thread.on("error", (error) => failed(`worker thread ${i} (${workers.module}) failed: ${String(error)}`))
+            thread.on("exit", (code) => {
+              if (!share.done) {
+                failed(`worker thread ${i} (${workers.module}) exited with code ${code} before it was done`)
+              }
+            })
+          }
+          local.share.run()
+          return Effect.sync(() => finish(Effect.void as Effect.Effect<any>))
+        }
+      )
+    )
+  )
 
 const participant = (name: string) => name.replace(/[^A-Za-z0-9_]/g, "_")
 

@@ -1,11 +1,13 @@
 /**
  * The simulator delivers calls one at a time through its scheduler and cannot carry streaming methods: calling one
- * is a clear failure of the op naming the transport and the method, never a hang.
+ * is a clear failure of the op naming the transport and the method, never a hang. A search in worker threads
+ * reports the same first failure as a search in one thread, and a module that lacks the workload is a clear failure.
  */
 import { Component, Weaver } from "@effect-weaver/core"
 import { weavertest } from "@effect-weaver/weavertest"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Schema, Stream } from "effect"
+import { Cause, Effect, Exit, Schema, Stream } from "effect"
+import { workload } from "./fixtures/sim.js"
 
 class Counter extends Component.Tag("sim/Counter")<Counter>()({
   upTo: Component.method({ payload: Schema.Number, success: Schema.Number, stream: true })
@@ -29,4 +31,43 @@ describe("the simulator and streaming methods", () => {
       assert.include(execution.violation!.error, "the sim transport cannot carry streaming methods")
       assert.include(execution.violation!.error, "sim/Counter.upTo")
     }))
+})
+
+describe("a search in worker threads", () => {
+  const module = new URL("./fixtures/sim.ts", import.meta.url).href
+
+  it.live(
+    "reports the first failure in the search's order, as a search in one thread does",
+    () =>
+      Effect.gen(function*() {
+        const options: weavertest.sim.SearchOptions = { budget: "20 seconds", seed: 7, maxOps: 4, maxReplicas: 2 }
+        const alone = yield* sim.search(workload, options)
+        const threaded = yield* sim.search(workload, { ...options, workers: { module, count: 2 } })
+        assert.isDefined(alone.failing)
+        assert.isDefined(threaded.failing, `no failure in ${threaded.executions} executions`)
+        // The first failing execution from seed 7 is the 17th candidate: a worker's (this thread runs every third).
+        assert.deepStrictEqual(alone.found, { seed: 23, ops: 3, replicas: 2, failureRate: 0.05, yieldRate: 0.5 })
+        assert.deepStrictEqual(threaded.found, alone.found)
+        assert.deepStrictEqual(threaded.failing!.options, alone.failing!.options)
+        assert.strictEqual(sim.mermaid(threaded.failing!), sim.mermaid(alone.failing!))
+        assert.include(threaded.failing!.violation?.error ?? "", "Overdrawn")
+      }),
+    120_000
+  )
+
+  it.live(
+    "a module without the workload is a failure naming the module and what it lacks",
+    () =>
+      Effect.gen(function*() {
+        const exit = yield* sim.search(workload, {
+          budget: "5 seconds",
+          workers: { module, export: "nothing", count: 1 }
+        }).pipe(Effect.exit)
+        assert.isTrue(Exit.isFailure(exit))
+        const message = Exit.isFailure(exit) ? Cause.pretty(exit.cause) : ""
+        assert.include(message, "fixtures/sim.ts")
+        assert.include(message, "the module exports no workload named nothing")
+      }),
+    120_000
+  )
 })
