@@ -1065,33 +1065,31 @@ export const candidatesOf = function*(order: Order | undefined): Generator<Optio
 }
 
 /**
- * One thread's share of a search: the candidates whose index is `index`
- * modulo `stride`, run in slices of a few milliseconds (between which the
- * thread handles its messages) until the deadline or the limit. The limit is
- * the index of the first failing candidate known: every thread runs its
- * candidates below it, so that the failure a search reports is the first in
- * its order whichever thread found it.
+ * What one thread runs of a search: chunks of its candidates (by index in
+ * the search's order), handed out in order by the search's thread, in slices
+ * of a few milliseconds between which the thread handles its messages. The
+ * limit is the index of the first failing candidate known: every chunk is run
+ * up to it, so that the failure a search reports is the first in its order,
+ * whichever thread found it.
  *
  * @internal
  */
 export class Share {
   executions = 0
   ops = 0
-  /** The first failing candidate this share found. */
-  found: { readonly index: number; readonly options: Options } | undefined = undefined
   private limit = Infinity
   private next = 0
+  private end = 0
   private readonly candidates: Generator<Options, never>
   constructor(
     private readonly workload: Workload,
     order: Order | undefined,
-    private readonly index: number,
-    private readonly stride: number,
     /** `Date.now()` at which no new execution starts. */
     private readonly deadline: number,
     private readonly on: {
       readonly found: (index: number, options: Options) => void
-      readonly done: () => void
+      /** The chunk is done (or the deadline or the limit reached): the thread may take another. */
+      readonly idle: () => void
       readonly error: (reason: string) => void
     }
   ) {
@@ -1101,19 +1099,23 @@ export class Share {
   lower(index: number): void {
     this.limit = Math.min(this.limit, index)
   }
-  readonly run = (): void => {
+  /** Runs the candidates from `from` (on from the last chunk's) to `to`, then tells `idle`. */
+  chunk(from: number, to: number): void {
+    for (; this.next < from; this.next++) this.candidates.next()
+    this.end = to
+    this.run()
+  }
+  private readonly run = (): void => {
     const until = performance.now() + 10
     for (;;) {
-      if (this.next >= this.limit || Date.now() >= this.deadline) return this.on.done()
+      if (this.next >= Math.min(this.end, this.limit) || Date.now() >= this.deadline) return this.on.idle()
       const candidate = this.candidates.next().value
       const index = this.next++
-      if (index % this.stride !== this.index) continue
       const exit = Effect.runSyncExit(run(this.workload, candidate))
       if (Exit.isFailure(exit)) return this.on.error(Cause.pretty(exit.cause))
       this.executions++
       this.ops += candidate.ops
       if (exit.value.violation !== undefined) {
-        this.found = { index, options: candidate }
         this.lower(index)
         this.on.found(index, candidate)
       }
@@ -1135,8 +1137,6 @@ export interface WorkerData {
   /** The op and component names of the workload, to find it among the module's exports. */
   readonly shape: string
   readonly order: Order
-  readonly index: number
-  readonly stride: number
   readonly deadline: number
 }
 
@@ -1146,9 +1146,12 @@ export interface WorkerData {
  * @internal
  */
 export type WorkerMessage =
+  // From a worker thread: a failing candidate, a chunk done (with the thread's totals), or why it cannot go on.
   | { readonly t: "found"; readonly index: number; readonly options: Options }
-  | { readonly t: "done"; readonly executions: number; readonly ops: number }
+  | { readonly t: "ran"; readonly executions: number; readonly ops: number }
   | { readonly t: "error"; readonly reason: string }
+  // To a worker thread: the next chunk, or a failure known at `index`.
+  | { readonly t: "chunk"; readonly from: number; readonly to: number }
   | { readonly t: "limit"; readonly index: number }
 
 /**
@@ -1161,98 +1164,119 @@ export const shapeOf = (workload: Workload): string =>
     workload.app.implementations.map((impl) => impl.component.componentName).sort().join(", ")
   }`
 
-/** This thread's share and the worker threads', until each is done: the first failing candidate of them all. */
+/** Candidates handed to a thread at a time: some tens of milliseconds of executions. */
+const chunkSize = 64
+
+/**
+ * This thread and the worker threads run chunks of the candidates until the
+ * deadline or the first failure: the first failing candidate of them all.
+ */
 const inThreads = (workload: Workload, order: Order, workers: WorkerOptions, deadline: number) =>
-  AppBundle.make(workers.module, "sim").pipe(
-    Effect.orDie,
-    Effect.flatMap((bundle) =>
-      Effect.async<{ readonly executions: number; readonly ops: number; readonly found: Options | undefined }>(
-        (resume) => {
-          const count = Math.max(0, workers.count ?? Os.availableParallelism() - 1)
-          const stride = count + 1
-          const threads: Array<WorkerThreads.Worker> = []
-          const shares: Array<{ executions: number; ops: number; done: boolean }> = []
-          let first: { readonly index: number; readonly options: Options } | undefined
-          let finished = false
-          const finish = (effect: Effect.Effect<any>) => {
-            if (finished) return
-            finished = true
-            for (const thread of threads) void thread.terminate()
-            resume(effect)
+  Effect.async<{ readonly executions: number; readonly ops: number; readonly found: Options | undefined }>(
+    (resume) => {
+      const count = Math.max(0, workers.count ?? Os.availableParallelism() - 1)
+      const threads: Array<WorkerThreads.Worker> = []
+      const totals: Array<{ executions: number; ops: number; busy: boolean }> = []
+      let first: { readonly index: number; readonly options: Options } | undefined
+      let handed = 0
+      let localBusy = true
+      // Whether the workers are started, or will not be (nothing was left to run when they could have been).
+      let spawned = count === 0
+      let finished = false
+      const finish = (effect: Effect.Effect<any>) => {
+        if (finished) return
+        finished = true
+        for (const thread of threads) void thread.terminate()
+        resume(effect)
+      }
+      const failed = (reason: string) => finish(Effect.dieMessage(`Sim.search: ${reason}`))
+      const take = (): readonly [number, number] | undefined => {
+        if (handed >= (first?.index ?? Infinity) || Date.now() >= deadline) return undefined
+        handed += chunkSize
+        return [handed - chunkSize, handed]
+      }
+      const settle = () => {
+        if (finished || !spawned || localBusy || totals.some((total) => total.busy)) return
+        finish(Effect.succeed({
+          executions: local.executions + totals.reduce((n, total) => n + total.executions, 0),
+          ops: local.ops + totals.reduce((n, total) => n + total.ops, 0),
+          found: first?.options
+        }))
+      }
+      const found = (index: number, options: Options) => {
+        if (first !== undefined && first.index <= index) return
+        first = { index, options }
+        local.lower(index)
+        for (const thread of threads) thread.postMessage({ t: "limit", index } satisfies WorkerMessage)
+      }
+      const local: Share = new Share(workload, order, deadline, {
+        found,
+        idle: () => {
+          const chunk = take()
+          if (chunk !== undefined) return local.chunk(chunk[0], chunk[1])
+          localBusy = false
+          settle()
+        },
+        error: failed
+      })
+      const spawn = (moduleUrl: string) => {
+        if (finished) return
+        // Started even if nothing is left to run: each checks that the module exports the workload first.
+        spawned = true
+        for (let i = 1; i <= count; i++) {
+          const total = { executions: 0, ops: 0, busy: true }
+          totals.push(total)
+          const data: WorkerData = {
+            weaverSim: true,
+            moduleUrl,
+            export: workers.export,
+            shape: shapeOf(workload),
+            order: {
+              seed: order.seed,
+              maxOps: order.maxOps,
+              maxReplicas: order.maxReplicas,
+              failureRates: order.failureRates,
+              yieldRates: order.yieldRates
+            },
+            deadline
           }
-          const found = (index: number, options: Options) => {
-            if (first !== undefined && first.index <= index) return
-            first = { index, options }
-            local.lower(index)
-            for (const thread of threads) thread.postMessage({ t: "limit", index } satisfies WorkerMessage)
+          const thread = new WorkerThreads.Worker(new URL(moduleUrl), { workerData: data })
+          threads.push(thread)
+          const next = () => {
+            const chunk = take()
+            if (chunk !== undefined) return thread.postMessage({ t: "chunk", from: chunk[0], to: chunk[1] })
+            total.busy = false
+            settle()
           }
-          const settle = () => {
-            if (!local.done || shares.some((share) => !share.done)) return
-            finish(Effect.succeed({
-              executions: local.share.executions + shares.reduce((n, share) => n + share.executions, 0),
-              ops: local.share.ops + shares.reduce((n, share) => n + share.ops, 0),
-              found: first?.options
-            }))
-          }
-          const failed = (reason: string) => finish(Effect.dieMessage(`Sim.search: ${reason}`))
-          const local = {
-            done: false,
-            lower: (index: number) => local.share.lower(index),
-            share: new Share(workload, order, 0, stride, deadline, {
-              found,
-              done: () => {
-                local.done = true
-                settle()
-              },
-              error: failed
-            })
-          }
-          for (let i = 1; i <= count; i++) {
-            const share = { executions: 0, ops: 0, done: false }
-            shares.push(share)
-            const data: WorkerData = {
-              weaverSim: true,
-              moduleUrl: bundle.moduleUrl,
-              export: workers.export,
-              shape: shapeOf(workload),
-              order: {
-                seed: order.seed,
-                maxOps: order.maxOps,
-                maxReplicas: order.maxReplicas,
-                failureRates: order.failureRates,
-                yieldRates: order.yieldRates
-              },
-              index: i,
-              stride,
-              deadline
+          thread.on("message", (message: WorkerMessage) => {
+            switch (message.t) {
+              case "found":
+                return found(message.index, message.options)
+              case "ran":
+                total.executions = message.executions
+                total.ops = message.ops
+                return next()
+              case "error":
+                return failed(`worker thread ${i} (${workers.module}): ${message.reason}`)
             }
-            const thread = new WorkerThreads.Worker(new URL(bundle.moduleUrl), { workerData: data })
-            threads.push(thread)
-            thread.on("message", (message: WorkerMessage) => {
-              switch (message.t) {
-                case "found":
-                  return found(message.index, message.options)
-                case "done":
-                  share.executions = message.executions
-                  share.ops = message.ops
-                  share.done = true
-                  return settle()
-                case "error":
-                  return failed(`worker thread ${i} (${workers.module}): ${message.reason}`)
-              }
-            })
-            thread.on("error", (error) => failed(`worker thread ${i} (${workers.module}) failed: ${String(error)}`))
-            thread.on("exit", (code) => {
-              if (!share.done) {
-                failed(`worker thread ${i} (${workers.module}) exited with code ${code} before it was done`)
-              }
-            })
-          }
-          local.share.run()
-          return Effect.sync(() => finish(Effect.void as Effect.Effect<any>))
+          })
+          thread.on("error", (error) => failed(`worker thread ${i} (${workers.module}) failed: ${String(error)}`))
+          thread.on("exit", (code) => {
+            if (total.busy) failed(`worker thread ${i} (${workers.module}) exited with code ${code} before it was done`)
+          })
         }
-      )
-    )
+      }
+      // This thread runs chunks at once; the workers join once the workload module is bundled (esbuild runs in a
+      // process of its own meanwhile) and they have loaded it, which takes a good part of a second.
+      local.chunk(...take()!)
+      if (!spawned) {
+        AppBundle.make(workers.module, "sim").pipe(Effect.runPromise).then(
+          (bundle) => spawn(bundle.moduleUrl),
+          (error) => failed(String(error))
+        )
+      }
+      return Effect.sync(() => finish(Effect.void as Effect.Effect<any>))
+    }
   )
 
 const participant = (name: string) => name.replace(/[^A-Za-z0-9_]/g, "_")

@@ -42,15 +42,17 @@ export const main = (): void => {
     (module) => {
       const workload = workloadIn(module, data)
       if (typeof workload === "string") return post({ t: "error", reason: workload })
-      const share = new Share(workload, data.order, data.index, data.stride, data.deadline, {
+      const share: Share = new Share(workload, data.order, data.deadline, {
         found: (index, options) => post({ t: "found", index, options }),
-        done: () => post({ t: "done", executions: share.executions, ops: share.ops }),
+        idle: () => post({ t: "ran", executions: share.executions, ops: share.ops }),
         error: (reason) => post({ t: "error", reason })
       })
       port.on("message", (message: WorkerMessage) => {
         if (message.t === "limit") share.lower(message.index)
+        else if (message.t === "chunk") share.chunk(message.from, message.to)
       })
-      share.run()
+      // Ready: the first chunk, please.
+      post({ t: "ran", executions: 0, ops: 0 })
     },
     (error) => post({ t: "error", reason: `cannot import the workload: ${String(error)}` })
   )
