@@ -14,12 +14,15 @@
  * caller never learns its result). Nothing else runs meanwhile: the
  * execution's fibers run on a scheduler of our own that is drained, to
  * completion, between events, so one seed and the options reproduce an
- * execution exactly, event for event.
+ * execution exactly, event for event. Payloads and results cross as the
+ * wire carries them (encoded and decoded with the method's schemas), so a
+ * component never shares a mutable object with its caller.
  *
  * {@link search} sweeps seeds and options within a time budget; a failing
  * execution is minimized (fewest ops, replicas and failures that still
  * fail), saved to a graveyard file, and replayed first on every later
- * search. {@link mermaid} draws its history as a sequence diagram.
+ * search; it may run in worker threads too ({@link SearchOptions.workers}).
+ * {@link mermaid} draws an execution's history as a sequence diagram.
  *
  * Ops must talk to the app only through component calls and do no real I/O
  * or sleeping: what they await must be a call, or the execution cannot be

@@ -3,7 +3,7 @@
  * is a clear failure of the op naming the transport and the method, never a hang. A search in worker threads
  * reports the same first failure as a search in one thread, and a module that lacks the workload is a clear failure.
  */
-import { Component, Weaver } from "@effect-weaver/core"
+import { Component, RemoteCallError, Weaver } from "@effect-weaver/core"
 import { weavertest } from "@effect-weaver/weavertest"
 import { assert, describe, it } from "@effect/vitest"
 import { Cause, Effect, Exit, Schema, Stream } from "effect"
@@ -30,6 +30,71 @@ describe("the simulator and streaming methods", () => {
       assert.isDefined(execution.violation)
       assert.include(execution.violation!.error, "the sim transport cannot carry streaming methods")
       assert.include(execution.violation!.error, "sim/Counter.upTo")
+    }))
+})
+
+const Numbers = Schema.mutable(Schema.Array(Schema.Number))
+
+class Keeper extends Component.Tag("sim/Keeper")<Keeper>()({
+  put: Component.method({ payload: Numbers }),
+  get: Component.method({ payload: Schema.Void, success: Numbers }),
+  bad: Component.method({ payload: Schema.Void, success: Schema.Number })
+}) {}
+
+// Keeps the very array it was given and hands out the very array it keeps: only the wire copies them.
+const KeeperImpl = Component.implement(
+  Keeper,
+  Effect.sync(() => {
+    let kept: Array<number> = []
+    return {
+      put: (numbers) => Effect.sync(() => void (kept = numbers)),
+      get: () => Effect.sync(() => kept),
+      bad: () => Effect.succeed("not a number" as unknown as number)
+    }
+  })
+)
+
+class Shared extends Schema.TaggedError<Shared>()("Shared", { seen: Numbers }) {}
+
+describe("calls in the simulator cross as over the wire", () => {
+  const keeper = (run: weavertest.sim.Op["run"]) =>
+    sim.run(
+      sim.workload({ app: Weaver.app({ components: [KeeperImpl] }), ops: { run: { args: [], run } } }),
+      { seed: 1, ops: 1, replicas: 1, failureRate: 0, yieldRate: 0 }
+    )
+
+  it.effect("a component never shares an array with its caller, in either direction", () =>
+    Effect.gen(function*() {
+      const execution = yield* keeper(() =>
+        Effect.gen(function*() {
+          const k = yield* Keeper
+          const mine = [1, 2]
+          yield* k.put(mine)
+          mine.push(3)
+          const got = yield* k.get()
+          got.push(4)
+          const seen = yield* k.get()
+          if (seen.length !== 2) return yield* new Shared({ seen })
+        })
+      )
+      assert.isUndefined(execution.violation, execution.violation?.error)
+      assert.include(sim.mermaid(execution), "put([1,2])")
+    }))
+
+  it.effect("a result its success schema rejects is a RemoteCallError with reason Handler", () =>
+    Effect.gen(function*() {
+      let failure: unknown
+      const execution = yield* keeper(() =>
+        Effect.flatMap(Keeper, (k) => Effect.flip(k.bad())).pipe(
+          Effect.map((error) => {
+            failure = error
+          })
+        )
+      )
+      assert.isUndefined(execution.violation, execution.violation?.error)
+      assert.instanceOf(failure, RemoteCallError)
+      assert.strictEqual((failure as RemoteCallError).reason, "Handler")
+      assert.include((failure as RemoteCallError).detail, "result does not match the success schema")
     }))
 })
 
