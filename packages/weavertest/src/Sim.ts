@@ -895,6 +895,13 @@ export interface SearchResult {
    * @since 0.2.0
    */
   readonly found?: Options | undefined
+  /**
+   * The executions each thread ran, this one first, when the search ran in
+   * worker threads.
+   *
+   * @since 0.2.0
+   */
+  readonly threads?: ReadonlyArray<number> | undefined
   /** Where it was saved, and whether it came from the graveyard. */
   readonly graveyardFile?: string | undefined
   readonly replayed: boolean
@@ -991,9 +998,11 @@ export const search = (
       elapsedMillis: performance.now() - started,
       failing,
       found,
+      threads,
       graveyardFile,
       replayed
     })
+    let threads: ReadonlyArray<number> | undefined
     if (options?.graveyard !== undefined) {
       for (const entry of readGraveyard(options.graveyard)) {
         const execution = yield* run(workload, entry.options)
@@ -1008,6 +1017,7 @@ export const search = (
       const shares = yield* inThreads(workload, options, options.workers, deadline)
       executions += shares.executions
       ops += shares.ops
+      threads = shares.threads
       if (shares.found !== undefined) {
         failing = yield* run(workload, shares.found)
         if (failing.violation === undefined) {
@@ -1175,7 +1185,12 @@ const chunkSize = 64
  * deadline or the first failure: the first failing candidate of them all.
  */
 const inThreads = (workload: Workload, order: Order, workers: WorkerOptions, deadline: number) =>
-  Effect.async<{ readonly executions: number; readonly ops: number; readonly found: Options | undefined }>(
+  Effect.async<{
+    readonly executions: number
+    readonly ops: number
+    readonly threads: ReadonlyArray<number>
+    readonly found: Options | undefined
+  }>(
     (resume) => {
       const count = Math.max(0, workers.count ?? Os.availableParallelism() - 1)
       const threads: Array<WorkerThreads.Worker> = []
@@ -1203,6 +1218,7 @@ const inThreads = (workload: Workload, order: Order, workers: WorkerOptions, dea
         finish(Effect.succeed({
           executions: local.executions + totals.reduce((n, total) => n + total.executions, 0),
           ops: local.ops + totals.reduce((n, total) => n + total.ops, 0),
+          threads: [local.executions, ...totals.map((total) => total.executions)],
           found: first?.options
         }))
       }

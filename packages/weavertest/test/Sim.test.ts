@@ -7,7 +7,7 @@ import { Component, RemoteCallError, Weaver } from "@effect-weaver/core"
 import { weavertest } from "@effect-weaver/weavertest"
 import { assert, describe, it } from "@effect/vitest"
 import { Cause, Effect, Exit, Schema, Stream } from "effect"
-import { workload } from "./fixtures/sim.js"
+import { safeWorkload, workload } from "./fixtures/sim.js"
 
 class Counter extends Component.Tag("sim/Counter")<Counter>()({
   upTo: Component.method({ payload: Schema.Number, success: Schema.Number, stream: true })
@@ -116,6 +116,20 @@ describe("a search in worker threads", () => {
         assert.deepStrictEqual(threaded.failing!.options, alone.failing!.options)
         assert.strictEqual(sim.mermaid(threaded.failing!), sim.mermaid(alone.failing!))
         assert.include(threaded.failing!.violation?.error ?? "", "Overdrawn")
+      }),
+    120_000
+  )
+
+  it.live(
+    "every thread runs its share of the executions",
+    () =>
+      Effect.gen(function*() {
+        // Long enough for a worker to load its bundle (built from the TypeScript sources here) on a busy machine.
+        const result = yield* sim.search(safeWorkload, { budget: "8 seconds", workers: { module, count: 1 } })
+        assert.isUndefined(result.failing)
+        assert.strictEqual(result.threads?.length, 2)
+        for (const executions of result.threads!) assert.isAbove(executions, 0, `threads: ${result.threads}`)
+        assert.strictEqual(result.threads!.reduce((a, b) => a + b, 0), result.executions)
       }),
     120_000
   )
