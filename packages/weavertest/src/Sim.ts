@@ -558,10 +558,15 @@ export const run = (workload: Workload, options: Options): Effect.Effect<Executi
   })
 
 const executeScoped = (world: World, workload: Workload, options: Options) =>
-  Effect.flatMap(Scope.make(), (scope) => {
-    const execution = execute(world, workload, options, scope)
-    return Effect.as(Scope.close(scope, Exit.void), execution)
-  })
+  Effect.flatMap(Scope.make(), (scope) =>
+    Effect.sync(() => {
+      try {
+        return execute(world, workload, options, scope)
+      } finally {
+        // Even if the simulator itself failed: the world is free for the next execution.
+        world.running = undefined
+      }
+    }).pipe(Effect.ensuring(Scope.close(scope, Exit.void))))
 
 // Participant names, made once: every call and reply names two.
 const opNames: Array<string> = []
@@ -728,7 +733,8 @@ const execute = (world: World, workload: Workload, options: Options, scope: Scop
             ? { _tag: "StartLazy", op: event.op, name, values: args }
             : { _tag: "Start", op: event.op, name, args: showArgs(args) }
         )
-        start(spec.run(...args), event.op, name)
+        // An op that throws instead of returning an Effect fails like one that dies.
+        start(Effect.suspend(() => spec.run(...args)), event.op, name)
         return
       }
       case "Call": {
@@ -810,7 +816,6 @@ const execute = (world: World, workload: Workload, options: Options, scope: Scop
   phase(workload.check, "check")
   for (const fiber of ops) fiber?.unsafeInterruptAsFork(fiber.id())
   drain()
-  world.running = undefined
   let events: ReadonlyArray<Event> | undefined
   return {
     options,

@@ -81,6 +81,17 @@ describe("calls in the simulator cross as over the wire", () => {
       assert.include(sim.mermaid(execution), "put([1,2])")
     }))
 
+  it.effect("an op that throws instead of returning an Effect is that op's violation, and the next run is fine", () =>
+    Effect.gen(function*() {
+      const thrown = yield* keeper(() => {
+        throw new Error("not an Effect")
+      })
+      assert.strictEqual(thrown.violation?.op, 1)
+      assert.include(thrown.violation?.error ?? "", "not an Effect")
+      const after = yield* keeper(() => Effect.flatMap(Keeper, (k) => k.get()))
+      assert.isUndefined(after.violation, after.violation?.error)
+    }))
+
   it.effect("a result its success schema rejects is a RemoteCallError with reason Handler", () =>
     Effect.gen(function*() {
       let failure: unknown
