@@ -7,7 +7,8 @@
  */
 import * as Effect from "effect/Effect"
 import * as WorkerThreads from "node:worker_threads"
-import { shapeOf, Share, type WorkerData, type WorkerMessage, type Workload } from "../Sim.js"
+import { run, type Workload } from "../Sim.js"
+import { shapeOf, Share, type WorkerData, type WorkerMessage } from "./simThreads.js"
 
 const isWorkload = (value: unknown): value is Workload =>
   typeof value === "object" && value !== null && "ops" in value && "app" in value &&
@@ -42,7 +43,7 @@ export const main = (): void => {
     (module) => {
       const workload = workloadIn(module, data)
       if (typeof workload === "string") return post({ t: "error", reason: workload })
-      const share: Share = new Share(workload, data.order, data.deadline, {
+      const share: Share = new Share(run, workload, data.order, data.deadline, {
         found: (index, options) => post({ t: "found", index, options }),
         idle: () => post({ t: "ran", executions: share.executions, ops: share.ops }),
         error: (reason) => post({ t: "error", reason })
