@@ -2,31 +2,23 @@
  * The simulator's throughput (weavertest.sim): executions and ops per second on Service Weaver's bank workload
  * (deposit and withdraw ops, each two or three component calls), 3 replicas, 1 % injected failures. Beside it,
  * in the same run, the same ops run directly on the local transport (no scheduler, no replicas): what the
- * simulator's interleaving control costs. Service Weaver published 135k ops/s for its simulator, measured on a
- * many-core machine; this machine has 2 cores. Informational: no target fails the run.
+ * simulator's interleaving control costs. Then `Sim.search` as tests run it, in this thread alone and with worker
+ * threads (one per core beyond this one), whose start (bundling the workload module, loading it) is counted.
+ * Service Weaver published 135k ops/s for its simulator, measured on a many-core machine; this machine has
+ * `availableParallelism()` cores. Informational: no target fails the run.
  */
 import { WeaverConfig } from "@effect-weaver/core"
 import { App } from "@effect-weaver/runtime"
 import * as TransportLocal from "@effect-weaver/transport-local"
 import * as Sim from "@effect-weaver/weavertest/Sim"
-import { Effect, Schema } from "effect"
-import { Bank, safeApp } from "../examples/bank/src/Bank.js"
-
-const User = Schema.Literal("alice", "bob")
-const Amount = Schema.Int.pipe(Schema.between(1, 100))
-const deposit = (user: "alice" | "bob", amount: number) =>
-  Effect.flatMap(Bank, (bank) => bank.deposit({ user, amount }))
-const withdraw = (user: "alice" | "bob", amount: number) =>
-  Effect.flatMap(
-    Bank,
-    (bank) => bank.withdraw({ user, amount }).pipe(Effect.ignore, Effect.zipRight(bank.balance(user)))
-  )
-const workload = Sim.workload({
-  app: safeApp,
-  ops: { deposit: Sim.op([User, Amount], deposit), withdraw: Sim.op([User, Amount], withdraw) }
-})
+import { Effect } from "effect"
+import * as Os from "node:os"
+import { safeApp } from "../examples/bank/dist/Bank.js"
+import { deposit, withdraw, workload } from "./sim.workload.js"
 
 const SECONDS = 3
+// Long enough for the workers' start (bundling and loading the workload module, most of a second) to be paid off.
+const SEARCH_SECONDS = 6
 const OPS = 10
 
 const simulated = (ops: number) =>
@@ -40,6 +32,15 @@ const simulated = (ops: number) =>
     const seconds = (performance.now() - started) / 1000
     return { executions: executions / seconds, ops: (executions * ops) / seconds }
   })
+
+const searched = (workers: Sim.WorkerOptions | undefined) =>
+  Effect.map(
+    Sim.search(workload, { budget: `${SEARCH_SECONDS} seconds`, maxOps: OPS, workers }),
+    (result) => ({
+      executions: result.executions / (result.elapsedMillis / 1000),
+      ops: result.ops / (result.elapsedMillis / 1000)
+    })
+  )
 
 const direct = Effect.gen(function*() {
   const started = performance.now()
@@ -64,19 +65,26 @@ const main = Effect.gen(function*() {
   const sim = yield* simulated(OPS)
   const long = yield* simulated(100)
   const baseline = yield* direct
+  const alone = yield* searched(undefined)
+  const threads = Os.availableParallelism()
+  const parallel = yield* searched({ module: new URL("./sim.workload.ts", import.meta.url).href })
   const k = (n: number) => `${(n / 1000).toFixed(1)}k`
   process.stdout.write(
     [
-      `simulator on the bank workload: 3 replicas, 1 % failures, ${SECONDS} s per case`,
+      `simulator on the bank workload: 3 replicas, 1 % failures, ${SECONDS} s per case, ${threads} cores`,
       "",
       `| case | executions/s | ops/s |`,
       `|---|---|---|`,
       `| weavertest.sim, ${OPS} ops per execution | ${sim.executions.toFixed(0)} | ${k(sim.ops)} |`,
       `| weavertest.sim, 100 ops per execution | ${long.executions.toFixed(0)} | ${k(long.ops)} |`,
       `| the same ops, local transport, no scheduler, ${OPS} per weavelet (baseline) | - | ${k(baseline.ops)} |`,
+      `| Sim.search (1 to ${OPS} ops, 1 to 3 replicas, ${SEARCH_SECONDS} s), this thread | ${
+        alone.executions.toFixed(0)
+      } | ${k(alone.ops)} |`,
+      `| Sim.search, ${threads} threads (workers) | ${parallel.executions.toFixed(0)} | ${k(parallel.ops)} |`,
       `| Service Weaver's sim (published, many cores) | - | 135k |`,
       "",
-      `simulated ops cost ${(baseline.ops / sim.ops).toFixed(1)}× direct ones (informational)`,
+      `simulated ops cost ${(baseline.ops / sim.ops).toFixed(2)}× direct ones (informational)`,
       ""
     ].join("\n")
   )

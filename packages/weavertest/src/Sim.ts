@@ -14,12 +14,15 @@
  * caller never learns its result). Nothing else runs meanwhile: the
  * execution's fibers run on a scheduler of our own that is drained, to
  * completion, between events, so one seed and the options reproduce an
- * execution exactly, event for event.
+ * execution exactly, event for event. Payloads and results cross as the
+ * wire carries them (encoded and decoded with the method's schemas), so a
+ * component never shares a mutable object with its caller.
  *
  * {@link search} sweeps seeds and options within a time budget; a failing
  * execution is minimized (fewest ops, replicas and failures that still
  * fail), saved to a graveyard file, and replayed first on every later
- * search. {@link mermaid} draws its history as a sequence diagram.
+ * search; it may run in worker threads too ({@link SearchOptions.workers}).
+ * {@link mermaid} draws an execution's history as a sequence diagram.
  *
  * Ops must talk to the app only through component calls and do no real I/O
  * or sleeping: what they await must be a call, or the execution cannot be
@@ -28,7 +31,7 @@
  * @since 0.1.0
  */
 import { RemoteCallError, type Weaver, WeaverConfig } from "@effect-weaver/core"
-import { App, Transport, Weavelet } from "@effect-weaver/runtime"
+import { App, Component, ComponentError, Transport, Weavelet } from "@effect-weaver/runtime"
 import * as Arbitrary from "effect/Arbitrary"
 import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
@@ -37,14 +40,18 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as FastCheck from "effect/FastCheck"
 import type * as Fiber from "effect/Fiber"
+import * as FiberId from "effect/FiberId"
 import * as FiberRef from "effect/FiberRef"
 import * as FiberRefs from "effect/FiberRefs"
+import * as Runtime from "effect/Runtime"
+import * as RuntimeFlags from "effect/RuntimeFlags"
 import type * as Scheduler from "effect/Scheduler"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import { PCGRandom } from "effect/Utils"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
+import { candidatesOf, inThreads } from "./internal/simThreads.js"
 
 /**
  * An op of a workload: generators for its arguments and what it does with
@@ -247,7 +254,8 @@ const makeScheduler = () => {
   }
   const drain = () => {
     for (let i = 0; i < tasks.length; i++) tasks[i]!()
-    tasks.length = 0
+    // Emptied by pops: there are a few, and setting the length costs more.
+    while (tasks.length > 0) tasks.pop()
   }
   return { scheduler, drain }
 }
@@ -260,9 +268,10 @@ type Pending =
     readonly id: number
     readonly from: string
     readonly call: Transport.Call
-    readonly payload: unknown
-    /** Resumed with the replica the call is delivered to, or with an injected failure. */
-    readonly resume: (exit: Exit.Exit<number, unknown>) => void
+    /** The payload as the wire carries it (encoded with the method's schema): the simulator's own copy. */
+    readonly wire: unknown
+    /** Resumed with what the caller does next: run the handler on the replica picked, or fail. */
+    readonly resume: (next: Effect.Effect<unknown, unknown>) => void
   }
   | {
     readonly _tag: "Reply"
@@ -271,9 +280,45 @@ type Pending =
     readonly from: string
     readonly to: string
     readonly call: Transport.Call
+    /** The outcome as the wire carries it: a success is its encoded value, decoded for the caller on delivery. */
     readonly exit: Exit.Exit<unknown, unknown>
     readonly resume: (exit: Exit.Exit<unknown, unknown>) => void
   }
+
+/**
+ * An event as recorded while an execution runs: payloads and results are
+ * kept as they crossed the wire (copies no component holds) and turned into
+ * text only when the history is read, which a passing execution never does.
+ */
+type Recorded =
+  | Extract<Event, { readonly _tag: "Start" | "Fail" }>
+  | Omit<Extract<Event, { readonly _tag: "Call" }>, "payload"> & { readonly wire: unknown }
+  | Omit<Extract<Event, { readonly _tag: "Reply" }>, "result"> & { readonly exit: Exit.Exit<unknown, unknown> }
+  | { readonly _tag: "End"; readonly op: number; readonly exit: Exit.Exit<unknown, unknown> }
+  | { readonly _tag: "StartLazy"; readonly op: number; readonly name: string; readonly values: ReadonlyArray<unknown> }
+
+const isPrimitive = (value: unknown) => value === null || (typeof value !== "object" && typeof value !== "function")
+
+const showArgs = (args: ReadonlyArray<unknown>) => args.map(show).join(", ")
+
+const eventOf = (recorded: Recorded): Event => {
+  switch (recorded._tag) {
+    case "StartLazy":
+      return { _tag: "Start", op: recorded.op, name: recorded.name, args: showArgs(recorded.values) }
+    case "Call": {
+      const { wire, ...rest } = recorded
+      return { ...rest, payload: show(wire) }
+    }
+    case "Reply": {
+      const { exit, ...rest } = recorded
+      return { ...rest, result: showExit(exit) }
+    }
+    case "End":
+      return { _tag: "End", op: recorded.op, result: showExit(recorded.exit) }
+    default:
+      return recorded
+  }
+}
 
 /** Which op a fiber works for, so that calls made by handlers are attributed to the op that caused them. */
 class CurrentOp extends Context.Reference<CurrentOp>()("@effect-weaver/weavertest/Sim/CurrentOp", {
@@ -286,17 +331,23 @@ const stringHash = (text: string) => {
   return h >>> 0
 }
 
-const injected = (call: Transport.Call, when: "before" | "after") =>
-  Exit.fail(
-    new RemoteCallError({
-      component: call.component,
-      method: call.method,
-      reason: "Unreachable",
-      detail: when === "before"
-        ? "failure injected by the simulator before delivery"
-        : "failure injected by the simulator after the method ran"
-    })
+const remoteError = (call: Transport.Call, reason: RemoteCallError["reason"], detail: string) =>
+  new RemoteCallError({ component: call.component, method: call.method, reason, detail })
+
+const injected = (call: Transport.Call, when: "before" | "after") => {
+  // Without a stack trace: it would show the simulator's loop, and capturing it costs more than the call.
+  const limit = Error.stackTraceLimit
+  Error.stackTraceLimit = 0
+  const error = remoteError(
+    call,
+    "Unreachable",
+    when === "before"
+      ? "failure injected by the simulator before delivery"
+      : "failure injected by the simulator after the method ran"
   )
+  Error.stackTraceLimit = limit
+  return Exit.fail(error)
+}
 
 const describe = (cause: Cause.Cause<unknown>): string => {
   const error = Cause.squash(cause)
@@ -307,21 +358,181 @@ const describe = (cause: Cause.Cause<unknown>): string => {
   return show(error)
 }
 
+const message = (error: unknown) => error instanceof Error ? error.message : String(error)
+
 /**
- * A handler's defect, as a remote transport delivers it: a `RemoteCallError`
- * with reason `Handler` (the conformance suite's rule).
+ * A handler's outcome as a remote transport carries it back: a success
+ * encoded with the method's success schema; a declared error checked
+ * against its error schema; a `RemoteCallError` of a call the handler made
+ * as it is; a defect as a `RemoteCallError` with reason `Handler` (the
+ * conformance suite's rule). Anything the schemas reject is a
+ * `RemoteCallError` too, as the RPC and worker transports answer.
  */
-const asDelivered = (call: Transport.Call, exit: Exit.Exit<unknown, unknown>): Exit.Exit<unknown, unknown> =>
-  Exit.isFailure(exit) && !Cause.isFailType(exit.cause) && !Cause.isInterruptedOnly(exit.cause)
-    ? Exit.fail(
-      new RemoteCallError({
-        component: call.component,
-        method: call.method,
-        reason: "Handler",
-        detail: describe(exit.cause)
+const toWire = (call: Transport.Call, exit: Exit.Exit<unknown, unknown>): Exit.Exit<unknown, unknown> => {
+  const codec = Component.codec(call.spec)
+  if (Exit.isSuccess(exit)) {
+    try {
+      return Exit.succeed(codec.encodeSuccess(exit.value))
+    } catch (error) {
+      return Exit.fail(remoteError(call, "Handler", `result does not match the success schema: ${message(error)}`))
+    }
+  }
+  const cause = exit.cause
+  if (Cause.isFailType(cause)) {
+    const error = cause.error
+    if (error instanceof RemoteCallError) return exit
+    let encoded: unknown
+    try {
+      encoded = codec.encodeError(error)
+    } catch (reason) {
+      return Exit.fail(
+        remoteError(
+          call,
+          "Handler",
+          `failed with an error its error schema does not declare: ${show(error)} (${message(reason)})`
+        )
+      )
+    }
+    // An Error (a Schema.TaggedError) has readonly fields and is delivered as is: decoding it again would cost
+    // more than the rest of the call (a stack trace). Plain values are copied, as the wire copies them.
+    if (error instanceof Error) return exit
+    try {
+      return Exit.fail(codec.decodeError(encoded))
+    } catch (reason) {
+      return Exit.fail(remoteError(call, "Decode", `error: ${message(reason)}`))
+    }
+  }
+  return Cause.isInterruptedOnly(cause) ? exit : Exit.fail(remoteError(call, "Handler", describe(cause)))
+}
+
+/** A reply as the caller receives it: a success decoded from its wire form, a fresh copy. */
+const fromWire = (call: Transport.Call, exit: Exit.Exit<unknown, unknown>): Exit.Exit<unknown, unknown> => {
+  if (Exit.isFailure(exit)) return exit
+  try {
+    return Exit.succeed(Component.codec(call.spec).decodeSuccess(exit.value))
+  } catch (error) {
+    return Exit.fail(remoteError(call, "Decode", `reply: ${message(error)}`))
+  }
+}
+
+/** The fiber running now (`Fiber.getCurrentFiber` without its Option): transports are called inside its run loop. */
+const currentFiber = (): Fiber.RuntimeFiber<unknown, unknown> | undefined =>
+  (globalThis as { readonly ["effect/FiberCurrent"]?: Fiber.RuntimeFiber<unknown, unknown> })["effect/FiberCurrent"]
+
+/** The state of one execution that the transport of its world reaches. */
+interface Running {
+  readonly invoke: (replica: number, call: Transport.Call, payload: unknown) => Effect.Effect<unknown, unknown>
+}
+
+/**
+ * What every execution of a workload with a given number of replicas
+ * shares: the weavelets of the replicas (their client stubs, the call
+ * pipeline every call goes through) and the scheduler. Only components are
+ * made anew per execution, as Service Weaver's executor makes its replicas:
+ * building weavelets and stubs cost far more than an execution's calls.
+ * The transport hands each call to the execution running now.
+ */
+interface World {
+  readonly weavelets: ReadonlyArray<Weavelet.Weavelet["Type"]>
+  readonly componentConfigs: ReadonlyMap<string, unknown>
+  readonly implementations: ReadonlyMap<string, Component.Implementation>
+  readonly drain: () => void
+  /** A runtime per op number: the driver's clients, the op, and the simulator's scheduler. */
+  readonly runtimeOf: (op: number) => Runtime.Runtime<never>
+  /** The fiber refs every fiber of the world starts with: the simulator's scheduler. */
+  readonly fiberRefs: FiberRefs.FiberRefs
+  /** The context a component of a replica is constructed in: its clients, as seen from it, on that replica. */
+  readonly contextOf: (replica: number, component: string) => Context.Context<never>
+  running: Running | undefined
+}
+
+const worlds = new WeakMap<Workload, Map<number, World>>()
+
+/**
+ * The flags of the simulator's fibers: the default ones but Effect's fiber
+ * metrics (`effect_fiber_started`, …), which every fiber's start and end
+ * would update, in a metric registry lookup each.
+ */
+const runtimeFlags = RuntimeFlags.disable(Runtime.defaultRuntime.runtimeFlags, RuntimeFlags.RuntimeMetrics)
+
+const makeWorld = Effect.fnUntraced(function*(workload: Workload, replicas: number) {
+  const config = workload.config === undefined
+    ? WeaverConfig.empty("<sim config>")
+    : yield* WeaverConfig.parse(workload.config, "<sim config>")
+  const validated = yield* WeaverConfig.validate(config, App.shape(workload.app))
+  const { drain, scheduler } = makeScheduler()
+  const world: World = {
+    weavelets: [],
+    componentConfigs: validated,
+    implementations: new Map(workload.app.implementations.map((impl) => [impl.component.componentName, impl])),
+    drain,
+    runtimeOf: undefined as never,
+    fiberRefs: undefined as never,
+    contextOf: undefined as never,
+    running: undefined
+  }
+  const replicaOf = new Map<Weavelet.Weavelet["Type"], number>()
+  const transport: Transport.Transport["Type"] = {
+    name: "sim",
+    connect: () =>
+      Effect.map(Weavelet.Weavelet, (weavelet) => {
+        const replica = replicaOf.get(weavelet) ?? 0
+        return {
+          // Remote: the call pipeline treats a local connection's handler as its own and may run it directly.
+          remote: true,
+          invoke: (call, payload) => world.running!.invoke(replica, call, payload)
+        }
       })
-    )
-    : exit
+  }
+  // The weavelets live as long as the workload: they hold no resource (the simulator constructs the components).
+  const scope = yield* Scope.make()
+  const weavelets: Array<Weavelet.Weavelet["Type"]> = []
+  for (let r = 0; r < replicas; r++) {
+    const weavelet = yield* App.makeWeavelet(workload.app, {
+      config,
+      deploymentId: "sim",
+      replicaId: `sim-${r}`,
+      // Injected failures reach the ops: a retry would need a clock, and hide what the ops must survive.
+      retry: { attempts: 1 }
+    }).pipe(Effect.provideService(Transport.Transport, transport), Scope.extend(scope))
+    weavelets.push(weavelet)
+    replicaOf.set(weavelet, r)
+  }
+  // The driver: ops call components as the main component of replica 0.
+  const driver = Context.add(weavelets[0]!.clients(App.mainName), Weavelet.Weavelet, weavelets[0]!)
+  const fiberRefs = FiberRefs.updateAs(Runtime.defaultRuntime.fiberRefs, {
+    fiberId: FiberId.none,
+    fiberRef: FiberRef.currentScheduler,
+    value: scheduler
+  })
+  const runtimes: Array<Runtime.Runtime<never>> = []
+  const contexts = new Map<string, Context.Context<never>>()
+  return Object.assign(world, {
+    weavelets,
+    fiberRefs,
+    runtimeOf: (op: number) =>
+      runtimes[op] ??= Runtime.make({
+        context: Context.add(driver, CurrentOp, op),
+        fiberRefs,
+        runtimeFlags
+      }),
+    contextOf: (replica: number, component: string) => {
+      const key = `${replica}\u0000${component}`
+      let context = contexts.get(key)
+      if (context === undefined) {
+        context = Context.add(weavelets[replica]!.clients(component), Weavelet.Weavelet, weavelets[replica]!)
+        contexts.set(key, context)
+      }
+      return context
+    }
+  })
+})
+
+/** A component of a replica in one execution: constructed, or being constructed (callers wait), or failed to. */
+type Replica =
+  | { readonly _tag: "Ready"; readonly handlers: Weavelet.AnyHandlers }
+  | { readonly _tag: "Constructing"; readonly waiters: Array<(exit: Exit.Exit<Weavelet.AnyHandlers>) => void> }
+  | { readonly _tag: "Failed"; readonly exit: Exit.Exit<never> }
 
 /**
  * Runs one execution.
@@ -330,220 +541,289 @@ const asDelivered = (call: Transport.Call, exit: Exit.Exit<unknown, unknown>): E
  * @category runtime
  */
 export const run = (workload: Workload, options: Options): Effect.Effect<Execution, WeaverConfig.WeaverConfigError> =>
-  Effect.gen(function*() {
-    const rng = new PCGRandom(options.seed)
-    const { drain, scheduler } = makeScheduler()
-    const pending: Array<Pending> = []
-    const history: Array<Event> = []
-    let failures = 0
-    let nextId = 0
-    let violation: Execution["violation"] = undefined
-
-    // Replicas: one weavelet each, hosting every component, over a transport that hands every call to the
-    // scheduler. A handler runs on the replica the scheduler picks, through that replica's local connection.
-    const weavelets: Array<Weavelet.Weavelet["Type"]> = []
-    const replicaOf = new Map<Weavelet.Weavelet["Type"], number>()
-    // Each replica's handlers of a component, once built (what `Weavelet.localConnection` keeps, without an Effect
-    // run per connection: executions make these by the thousand).
-    const built = new Map<string, Weavelet.AnyHandlers>()
-    const handle = (call: Transport.Call, replica: number, payload: unknown): Effect.Effect<unknown, unknown> => {
-      const key = `${replica}\u0000${call.component}`
-      const handlers = built.get(key)
-      if (handlers !== undefined) return handlers[call.method]!(payload)
-      return Effect.flatMap(weavelets[replica]!.handlers(call.component), (h) => {
-        built.set(key, h)
-        return h[call.method]!(payload)
-      })
-    }
-    const transport: Transport.Transport["Type"] = {
-      name: "sim",
-      connect: () =>
-        Effect.map(Weavelet.Weavelet, (weavelet) => {
-          const replica = replicaOf.get(weavelet) ?? 0
-          return {
-            // Remote: the call pipeline treats a local connection's handler as its own and may run it directly.
-            remote: true,
-            // The handler runs in the caller's fiber, between two suspensions the scheduler ends: delivery of the
-            // call (to the replica it picks) and delivery of the reply. No fiber per call: executions stay cheap.
-            invoke: (call, payload) =>
-              Effect.flatMap(CurrentOp, (op) => {
-                const id = nextId++
-                // The ops play main on replica 0; main's calls are theirs.
-                const from = call.caller === App.mainName && op > 0 ? `op${op}` : `${call.caller}#${replica}`
-                return Effect.async<number, unknown>((resume) => {
-                  pending.push({ _tag: "Call", op, id, from, call, payload, resume })
-                }).pipe(
-                  Effect.flatMap((target) =>
-                    Effect.flatMap(
-                      Effect.exit(handle(call, target, payload)),
-                      (exit) =>
-                        Effect.async<unknown, unknown>((resume) => {
-                          pending.push({
-                            _tag: "Reply",
-                            op,
-                            id,
-                            from: `${call.component}#${target}`,
-                            to: from,
-                            call,
-                            exit: asDelivered(call, exit),
-                            resume
-                          })
-                        })
-                    )
-                  )
-                )
-              })
-          }
-        })
-    }
-    const config = workload.config === undefined
-      ? WeaverConfig.empty("<sim config>")
-      : yield* WeaverConfig.parse(workload.config, "<sim config>")
-    const scope = yield* Scope.make()
-    for (let r = 0; r < options.replicas; r++) {
-      const weavelet = yield* App.makeWeavelet(workload.app, {
-        config,
-        deploymentId: "sim",
-        replicaId: `sim-${r}`,
-        // Injected failures reach the ops: a retry would need a clock, and hide what the ops must survive.
-        retry: { attempts: 1 }
-      }).pipe(Effect.provideService(Transport.Transport, transport), Scope.extend(scope))
-      weavelets.push(weavelet)
-      replicaOf.set(weavelet, r)
-    }
-
-    // The driver: ops call components as the main component of replica 0.
-    const driver = weavelets[0]!
-    const clients = driver.clients(App.mainName)
-    // Every op's fiber starts with the driver's clients in its context: set once, not provided per op.
-    const context = Context.add(clients, Weavelet.Weavelet, driver)
-    const start = <A, E>(effect: Effect.Effect<A, E, any>, op: number) =>
-      Effect.runFork(effect as Effect.Effect<A, E>, {
-        scheduler,
-        updateRefs: (refs, id) =>
-          FiberRefs.updateAs(refs, {
-            fiberId: id,
-            fiberRef: FiberRef.currentContext,
-            value: Context.add(context, CurrentOp, op)
-          })
-      })
-    const watch = (fiber: Fiber.RuntimeFiber<unknown, unknown>, op: number, name: string) =>
-      fiber.addObserver((exit) => {
-        if (op > 0) history.push({ _tag: "End", op, result: showExit(exit) })
-        if (violation === undefined && Exit.isFailure(exit) && !isRemoteCallError(exit)) {
-          violation = { op, name, error: describe(exit.cause) }
-        }
-      })
-
-    // The ops of this execution and their arguments, drawn up front from the seed.
-    const opNames = Object.keys(workload.ops).sort()
-    const random = new FastCheck.Random(new SeededSource(new PCGRandom(options.seed)) as any)
-    const planned = Array.from({ length: options.ops }, () => {
-      const name = opNames[rng.integer(opNames.length)]!
-      const spec = workload.ops[name]!
-      const args = spec.args.length === 0 ? [] : argumentsArbitrary(spec).generate(random, undefined).value
-      return { name, spec, args }
+  // Combinators, not Effect.gen: V8 allocates generator objects in the old generation once many survive, and
+  // everything young they point to then survives minor collections too, which cost executions more than their calls.
+  Effect.suspend(() => {
+    let byReplicas = worlds.get(workload)
+    if (byReplicas === undefined) worlds.set(workload, byReplicas = new Map())
+    const cached = byReplicas.get(options.replicas)
+    if (cached !== undefined && cached.running === undefined) return executeScoped(cached, workload, options)
+    return Effect.flatMap(makeWorld(workload, options.replicas), (world) => {
+      // A world under way (a run inside an op?) is left alone: this execution gets one of its own.
+      if (cached === undefined) byReplicas.set(options.replicas, world)
+      return executeScoped(world, workload, options)
     })
-
-    const deliver = (event: Pending, faults: boolean) => {
-      switch (event._tag) {
-        case "Start": {
-          const { args, name, spec } = planned[event.op - 1]!
-          history.push({ _tag: "Start", op: event.op, name, args: args.map(show).join(", ") })
-          const fiber = start(spec.run(...args), event.op)
-          watch(fiber, event.op, name)
-          ops.push(fiber)
-          return
-        }
-        case "Call": {
-          const route = event.call.spec.routeBy
-          const replica = route !== undefined
-            ? stringHash(String(route(event.payload))) % options.replicas
-            : faults
-            ? rng.integer(options.replicas)
-            : 0
-          const to = `${event.call.component}#${replica}`
-          history.push({
-            _tag: "Call",
-            op: event.op,
-            id: event.id,
-            from: event.from,
-            to,
-            method: event.call.method,
-            payload: show(event.payload)
-          })
-          if (faults && options.failureRate > 0 && rng.number() < options.failureRate / 2) {
-            failures++
-            history.push({ _tag: "Fail", op: event.op, id: event.id, from: event.from, to, when: "before" })
-            return event.resume(injected(event.call, "before"))
-          }
-          return event.resume(Exit.succeed(replica))
-        }
-        case "Reply": {
-          if (faults && options.failureRate > 0 && rng.number() < options.failureRate / 2) {
-            failures++
-            history.push({ _tag: "Fail", op: event.op, id: event.id, from: event.from, to: event.to, when: "after" })
-            return event.resume(injected(event.call, "after"))
-          }
-          history.push({
-            _tag: "Reply",
-            op: event.op,
-            id: event.id,
-            from: event.from,
-            to: event.to,
-            result: showExit(event.exit)
-          })
-          return event.resume(event.exit)
-        }
-      }
-    }
-
-    // Delivers pending events until none is left (or a violation): in order and without faults for the init and
-    // the check, in the seeded order with faults for the ops.
-    let last = -1
-    const runPhase = (random: boolean) => {
-      drain()
-      while (pending.length > 0 && violation === undefined) {
-        const index = !random
-          ? 0
-          : last >= 0 && rng.number() >= options.yieldRate
-          ? pending.length - 1
-          : rng.integer(pending.length)
-        last = index
-        const [event] = pending.splice(index, 1)
-        deliver(event!, random)
-        drain()
-      }
-    }
-    const ops: Array<Fiber.RuntimeFiber<unknown, unknown>> = []
-    const phase = (effect: Effect.Effect<unknown, unknown, any> | undefined, name: string) => {
-      if (effect === undefined || violation !== undefined) return
-      const fiber = start(effect, 0)
-      watch(fiber, 0, name)
-      ops.push(fiber)
-      runPhase(false)
-    }
-    phase(workload.init, "init")
-    if (violation === undefined) {
-      for (let op = 1; op <= options.ops; op++) pending.push({ _tag: "Start", op })
-      runPhase(true)
-    }
-    if (violation === undefined) {
-      const stuck = ops.findIndex((fiber) => fiber.unsafePoll() === null)
-      if (stuck >= 0) {
-        violation = {
-          op: stuck,
-          name: "stuck",
-          error: "an op waits for something other than a component call (real I/O, a sleep, a lock never released)"
-        }
-      }
-    }
-    phase(workload.check, "check")
-    for (const fiber of ops) if (fiber.unsafePoll() === null) fiber.unsafeInterruptAsFork(fiber.id())
-    drain()
-    yield* Scope.close(scope, Exit.void)
-    return { options, history, failures, violation } satisfies Execution
   })
+
+const executeScoped = (world: World, workload: Workload, options: Options) =>
+  Effect.flatMap(Scope.make(), (scope) =>
+    Effect.sync(() => {
+      try {
+        return execute(world, workload, options, scope)
+      } finally {
+        // Even if the simulator itself failed: the world is free for the next execution.
+        world.running = undefined
+      }
+    }).pipe(Effect.ensuring(Scope.close(scope, Exit.void))))
+
+// Participant names, made once: every call and reply names two.
+const opNames: Array<string> = []
+const opName = (op: number) => opNames[op] ??= `op${op}`
+const replicaNames = new Map<string, Array<string>>()
+const replicaName = (component: string, replica: number) => {
+  let names = replicaNames.get(component)
+  if (names === undefined) replicaNames.set(component, names = [])
+  return names[replica] ??= `${component}#${replica}`
+}
+
+const execute = (world: World, workload: Workload, options: Options, scope: Scope.Scope): Execution => {
+  const rng = new PCGRandom(options.seed)
+  const { drain } = world
+  const pending: Array<Pending> = []
+  const history: Array<Recorded> = []
+  let failures = 0
+  let nextId = 0
+  let violation: Execution["violation"] = undefined
+
+  // Each replica's components, constructed on first use in this execution, in the fiber of the call that needs them.
+  const replicas = new Map<string, Replica>()
+  const construct = (replica: number, name: string): Effect.Effect<Weavelet.AnyHandlers> =>
+    Effect.suspend(() => {
+      const key = `${replica}\u0000${name}`
+      const state = replicas.get(key)
+      if (state?._tag === "Ready") return Effect.succeed(state.handlers)
+      if (state?._tag === "Failed") return state.exit
+      if (state?._tag === "Constructing") {
+        return Effect.flatMap(FiberRef.get(Transport.constructing), (path) =>
+          path.includes(name)
+            ? Effect.die(new ComponentError.ComponentCycleError({ path: [...path.slice(path.indexOf(name)), name] }))
+            : Effect.async<Weavelet.AnyHandlers>((resume) => {
+              state.waiters.push(resume)
+            }))
+      }
+      const impl = world.implementations.get(name)
+      if (impl === undefined) {
+        return Effect.die(
+          new ComponentError.UnknownComponentError({ component: name, known: [...world.implementations.keys()] })
+        )
+      }
+      const waiters: Array<(exit: Exit.Exit<Weavelet.AnyHandlers>) => void> = []
+      replicas.set(key, { _tag: "Constructing", waiters })
+      const settle = (exit: Exit.Exit<unknown, unknown>) => {
+        // As the weavelet's construction: a failure or defect is a defect naming the component, a cycle alone.
+        const built: Exit.Exit<Weavelet.AnyHandlers> = Exit.isSuccess(exit)
+          ? exit as Exit.Exit<Weavelet.AnyHandlers>
+          : Cause.isFailType(exit.cause)
+          ? Exit.die(new ComponentError.ComponentConstructionError({ component: name, cause: exit.cause.error }))
+          : Cause.isDieType(exit.cause)
+          ? Exit.die(
+            exit.cause.defect instanceof ComponentError.ComponentCycleError
+              ? exit.cause.defect
+              : new ComponentError.ComponentConstructionError({ component: name, cause: exit.cause.defect })
+          )
+          : exit as Exit.Exit<never>
+        replicas.set(
+          key,
+          Exit.isSuccess(built)
+            ? { _tag: "Ready", handlers: built.value }
+            : { _tag: "Failed", exit: built as Exit.Exit<never> }
+        )
+        for (const waiter of waiters) waiter(built)
+      }
+      // Constructed in a fiber of its own, started with its context and construction path in place (providing them
+      // in the caller's fiber would copy its fiber refs four times), on the simulator's scheduler: it runs at once,
+      // as far as it can, and its calls are the caller's op's.
+      return Effect.async<Weavelet.AnyHandlers>((resume) => {
+        waiters.push(resume)
+        const caller = currentFiber()
+        const op = caller === undefined ? 0 : Context.get(caller.currentContext, CurrentOp)
+        const path = caller === undefined ? [] : caller.getFiberRef(Transport.constructing)
+        const make = impl.make(world.componentConfigs.get(name)) as Effect.Effect<unknown, unknown, Scope.Scope>
+        const runtime = Runtime.make({
+          context: Context.add(Context.add(world.contextOf(replica, name), Scope.Scope, scope), CurrentOp, op),
+          fiberRefs: FiberRefs.updateAs(world.fiberRefs, {
+            fiberId: FiberId.none,
+            fiberRef: Transport.constructing,
+            value: [...path, name]
+          }),
+          runtimeFlags
+        })
+        Runtime.runFork(runtime)(make).addObserver(settle)
+      })
+    })
+  const handle = (call: Transport.Call, replica: number, payload: unknown): Effect.Effect<unknown, unknown> => {
+    const state = replicas.get(`${replica}\u0000${call.component}`)
+    if (state?._tag === "Ready") return state.handlers[call.method]!(payload)
+    return Effect.flatMap(construct(replica, call.component), (handlers) => handlers[call.method]!(payload))
+  }
+  /** The handler on `target`, then its reply's turn to be scheduled. */
+  const serve = (op: number, id: number, from: string, call: Transport.Call, target: number, payload: unknown) => {
+    const reply = (exit: Exit.Exit<unknown, unknown>) =>
+      Effect.async<unknown, unknown>((resume) => {
+        pending.push({ _tag: "Reply", op, id, from: replicaName(call.component, target), to: from, call, exit, resume })
+      })
+    let effect: Effect.Effect<unknown, unknown>
+    try {
+      effect = handle(call, target, payload)
+    } catch (error) {
+      // A handler that throws instead of returning an Effect: a defect, as anywhere in the call pipeline.
+      effect = Effect.die(error)
+    }
+    return Effect.matchCauseEffect(effect, {
+      onFailure: (cause) => reply(toWire(call, Exit.failCause(cause))),
+      onSuccess: (value) => reply(toWire(call, Exit.succeed(value)))
+    })
+  }
+  world.running = {
+    // The handler runs in the caller's fiber, between two suspensions the scheduler ends: delivery of the call (to
+    // the replica it picks) and delivery of the reply. No fiber per call: executions stay cheap.
+    invoke: (replica, call, payload) => {
+      let wire: unknown
+      try {
+        wire = Component.codec(call.spec).encodePayload(payload)
+      } catch (error) {
+        return Effect.fail(remoteError(call, "Decode", `payload: ${message(error)}`))
+      }
+      return Effect.async<unknown, unknown>((resume) => {
+        const fiber = currentFiber()
+        const op = fiber === undefined ? 0 : Context.get(fiber.currentContext, CurrentOp)
+        const id = nextId++
+        // The ops play main on replica 0; main's calls are theirs.
+        const from = call.caller === App.mainName && op > 0 ? opName(op) : replicaName(call.caller, replica)
+        pending.push({ _tag: "Call", op, id, from, call, wire, resume })
+      })
+    }
+  }
+
+  // The fibers of the init, the ops (in the order they started) and the check; each forgotten once done.
+  const ops: Array<Fiber.RuntimeFiber<unknown, unknown> | undefined> = []
+  const start = (effect: Effect.Effect<unknown, unknown, any>, op: number, name: string) => {
+    const slot = ops.length
+    const fiber = Runtime.runFork(world.runtimeOf(op))(effect as Effect.Effect<unknown, unknown>)
+    ops.push(fiber)
+    fiber.addObserver((exit) => {
+      // A done fiber is let go at once: held until the execution ends, fibers outlive minor GCs (the cost of many).
+      ops[slot] = undefined
+      if (op > 0) history.push({ _tag: "End", op, exit })
+      if (violation === undefined && Exit.isFailure(exit) && !isRemoteCallError(exit)) {
+        violation = { op, name, error: describe(exit.cause) }
+      }
+    })
+  }
+
+  // The ops of this execution and their arguments, drawn up front from the seed.
+  const names = Object.keys(workload.ops).sort()
+  const random = new FastCheck.Random(new SeededSource(new PCGRandom(options.seed)) as any)
+  const planned = Array.from({ length: options.ops }, () => {
+    const name = names[rng.integer(names.length)]!
+    const spec = workload.ops[name]!
+    const args = spec.args.length === 0 ? [] : argumentsArbitrary(spec).generate(random, undefined).value
+    return { name, spec, args }
+  })
+
+  const deliver = (event: Pending, faults: boolean) => {
+    switch (event._tag) {
+      case "Start": {
+        const { args, name, spec } = planned[event.op - 1]!
+        // Arguments the op could mutate are shown as they were drawn; primitives, only if the history is read.
+        history.push(
+          args.every(isPrimitive)
+            ? { _tag: "StartLazy", op: event.op, name, values: args }
+            : { _tag: "Start", op: event.op, name, args: showArgs(args) }
+        )
+        // An op that throws instead of returning an Effect fails like one that dies.
+        start(Effect.suspend(() => spec.run(...args)), event.op, name)
+        return
+      }
+      case "Call": {
+        const { call, from, id, op, wire } = event
+        // The handler's own copy of the payload, decoded from the wire; routing keys are computed from it too.
+        let payload: unknown
+        let replica = 0
+        let refused: Exit.Exit<never, unknown> | undefined
+        try {
+          payload = Component.codec(call.spec).decodePayload(wire)
+          const route = call.spec.routeBy
+          if (route !== undefined) replica = stringHash(String(route(payload))) % options.replicas
+          else if (faults) replica = rng.integer(options.replicas)
+        } catch (error) {
+          refused = Exit.fail(remoteError(call, "Decode", `payload: ${message(error)}`))
+        }
+        const to = replicaName(call.component, replica)
+        history.push({ _tag: "Call", op, id, from, to, method: call.method, wire })
+        if (refused !== undefined) return event.resume(refused)
+        if (faults && options.failureRate > 0 && rng.number() < options.failureRate / 2) {
+          failures++
+          history.push({ _tag: "Fail", op, id, from, to, when: "before" })
+          return event.resume(injected(call, "before"))
+        }
+        return event.resume(serve(op, id, from, call, replica, payload))
+      }
+      case "Reply": {
+        if (faults && options.failureRate > 0 && rng.number() < options.failureRate / 2) {
+          failures++
+          history.push({ _tag: "Fail", op: event.op, id: event.id, from: event.from, to: event.to, when: "after" })
+          return event.resume(injected(event.call, "after"))
+        }
+        history.push({ _tag: "Reply", op: event.op, id: event.id, from: event.from, to: event.to, exit: event.exit })
+        return event.resume(fromWire(event.call, event.exit))
+      }
+    }
+  }
+
+  // Delivers pending events until none is left (or a violation): in order and without faults for the init and the
+  // check, in the seeded order with faults for the ops.
+  let last = -1
+  const runPhase = (random: boolean) => {
+    drain()
+    while (pending.length > 0 && violation === undefined) {
+      const index = !random
+        ? 0
+        : last >= 0 && rng.number() >= options.yieldRate
+        ? pending.length - 1
+        : rng.integer(pending.length)
+      last = index
+      // Removed in place, the order of the others kept (what the seeded choices index into).
+      const event = pending[index]!
+      for (let i = index + 1; i < pending.length; i++) pending[i - 1] = pending[i]!
+      pending.pop()
+      deliver(event, random)
+      drain()
+    }
+  }
+  const phase = (effect: Effect.Effect<unknown, unknown, any> | undefined, name: string) => {
+    if (effect === undefined || violation !== undefined) return
+    start(effect, 0, name)
+    runPhase(false)
+  }
+  phase(workload.init, "init")
+  if (violation === undefined) {
+    for (let op = 1; op <= options.ops; op++) pending.push({ _tag: "Start", op })
+    runPhase(true)
+  }
+  if (violation === undefined) {
+    const stuck = ops.findIndex((fiber) => fiber !== undefined)
+    if (stuck >= 0) {
+      violation = {
+        op: stuck,
+        name: "stuck",
+        error: "an op waits for something other than a component call (real I/O, a sleep, a lock never released)"
+      }
+    }
+  }
+  phase(workload.check, "check")
+  for (const fiber of ops) fiber?.unsafeInterruptAsFork(fiber.id())
+  drain()
+  let events: ReadonlyArray<Event> | undefined
+  return {
+    options,
+    get history() {
+      return events ??= history.map(eventOf)
+    },
+    failures,
+    violation
+  }
+}
 
 /**
  * What {@link search} explores: the ranges options are drawn from, and for
@@ -571,6 +851,32 @@ export interface SearchOptions {
    * replayed first on every later search.
    */
   readonly graveyard?: string | undefined
+  /**
+   * Run the search's executions in worker threads too, as Service Weaver
+   * runs them on every core. Each thread imports `module` (a path or `file:`
+   * URL, TypeScript or JavaScript: it is bundled first) and runs the
+   * workload it exports under `export` (by default, the one exported
+   * workload with the same ops and components as `workload`): put the
+   * workload in a module of its own, which a test then imports too. The
+   * failure reported is still the first in the search's order, whichever
+   * thread found it, and it is minimized in this thread.
+   *
+   * @since 0.2.0
+   */
+  readonly workers?: WorkerOptions | undefined
+}
+
+/**
+ * Where the worker threads of a search find the workload, and how many run.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface WorkerOptions {
+  readonly module: string
+  readonly export?: string | undefined
+  /** Worker threads besides this one (default: one per core beyond the first). */
+  readonly count?: number | undefined
 }
 
 /**
@@ -585,6 +891,20 @@ export interface SearchResult {
   readonly elapsedMillis: number
   /** The minimized failing execution, if one was found. */
   readonly failing?: Execution | undefined
+  /**
+   * The options of the failing execution the search found, before it was
+   * minimized (the first failing one in the search's order).
+   *
+   * @since 0.2.0
+   */
+  readonly found?: Options | undefined
+  /**
+   * The executions each thread ran, this one first, when the search ran in
+   * worker threads.
+   *
+   * @since 0.2.0
+   */
+  readonly threads?: ReadonlyArray<number> | undefined
   /** Where it was saved, and whether it came from the graveyard. */
   readonly graveyardFile?: string | undefined
   readonly replayed: boolean
@@ -670,49 +990,68 @@ export const search = (
     const budget = Duration.toMillis(Duration.decode(options?.budget ?? "2 seconds"))
     let executions = 0
     let ops = 0
-    const done = (failing: Execution | undefined, graveyardFile: string | undefined, replayed: boolean) => ({
+    const done = (
+      failing: Execution | undefined,
+      graveyardFile: string | undefined,
+      replayed: boolean,
+      found: Options | undefined
+    ): SearchResult => ({
       executions,
       ops,
       elapsedMillis: performance.now() - started,
       failing,
+      found,
+      threads,
       graveyardFile,
       replayed
     })
+    let threads: ReadonlyArray<number> | undefined
     if (options?.graveyard !== undefined) {
       for (const entry of readGraveyard(options.graveyard)) {
         const execution = yield* run(workload, entry.options)
         executions++
         ops += entry.options.ops
-        if (execution.violation !== undefined) return done(execution, entry.file, true)
+        if (execution.violation !== undefined) return done(execution, entry.file, true, entry.options)
       }
     }
-    const maxOps = options?.maxOps ?? 5
-    const maxReplicas = options?.maxReplicas ?? 3
-    const failureRates = options?.failureRates ?? [0, 0.01, 0.05, 0.1]
-    const yieldRates = options?.yieldRates ?? [0.1, 0.5, 0.9]
-    const picker = new PCGRandom(options?.seed ?? 1)
-    for (let seed = options?.seed ?? 1; performance.now() - started < budget; seed++) {
-      const candidate: Options = {
-        seed,
-        ops: 1 + picker.integer(maxOps),
-        replicas: 1 + picker.integer(maxReplicas),
-        failureRate: failureRates[picker.integer(failureRates.length)]!,
-        yieldRate: yieldRates[picker.integer(yieldRates.length)]!
+    let failing: Execution | undefined
+    if (options?.workers !== undefined) {
+      const deadline = Date.now() + budget - (performance.now() - started)
+      const shares = yield* inThreads(run, workload, options, options.workers, deadline)
+      executions += shares.executions
+      ops += shares.ops
+      threads = shares.threads
+      if (shares.found !== undefined) {
+        failing = yield* run(workload, shares.found)
+        if (failing.violation === undefined) {
+          return yield* Effect.dieMessage(
+            `Sim.search: a worker thread's execution ${JSON.stringify(shares.found)} failed, and the same execution ` +
+              `passes in this thread: does ${options.workers.module} export this very workload?`
+          )
+        }
       }
-      const execution = yield* run(workload, candidate)
-      executions++
-      ops += candidate.ops
-      if (execution.violation === undefined) continue
-      const minimal = yield* minimize(workload, execution)
-      let file: string | undefined
-      if (options?.graveyard !== undefined) {
-        file = Path.join(options.graveyard, entryName(minimal.options))
-        Fs.mkdirSync(options.graveyard, { recursive: true })
-        Fs.writeFileSync(file, `${JSON.stringify(minimal.options, null, 2)}\n`)
+    } else {
+      const candidates = candidatesOf(options)
+      while (performance.now() - started < budget) {
+        const candidate = candidates.next().value
+        const execution = yield* run(workload, candidate)
+        executions++
+        ops += candidate.ops
+        if (execution.violation !== undefined) {
+          failing = execution
+          break
+        }
       }
-      return done(minimal, file, false)
     }
-    return done(undefined, undefined, false)
+    if (failing === undefined) return done(undefined, undefined, false, undefined)
+    const minimal = yield* minimize(workload, failing)
+    let file: string | undefined
+    if (options?.graveyard !== undefined) {
+      file = Path.join(options.graveyard, entryName(minimal.options))
+      Fs.mkdirSync(options.graveyard, { recursive: true })
+      Fs.writeFileSync(file, `${JSON.stringify(minimal.options, null, 2)}\n`)
+    }
+    return done(minimal, file, false, failing.options)
   })
 
 const participant = (name: string) => name.replace(/[^A-Za-z0-9_]/g, "_")

@@ -81,8 +81,11 @@ const bundles = new Map<string, Promise<Built>>()
  */
 export const make = (
   module: string,
-  /** The weavelet the bundle starts: a replica process's, or a worker thread's (`transport-worker`). */
-  weavelet: "process" | "worker" = "process"
+  /**
+   * What the bundle starts: a replica process's weavelet, a worker thread's (`transport-worker`), or a thread of
+   * a simulator's search (`Sim.search` with `workers`).
+   */
+  weavelet: Entry = "process"
 ): Effect.Effect<AppBundle, AppBundleError> =>
   Effect.tryPromise({
     try: async () => {
@@ -109,7 +112,17 @@ const changed = (built: Built): boolean =>
     }
   })
 
-const build = async (file: string, weavelet: "process" | "worker"): Promise<Built> => {
+/** @internal */
+export type Entry = "process" | "worker" | "sim"
+
+const entries: Record<Entry, string> = {
+  process: `import { main } from "@effect-weaver/transport-multiprocess/Weavelet"`,
+  worker: `import { main } from "@effect-weaver/transport-worker/Worker"`,
+  // Relative: the simulator's thread is internal to this package (resolved from this directory, see resolveDir).
+  sim: `import { main } from "./simWorker.js"`
+}
+
+const build = async (file: string, weavelet: Entry): Promise<Built> => {
   const startedAt = Date.now()
   const esbuild = await import("esbuild")
   const appPath = JSON.stringify(file)
@@ -124,9 +137,7 @@ const build = async (file: string, weavelet: "process" | "worker"): Promise<Buil
           `export * from ${appPath}`,
           `import * as app from ${appPath}`,
           `export default app.default`,
-          weavelet === "process"
-            ? `import { main } from "@effect-weaver/transport-multiprocess/Weavelet"`
-            : `import { main } from "@effect-weaver/transport-worker/Worker"`,
+          entries[weavelet],
           `setImmediate(main)`
         ].join("\n"),
         // The weavelet is resolved from this package, which depends on it; the app by its absolute path.
@@ -150,7 +161,9 @@ const build = async (file: string, weavelet: "process" | "worker"): Promise<Buil
   } catch (error) {
     const errors = (error as { errors?: Array<Esbuild.Message> }).errors
     throw new AppBundleError({
-      reason: `weavertest: cannot bundle the app module ${file} for the Multi runner's processes:\n${
+      reason: `weavertest: cannot bundle the ${weavelet === "sim" ? "workload" : "app"} module ${file} for ${
+        weavelet === "sim" ? "the simulator's worker threads" : "the Multi runner's processes"
+      }:\n${
         Array.isArray(errors)
           ? esbuild.formatMessagesSync(errors, { kind: "error" }).join("").trimEnd()
           : String(error)
