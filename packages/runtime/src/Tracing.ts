@@ -1045,7 +1045,8 @@ export const startChildSpan = (
 /**
  * `refs` with the fiber's context replaced: `FiberRefs.updateAs` without its
  * equality check of the old and new contexts (a walk of every service, and a
- * hash cached on the new context), which a new span always fails.
+ * hash cached on the new context), which a new span always fails, and
+ * without its copy of the refs (an {@link Overlay}).
  */
 const withContext = (
   refs: FiberRefs.FiberRefs,
