@@ -228,19 +228,25 @@ const timeoutError = (call: Call, detail: string) =>
   new RemoteCallError({ component: call.component, method: call.method, reason: "Timeout", detail })
 
 /**
- * Runs `end` once `effect` succeeds or fails, then passes its outcome on:
- * one pair of match handlers, which an interrupted fiber skips (see
- * {@link CallsInFlight} for how interrupted calls are still counted).
+ * Runs `end` with `effect`'s outcome once it succeeds or fails, then passes
+ * the outcome on: one pair of match handlers, which an interrupted fiber
+ * skips (see {@link CallsInFlight} for how interrupted calls are still
+ * counted).
  */
-const settled = <A, E, R>(effect: Effect.Effect<A, E, R>, end: (failed: boolean) => void): Effect.Effect<A, E, R> =>
+const settled = <A, E, R>(
+  effect: Effect.Effect<A, E, R>,
+  end: (exit: Exit.Exit<A, E>) => void
+): Effect.Effect<A, E, R> =>
   Effect.matchCauseEffect(effect, {
     onFailure: (cause) => {
-      end(true)
-      return Effect.failCause(cause)
+      const exit = Exit.failCause(cause)
+      end(exit)
+      return exit
     },
     onSuccess: (value) => {
-      end(false)
-      return Effect.succeed(value)
+      const exit = Exit.succeed(value)
+      end(exit)
+      return exit
     }
   })
 
@@ -825,21 +831,10 @@ export const make = Effect.fnUntraced(function*(options: Options) {
         effect = underDeadline(c, effect)
         const flight = callsInFlight(fiber)
         const depth = flight.push(recorderOf(c), sampled ? syncStart : untimed)
-        return Effect.matchCauseEffect(effect, {
-          onFailure: (cause) => {
-            box.value = previous
-            flight.done(depth, true)
-            const exit = Exit.failCause(cause)
-            endSpan?.(exit)
-            return exit
-          },
-          onSuccess: (value) => {
-            box.value = previous
-            flight.done(depth, false)
-            const exit = Exit.succeed(value)
-            endSpan?.(exit)
-            return exit
-          }
+        return settled(effect, (exit) => {
+          box.value = previous
+          flight.done(depth, exit._tag === "Failure")
+          endSpan?.(exit)
         })
       }
       const colocated = !fakes.has(component.componentName) && hosts(component.componentName)
@@ -855,7 +850,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       const metered = (c: Connection, effect: Effect.Effect<unknown, unknown>, start: number) => {
         const flight = callsInFlight(currentFiber())
         const depth = flight.push(recorderOf(c), start)
-        return settled(effect, (failed) => flight.done(depth, failed))
+        return settled(effect, (exit) => flight.done(depth, exit._tag === "Failure"))
       }
       /** A co-located call interrupted when `remaining` milliseconds have passed. */
       const within = (effect: Effect.Effect<unknown, unknown>, remaining: number) =>
