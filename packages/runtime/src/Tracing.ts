@@ -507,8 +507,11 @@ class RecordingSpan implements Tracer.Span {
   readonly traceId: string
   readonly spanId: string
   status: Tracer.SpanStatus
-  /** Attributes set after the start; those given at the start are `fixed`, shared and never written. */
-  private added: Map<string, unknown> | undefined = undefined
+  /**
+   * Attributes set after the start, as key, value, key, value… (a later value of a key wins); those given at the
+   * start are `fixed`, shared and never written. An array, not a Map: most spans get one or two.
+   */
+  private added: Array<unknown> | undefined = undefined
   constructor(
     readonly name: string,
     readonly parent: Option.Option<Tracer.AnySpan>,
@@ -525,11 +528,13 @@ class RecordingSpan implements Tracer.Span {
   }
   get attributes(): ReadonlyMap<string, unknown> {
     const all = new Map<string, unknown>(this.fixed === undefined ? [] : Object.entries(this.fixed))
-    if (this.added !== undefined) { for (const [key, value] of this.added) all.set(key, value) }
+    const added = this.added
+    if (added !== undefined) { for (let i = 0; i < added.length; i += 2) all.set(added[i] as string, added[i + 1]) }
     return all
   }
   attribute(key: string, value: unknown): void {
-    ;(this.added ??= new Map()).set(key, value)
+    if (this.added === undefined) this.added = [key, value]
+    else this.added.push(key, value)
   }
   event(_name: string, _startTime: bigint, _attributes?: Record<string, unknown>): void {
     // The store keeps no events.
@@ -545,10 +550,12 @@ class RecordingSpan implements Tracer.Span {
     const attributes: Record<string, string | number | boolean> = this.fixed === undefined
       ? {}
       : Object.assign({}, convertedAttributes(this.fixed))
-    if (this.added !== undefined) {
-      for (const [key, value] of this.added) {
-        const converted = attributeValue(value)
-        if (converted !== undefined) attributes[key] = converted
+    const added = this.added
+    if (added !== undefined) {
+      for (let i = 0; i < added.length; i += 2) {
+        const converted = attributeValue(added[i + 1])
+        // As OpenTelemetry's spans: an attribute set to no value (undefined, null) keeps the one it had.
+        if (converted !== undefined) attributes[added[i] as string] = converted
       }
     }
     let status: Span["status"] = "ok"
@@ -1018,26 +1025,35 @@ export const startChildSpan = (
   }
   const annotations = fiber.getFiberRef(FiberRef.currentTracerSpanAnnotations)
   if (HashMap.size(annotations) > 0) HashMap.forEach(annotations, (value, key) => span.attribute(key, value))
-  // The fiber runtime's own fields and setters (public types omit them): one write of the context, undone on exit.
+  // The fiber runtime's own fields (public types omit them): one write of the context, undone on exit.
   const runtime = fiber as unknown as FiberInternals
   const before = fiber.currentContext
   const refsBefore = runtime._fiberRefs
-  const refsWithSpan = withContext(
-    refsBefore,
-    fiber.id(),
-    Context.unsafeMake(new Overlay(before.unsafeMap, Tracer.ParentSpan.key, span))
-  )
-  runtime.setFiberRefs(refsWithSpan)
+  const context = Context.unsafeMake<never>(new Overlay(before.unsafeMap, Tracer.ParentSpan.key, span))
+  const refsWithSpan = withContext(refsBefore, fiber.id(), context)
+  // What setFiberRefs would do, less its re-reading of the refs it caches that did not change (the services, tracer,
+  // supervisor and scheduler): only the context and the span read from it are new.
+  runtime._fiberRefs = refsWithSpan
+  runtime.currentContext = context
+  runtime.currentSpan = span
   // An interrupted fiber skips its match handlers (they cost less than Effect.onExit's uninterruptible region, a
   // good part of a traced call): the span then ends with the fiber.
   const interrupted = (exit: Exit.Exit<unknown, unknown>) => span.end(clock.unsafeCurrentTimeNanos(), exit)
   fiber.addObserver(interrupted)
   return (exit) => {
-    fiber.removeObserver(interrupted)
+    // Still the newest observer (the usual case): taken off in place, without the copy removeObserver makes.
+    const observers = runtime._observers
+    if (observers[observers.length - 1] === interrupted) observers.pop()
+    else fiber.removeObserver(interrupted)
     // Nothing else changed the fiber's refs meanwhile (the usual case): put the old ones back as they were, without
     // the copy and comparison a write makes.
-    if (runtime._fiberRefs === refsWithSpan) runtime.setFiberRefs(refsBefore)
-    else runtime.setFiberRef(FiberRef.currentContext, before)
+    if (runtime._fiberRefs === refsWithSpan) {
+      runtime._fiberRefs = refsBefore
+      runtime.currentContext = before
+      runtime.currentSpan = parent
+    } else {
+      runtime.setFiberRef(FiberRef.currentContext, before)
+    }
     span.end(clock.unsafeCurrentTimeNanos(), exit)
   }
 }
@@ -1076,50 +1092,60 @@ const withContext = (
  * part of a traced call). Effect never writes a context's or fiber refs'
  * Map once made (it copies, then writes the copy); a write here is a bug.
  */
-class Overlay<K, V> extends Map<K, V> {
-  constructor(private readonly base: ReadonlyMap<K, V>, private readonly key: K, private readonly value: V) {
-    super()
-  }
-  override get(key: K): V | undefined {
+class Overlay<K, V> implements Map<K, V> {
+  constructor(private readonly base: ReadonlyMap<K, V>, private readonly key: K, private readonly value: V) {}
+  get(key: K): V | undefined {
     return key === this.key ? this.value : this.base.get(key)
   }
-  override has(key: K): boolean {
+  has(key: K): boolean {
     return key === this.key || this.base.has(key)
   }
-  override get size(): number {
+  get size(): number {
     return this.base.has(this.key) ? this.base.size : this.base.size + 1
   }
-  override *entries(): MapIterator<[K, V]> {
+  *entries(): MapIterator<[K, V]> {
     for (const entry of this.base) if (entry[0] !== this.key) yield entry
     yield [this.key, this.value]
   }
-  override [Symbol.iterator](): MapIterator<[K, V]> {
+  [Symbol.iterator](): MapIterator<[K, V]> {
     return this.entries()
   }
-  override *keys(): MapIterator<K> {
+  *keys(): MapIterator<K> {
     for (const [key] of this.entries()) yield key
   }
-  override *values(): MapIterator<V> {
+  *values(): MapIterator<V> {
     for (const [, value] of this.entries()) yield value
   }
-  override forEach(f: (value: V, key: K, map: Map<K, V>) => void, self?: unknown): void {
+  forEach(f: (value: V, key: K, map: Map<K, V>) => void, self?: unknown): void {
     for (const [key, value] of this.entries()) f.call(self, value, key, this)
   }
-  override set(): this {
+  set(): this {
     throw new Error("Overlay is read-only")
   }
-  override delete(): boolean {
+  delete(): boolean {
     throw new Error("Overlay is read-only")
   }
-  override clear(): void {
+  clear(): void {
     throw new Error("Overlay is read-only")
+  }
+  get [Symbol.toStringTag](): string {
+    return "Map"
   }
 }
+// A Map to `instanceof`, without the empty hash table a subclass of Map would allocate per overlay (two per traced
+// call); a Map method it does not define throws on it rather than read that empty table.
+Object.setPrototypeOf(Overlay.prototype, Map.prototype)
 
+/**
+ * The fiber runtime's fields and setter that {@link startChildSpan} uses: the refs, the two of the values it caches
+ * from them that derive from the context (`refreshRefCache` in effect/internal/fiberRuntime), and its observers.
+ */
 interface FiberInternals {
-  readonly _fiberRefs: FiberRefs.FiberRefs
+  _fiberRefs: FiberRefs.FiberRefs
+  currentContext: Context.Context<never>
+  currentSpan: Tracer.AnySpan | undefined
+  readonly _observers: Array<(exit: Exit.Exit<unknown, unknown>) => void>
   setFiberRef<X>(ref: FiberRef.FiberRef<X>, value: X): void
-  setFiberRefs(refs: FiberRefs.FiberRefs): void
 }
 
 /**

@@ -6,7 +6,7 @@ import { assert, describe, it } from "@effect/vitest"
 import * as OtelApi from "@opentelemetry/api"
 import { InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base"
 import { NodeTracerProvider } from "@opentelemetry/sdk-trace-node"
-import { Context, Deferred, Effect, Fiber, FiberRef, Schema } from "effect"
+import { Context, Deferred, Effect, Fiber, FiberRef, Option, Schema, type Tracer } from "effect"
 
 class NotFound extends Schema.TaggedError<NotFound>()("NotFound", { key: Schema.String }) {}
 
@@ -186,6 +186,39 @@ describe("Tracing", () => {
         "root3"
       )
     }).pipe(Effect.provide(Tracing.layer({ ...origin, store, otlpEndpoint: false })))
+  })
+
+  it.live("after withChildSpan the fiber's span is its parent again, whether or not the child wrote a FiberRef", () => {
+    const ref = FiberRef.unsafeMake(0)
+    const store = Tracing.makeStore()
+    const child = (body: Effect.Effect<unknown>) =>
+      Tracing.withChildSpan(
+        Effect.zipRight(body, Effect.map(Effect.currentSpan, (span) => span.name)),
+        "child",
+        { kind: "internal" }
+      )
+    // Spans started after the child are children of the parent, not of the ended child.
+    const parentIsRoot = (root: Tracer.AnySpan) =>
+      Effect.gen(function*() {
+        assert.strictEqual((yield* Effect.currentSpan).spanId, root.spanId)
+        // withChildSpan first: it reads the fiber's cached span, which Effect.withSpan's own context write refreshes.
+        for (
+          const next of [
+            yield* Tracing.withChildSpan(Effect.currentSpan, "next", { kind: "internal" }),
+            yield* Effect.withSpan(Effect.currentSpan, "next")
+          ]
+        ) {
+          assert.strictEqual(Option.getOrThrow(next.parent).spanId, root.spanId)
+        }
+      })
+    return Effect.gen(function*() {
+      const root = yield* Effect.currentSpan
+      assert.strictEqual(yield* child(Effect.void), "child")
+      yield* parentIsRoot(root)
+      assert.strictEqual(yield* child(FiberRef.set(ref, 1)), "child")
+      yield* parentIsRoot(root)
+      assert.strictEqual(yield* FiberRef.get(ref), 1)
+    }).pipe(Effect.withSpan("root"), Effect.provide(Tracing.layer({ ...origin, store, otlpEndpoint: false })))
   })
 
   it.live("withChildSpan keeps the caller's services and FiberRefs, and what the child provides, sets or forks", () => {
