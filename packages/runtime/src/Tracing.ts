@@ -546,11 +546,14 @@ class RecordingSpan implements Tracer.Span {
     if (this.status._tag !== "Started") return
     const startTime = this.status.startTime
     this.status = { _tag: "Ended", startTime, endTime, exit }
-    // Object.assign, not a spread: a spread's copy takes ~1 µs to get one more key (V8 leaves it no room to grow).
-    const attributes: Record<string, string | number | boolean> = this.fixed === undefined
-      ? {}
-      : Object.assign({}, convertedAttributes(this.fixed))
     const added = this.added
+    const interrupted = exit._tag === "Failure" && Cause.isInterruptedOnly(exit.cause)
+    const fixed = this.fixed === undefined ? noAttributes : convertedAttributes(this.fixed)
+    // Nothing to add: the start attributes' stored form itself, shared (frozen). Otherwise a copy made with
+    // Object.assign, not a spread: a spread's copy takes ~1 µs to get one more key (V8 leaves it no room to grow).
+    const attributes: Record<string, string | number | boolean> = added === undefined && !interrupted
+      ? fixed as Record<string, string | number | boolean>
+      : Object.assign({}, fixed)
     if (added !== undefined) {
       for (let i = 0; i < added.length; i += 2) {
         const converted = attributeValue(added[i + 1])
@@ -561,7 +564,7 @@ class RecordingSpan implements Tracer.Span {
     let status: Span["status"] = "ok"
     let statusMessage: string | undefined
     if (exit._tag === "Failure") {
-      if (Cause.isInterruptedOnly(exit.cause)) {
+      if (interrupted) {
         attributes["status.interrupted"] = true
       } else {
         const error = Cause.prettyErrors(exit.cause)[0]
@@ -582,7 +585,7 @@ class RecordingSpan implements Tracer.Span {
       attributes,
       app: this.sink.origin.app,
       replicaId: this.sink.origin.replicaId,
-      pid: process.pid
+      pid
     }
     if (this.parent._tag === "Some") span.parentSpanId = this.parent.value.spanId
     if (statusMessage !== undefined && statusMessage !== "") span.statusMessage = statusMessage
@@ -590,7 +593,14 @@ class RecordingSpan implements Tracer.Span {
   }
 }
 
-/** Start attributes as the store keeps them, converted once per attributes object (a stub's are per method). */
+// Read once: `process` is an object in dictionary mode, where a property read is a hash lookup, per span.
+const pid = process.pid
+const noAttributes: Readonly<Record<string, string | number | boolean>> = Object.freeze({})
+
+/**
+ * Start attributes as the store keeps them, converted once per attributes object (a stub's are per method), frozen:
+ * spans with no other attributes share it.
+ */
 const convertedAttributes = (
   fixed: Readonly<Record<string, unknown>>
 ): Readonly<Record<string, string | number | boolean>> => {
@@ -601,7 +611,7 @@ const convertedAttributes = (
       const value = attributeValue(fixed[key])
       if (value !== undefined) made[key] = value
     }
-    convertedCache.set(fixed, converted = made)
+    convertedCache.set(fixed, converted = Object.freeze(made))
   }
   return converted
 }
