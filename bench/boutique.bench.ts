@@ -6,8 +6,8 @@
  *
  * Four deployments of examples/boutique, alternated within each round:
  * - baseline: the gRPC microservices (examples/boutique/baseline), one Node process per service;
- * - multi split: `weaver multi deploy weaver.toml`, one process per component (mutual TLS between them, the
- *   default), and the same with `mtls = false` (the baseline's gRPC is plaintext);
+ * - multi split: `weaver multi deploy weaver.toml`, one process per component (plain TCP between them, the
+ *   default, as the baseline's gRPC is plaintext), and the same with `mtls = true` (mutual TLS);
  * - multi colocated: `weaver multi deploy weaver-colocated.toml`, all components with main;
  * - single: `weaver single deploy weaver.toml`.
  * The weaver ones through the built CLI with the bundled binary, each stopped by the pid spawned.
@@ -275,8 +275,8 @@ type Result = Awaited<ReturnType<typeof drive>>
 const deployments: ReadonlyArray<readonly [string, () => Promise<Deployments.Deployment>]> = [
   ["baseline: gRPC microservices", Deployments.deployBaseline],
   ["weaver multi, split", () => Deployments.deployWeaver("multi", "weaver.toml")],
-  // The baseline's gRPC is plaintext; multi encrypts and authenticates every call between processes by default.
-  ["weaver multi, split, mtls = false", () => Deployments.deployWeaver("multi", "weaver.toml", { mtls: false })],
+  // What encrypting and authenticating every call between processes costs, next to the plaintext default.
+  ["weaver multi, split, mtls = true", () => Deployments.deployWeaver("multi", "weaver.toml", { mtls: true })],
   ["weaver multi, colocated", () => Deployments.deployWeaver("multi", "weaver-colocated.toml")],
   ["weaver single", () => Deployments.deployWeaver("single", "weaver.toml")]
 ]

@@ -5,10 +5,11 @@
  * - raw: a Node TCP echo with length-prefixed frames that batches its writes
  *   (one `write` per turn on both sides): the practical limit;
  * - @effect/rpc: `RpcServer`/`RpcClient` over a socket with msgpack;
- * - weaver: a component method called through `@effect-weaver/transport-rpc`;
+ * - weaver: a component method called through `@effect-weaver/transport-rpc`,
+ *   over plain TCP as `weaver multi deploy` calls by default;
  * - weaver mTLS: the same over mutual TLS 1.3, as `weaver multi deploy` calls
- *   by default (`[multi] mtls`); aim: ≤ 20 % below weaver's throughput, p50
- *   still ≤ 1.25× raw;
+ *   with `[multi] mtls = true` (and kube by default); aim (issue #13): ≤ 20 %
+ *   below weaver's throughput, p50 still ≤ 1.25× raw;
  * - raw TLS: the raw echo over the same mutual TLS 1.3 options: what TLS
  *   itself costs in Node, the floor of weaver mTLS.
  *

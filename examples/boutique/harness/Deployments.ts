@@ -69,9 +69,9 @@ export const waitReady = async (address: string, what: string, output: () => str
 /**
  * Deploys the built boutique (`dist/boutique.mjs`) with the built CLI:
  * `tool` is `single` or `multi`, `config` a file of the example
- * (`weaver.toml` or `weaver-colocated.toml`); `mtls: false` turns off
- * mutual TLS between the processes of a multi deployment. Resolves once the
- * storefront answers.
+ * (`weaver.toml` or `weaver-colocated.toml`); `mtls`, when given, is
+ * written as `[multi] mtls` (mutual TLS between the processes of a multi
+ * deployment; off by default). Resolves once the storefront answers.
  *
  * @since 0.2.0
  * @category deploying
@@ -90,7 +90,7 @@ export const deployWeaver = async (
   const text = Fs.readFileSync(Path.join(exampleDir, config), "utf8")
     .replace(/^binary = .*$/m, `binary = ${JSON.stringify(binary)}`)
     .replaceAll("localhost:12345", "127.0.0.1:0")
-    .replace(/^\[multi\]\n/m, options.mtls === false ? "[multi]\nmtls = false\n" : "[multi]\n")
+    .replace(/^\[multi\]\n/m, options.mtls === undefined ? "[multi]\n" : `[multi]\nmtls = ${options.mtls}\n`)
   const file = Path.join(dir, config)
   Fs.writeFileSync(file, text)
   const child = ChildProcess.spawn(process.execPath, [cli, tool, "deploy", file], {
@@ -105,7 +105,7 @@ export const deployWeaver = async (
     await Processes.stop(child)
     Fs.rmSync(dir, { recursive: true, force: true })
   }
-  const name = `weaver ${tool} deploy ${config}${options.mtls === false ? " (mtls = false)" : ""}`
+  const name = `weaver ${tool} deploy ${config}${options.mtls === undefined ? "" : ` (mtls = ${options.mtls})`}`
   try {
     const pattern = tool === "multi" ? /proxy for listener boutique on (\S+)/ : /boutique listener available on (\S+)/
     const deadline = Date.now() + 60_000

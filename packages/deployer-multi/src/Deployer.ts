@@ -170,7 +170,7 @@ export interface Options {
   readonly singletons?: ReadonlyArray<string> | undefined
   /**
    * Mutual TLS between the processes, with call-graph authorization (default:
-   * `[multi] mtls` of the config, on unless set to false).
+   * `[multi] mtls` of the config, off unless set to true).
    */
   readonly mtls?: boolean | undefined
   readonly restart?: Partial<Restart> | undefined

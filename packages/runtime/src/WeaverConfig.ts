@@ -150,8 +150,12 @@ export const SingleSection = Schema.Struct({
 export const MultiSection = Schema.Struct({
   listeners: Schema.optionalWith(Listeners, { default: () => ({}) }),
   replicas: Schema.optionalWith(Schema.Int.pipe(Schema.between(1, 64)), { default: () => 2 }),
-  /** Mutual TLS between the processes, with call-graph authorization (Service Weaver's `mtls`); on by default. */
-  mtls: Schema.optionalWith(Schema.Boolean, { default: () => true })
+  /**
+   * Mutual TLS between the processes, with call-graph authorization (Service
+   * Weaver's `mtls`); off by default, because TLS costs more p50 latency than
+   * the RPC bar allows (README, Security).
+   */
+  mtls: Schema.optionalWith(Schema.Boolean, { default: () => false })
 })
 
 /**
@@ -219,7 +223,7 @@ export const empty = (file = "<no config>", dir = process.cwd()): WeaverConfig =
   dir,
   serviceweaver: { args: [], env: [], colocate: [] },
   single: { listeners: {}, workers: false },
-  multi: { listeners: {}, replicas: 2, mtls: true },
+  multi: { listeners: {}, replicas: 2, mtls: false },
   sections: {}
 })
 

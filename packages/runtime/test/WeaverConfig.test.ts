@@ -254,7 +254,7 @@ Times = 2
     })
     assert.deepStrictEqual(WeaverConfig.environment(config), { A: "1", B: "two=2", EMPTY: "" })
     assert.deepStrictEqual(config.single, { listeners: { web: { address: "localhost:0" } }, workers: false })
-    assert.deepStrictEqual(config.multi, { listeners: { web: { address: "[::1]:8080" } }, replicas: 3, mtls: true })
+    assert.deepStrictEqual(config.multi, { listeners: { web: { address: "[::1]:8080" } }, replicas: 3, mtls: false })
     assert.deepStrictEqual(decoded.get("cfg/Greeter"), { Greeting: "Bonjour", Times: 2 })
     assert.isFalse(decoded.has("cfg/Plain"))
   })
@@ -263,5 +263,13 @@ Times = 2
     const config = Either.getOrThrow(parse(""))
     assert.deepStrictEqual(config.serviceweaver, { args: [], env: [], colocate: [] })
     assert.strictEqual(config.multi.replicas, 2)
+    assert.deepStrictEqual(config.multi, WeaverConfig.empty().multi)
+  })
+
+  it("[multi] mtls is off unless set to true", () => {
+    assert.isFalse(Either.getOrThrow(parse("[multi]\nreplicas = 1\n")).multi.mtls)
+    assert.isTrue(Either.getOrThrow(parse("[multi]\nmtls = true\n")).multi.mtls)
+    assert.isFalse(Either.getOrThrow(parse("[multi]\nmtls = false\n")).multi.mtls)
+    assert.match(errorOf(`[multi]\nmtls = "yes"\n`), /mtls/)
   })
 })

@@ -647,8 +647,12 @@ export const serve = Effect.fnUntraced(function*(options: Options = {}) {
       accept
     ).on(
       "tlsClientError",
-      (error, socket) =>
+      (error, socket) => {
         bad(`refused a client in the TLS handshake: ${error.message}`, `${socket.remoteAddress}:${socket.remotePort}`)
+        // Node reports a handshake timeout here but leaves the socket open: a peer that never starts TLS would
+        // keep its connection (and a slot of maxConnections) for good.
+        socket.destroy()
+      }
     )
   server.maxConnections = settings.maxConnections
   server.on("drop", (peer) => {

@@ -1,8 +1,9 @@
 /**
  * The wire server against hostile peers: limits before the handshake, deadlines, idle connections, caps,
- * rate-limited logging, refusals that reveal nothing, and memory under a flood of large frames.
+ * rate-limited logging, refusals that reveal nothing, and memory under a flood of large frames. Plain TCP
+ * (`weaver multi deploy`'s default) throughout, but for one test of the same protections under mutual TLS.
  */
-import { Logging } from "@effect-weaver/runtime"
+import { Certificates, Logging } from "@effect-weaver/runtime"
 import { Wire } from "@effect-weaver/transport-rpc"
 import { assert, describe, it } from "@effect/vitest"
 import * as Cause from "effect/Cause"
@@ -12,6 +13,7 @@ import * as Fiber from "effect/Fiber"
 import * as Logger from "effect/Logger"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
+import * as Tls from "node:tls"
 import { clientOf, Echo, makeHooks, sendRaw, serveReplica, spawnReplica } from "./utils/fixture.js"
 
 const deploymentId = "dep-hostile-0123456789"
@@ -38,7 +40,7 @@ const eventually = (condition: () => boolean, millis = 5_000) =>
     return condition()
   })
 
-/** A raw connection that records whether the server closed it and when. */
+/** A raw connection that records whether the server closed it and when; destroyed when the scope closes. */
 const connectRaw = (address: string) =>
   Effect.async<
     {
@@ -55,7 +57,34 @@ const connectRaw = (address: string) =>
     socket.on("error", () => {})
     socket.on("close", () => closedAt ??= Date.now())
     socket.on("connect", () => resume(Effect.succeed({ socket, closed: () => closedAt, received: () => received })))
-  })
+  }).pipe(Effect.tap(({ socket }) => Effect.addFinalizer(() => Effect.sync(() => socket.destroy()))))
+
+/** A raw TLS connection with `credentials`, once its TLS handshake is done, recorded as {@link connectRaw}'s. */
+const connectTls = (address: string, credentials: Certificates.Credentials) =>
+  Effect.async<
+    {
+      readonly socket: Tls.TLSSocket
+      readonly closed: () => number | undefined
+      readonly received: () => Buffer
+    },
+    Error
+  >((resume) => {
+    const [host, port] = address.split(":")
+    const socket = Tls.connect({
+      ...Certificates.clientOptions(credentials, "test/Echo"),
+      host: host!,
+      port: Number(port)
+    })
+    let closedAt: number | undefined
+    const chunks: Array<Buffer> = []
+    socket.on("data", (chunk: Buffer) => chunks.push(chunk))
+    socket.on("error", (error) => resume(Effect.fail(error)))
+    socket.on("close", () => closedAt ??= Date.now())
+    socket.on("secureConnect", () =>
+      resume(Effect.succeed({ socket, closed: () => closedAt, received: () => Buffer.concat(chunks) })))
+  }).pipe(Effect.tap(({ socket }) =>
+    Effect.addFinalizer(() => Effect.sync(() => socket.destroy()))
+  ))
 
 const rssOf = (pid: number): number => {
   const status = Fs.readFileSync(`/proc/${pid}/status`, "utf8")
@@ -228,6 +257,54 @@ describe("the wire server against hostile peers", () => {
       assert.include(logs.entries.find((e) => e.msg.startsWith("suppressed"))!.msg, "at most 5 per 300ms")
       for (const entry of logs.entries) assert.strictEqual(entry.component, "test/Echo")
     }).pipe(Effect.scoped))
+
+  it.live(
+    "under mutual TLS: the deadline holds before and after the TLS handshake, and a wrong id is refused unrevealed",
+    () =>
+      Effect.gen(function*() {
+        const logs = captureLogs()
+        const authority = yield* Certificates.makeAuthority(deploymentId)
+        const credentials = yield* authority.issue({ group: "test/Echo", components: ["test/Echo"] })
+        const caller = yield* authority.issue({ group: "main", components: ["main"] })
+        const server = yield* serveReplica(yield* makeHooks(), {
+          deploymentId,
+          handshakeTimeout: "200 millis",
+          tls: { credentials, authorize: () => Effect.succeed(["test/Echo"]) }
+        }).pipe(Effect.provide(logs.layer))
+        // A peer that never starts TLS, and one that finishes TLS but sends no hello.
+        const start = Date.now()
+        const silent = yield* connectRaw(server.address)
+        const mute = yield* connectTls(server.address, caller)
+        assert.isTrue(yield* eventually(() => silent.closed() !== undefined && mute.closed() !== undefined))
+        for (const closed of [silent.closed()!, mute.closed()!]) {
+          assert.isAtLeast(closed - start, 150)
+          assert.isBelow(closed - start, 2_000)
+        }
+        assert.strictEqual(silent.received(), 0)
+        assert.strictEqual(mute.received().length, 0)
+        assert.isTrue(yield* eventually(() => logs.entries.length >= 2))
+        const messages = logs.entries.map((entry) => entry.msg)
+        assert.isTrue(messages.some((m) => m.includes("refused a client in the TLS handshake")), messages.join("\n"))
+        assert.isTrue(messages.some((m) => m.includes("no hello within 200 ms")), messages.join("\n"))
+        // A certified peer with another deployment's id learns only that it does not match.
+        const wrong = yield* connectTls(server.address, caller)
+        wrong.socket.write(Wire.encodeHello({ version: Wire.version, deploymentId: "dep-hostile-0123456788" }))
+        assert.isTrue(yield* eventually(() => wrong.closed() !== undefined))
+        const received = wrong.received()
+        const frames: Array<{ type: number; body: Buffer }> = []
+        new Wire.FrameReader(1 << 20, (type, _id, bytes, start, end) =>
+          frames.push({ type, body: Buffer.from(bytes.subarray(start, end)) })).push(received)
+        assert.deepStrictEqual(
+          frames.map((f) =>
+            f.type
+          ),
+          [Wire.FrameType.Error]
+        )
+        assert.include(Wire.decodeSystemError(frames[0]!.body.subarray(1)).detail, "does not match")
+        assert.notInclude(received.toString("latin1"), "0123456789", "no part of the right id")
+        assert.strictEqual(server.badConnections(), 3)
+      }).pipe(Effect.scoped)
+  )
 
   it.live("a bad server option is an error naming it", () =>
     Effect.gen(function*() {

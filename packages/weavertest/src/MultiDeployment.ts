@@ -103,7 +103,8 @@ export const make = (options: {
       logFiles: false,
       output: options.verbose ? undefined : () => undefined
     })
-    // This process hosts the main group: it calls and serves over mutual TLS with the group's certificate.
+    // This process hosts the main group: under `[multi] mtls` it calls and serves over mutual TLS with the
+    // group's certificate (credentials is undefined otherwise: plain TCP).
     const credentials = yield* deployer.credentials(Deployer.mainGroup).pipe(
       Effect.mapError((error) => new Deployer.DeployError({ reason: `mutual TLS: ${error.message}` }))
     )

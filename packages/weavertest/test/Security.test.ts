@@ -1,7 +1,8 @@
 /**
  * Mutual TLS and call-graph authorization: calls between processes go over
  * TLS with a certificate per colocation group; a callee serves a group only
- * the components that group's code resolved (`yield*`).
+ * the components that group's code resolved (`yield*`). Under multi this is
+ * `[multi] mtls = true`; by default the processes talk plain TCP.
  */
 import { Certificates, Weavelet } from "@effect-weaver/runtime"
 import * as Server from "@effect-weaver/transport-rpc/Server"
@@ -21,8 +22,10 @@ const unrequiredCall = Effect.gen(function*() {
   return yield* Effect.flip(vault.read())
 })
 
+const mtls = "[multi]\nmtls = true\n"
+
 describe("mutual TLS", () => {
-  for (const runner of [weavertest.rpc, weavertest.multi]) {
+  for (const runner of [weavertest.rpc, weavertest.multi.with({ config: mtls })]) {
     runner.test(
       "a call along the call graph works: main → Teller → Vault",
       app,
@@ -59,14 +62,14 @@ describe("mutual TLS", () => {
     "a stranger with the deployment id but no certificate, or another authority's, is refused",
     () =>
       Effect.gen(function*() {
-        const { deployment, weavelet } = yield* deployHere(app)
+        const { deployment, weavelet } = yield* deployHere(app, mtls)
         const teller = yield* Effect.provide(Teller, weavelet.clients("main") as Context.Context<Teller>)
         assert.strictEqual(yield* teller.balance(), 42)
         const groups = yield* deployment.deployer.groups
         const address = groups.filter((g) => g.components.includes("security/Vault"))
           .flatMap((g) => g.replicas).find((r) => r.address !== undefined)?.address
         assert.isDefined(address, "a ready Vault replica")
-        const port = Number(address!.slice(address!.lastIndexOf(":") + 1))
+        const port = portOf(address!)
         const hello = Wire.encodeHello({ version: Wire.version, deploymentId: deployment.deployer.deploymentId })
 
         // Plain TCP and the right deployment id: the server reads no frame, answers none, and closes.
@@ -88,14 +91,53 @@ describe("mutual TLS", () => {
       }).pipe(Effect.scoped),
     120_000
   )
+
+  it.live(
+    "without [multi] mtls (the default): plain TCP, no call-graph check, and a stranger with the deployment id is served",
+    () =>
+      Effect.gen(function*() {
+        const { deployment, weavelet } = yield* deployHere(app)
+        assert.isUndefined(yield* deployment.deployer.credentials("main"))
+        // main never resolved Vault, yet Vault serves it: nothing authorizes by the call graph.
+        const vault = Context.unsafeGet(weavelet.clients("main") as Context.Context<Vault>, Vault)
+        assert.strictEqual(yield* vault.read(), 42)
+        const groups = yield* deployment.deployer.groups
+        const address = groups.filter((g) => g.components.includes("security/Vault"))
+          .flatMap((g) => g.replicas).find((r) => r.address !== undefined)?.address
+        assert.isDefined(address, "a ready Vault replica")
+        const port = portOf(address!)
+
+        // Any local process that knows the deployment id gets the hello back, i.e. may call.
+        const hello = Wire.encodeHello({ version: Wire.version, deploymentId: deployment.deployer.deploymentId })
+        const plain = yield* exchange(Net.connect({ host: "127.0.0.1", port }), hello, "connect", "data")
+        assert.isFalse(plain.closed)
+        const frames: Array<number> = []
+        new Wire.FrameReader(1 << 20, (type) => frames.push(type)).push(plain.received)
+        assert.deepStrictEqual(frames, [Wire.FrameType.Hello])
+      }).pipe(Effect.scoped),
+    120_000
+  )
 })
 
-/** Sends `hello` once `event` fires; resolves with what came back when the server closes (or after 5 s). */
-const exchange = (socket: Net.Socket, hello: Buffer, event: "connect" | "secureConnect") =>
+const portOf = (address: string) => Number(address.slice(address.lastIndexOf(":") + 1))
+
+/**
+ * Sends `hello` once `event` fires; resolves with what came back when the server closes (or, with
+ * `until = "data"`, when its first bytes arrive), or after 5 s.
+ */
+const exchange = (
+  socket: Net.Socket,
+  hello: Buffer,
+  event: "connect" | "secureConnect",
+  until: "close" | "data" = "close"
+) =>
   Effect.async<{ readonly closed: boolean; readonly connected: boolean; readonly received: Buffer }>((resume) => {
     const chunks: Array<Buffer> = []
     let connected = false
+    let finished = false
     const done = (closed: boolean) => {
+      if (finished) return
+      finished = true
       clearTimeout(timer)
       socket.destroy()
       resume(Effect.succeed({ closed, connected, received: Buffer.concat(chunks) }))
@@ -105,7 +147,10 @@ const exchange = (socket: Net.Socket, hello: Buffer, event: "connect" | "secureC
       connected = true
       socket.write(hello)
     })
-    socket.on("data", (chunk: Buffer) => chunks.push(chunk))
+    socket.on("data", (chunk: Buffer) => {
+      chunks.push(chunk)
+      if (until === "data") done(false)
+    })
     socket.on("error", () => undefined)
     socket.on("close", () => done(true))
   })

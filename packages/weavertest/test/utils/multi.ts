@@ -7,15 +7,18 @@ import { Effect, Layer } from "effect"
 /**
  * Deploys `app` as the Multi runner does, this process playing main, and
  * returns the deployment and this process's weavelet: for tests that look at
- * the deployer itself, which a runner's test body cannot reach.
+ * the deployer itself, which a runner's test body cannot reach. `configText`
+ * is a weaver.toml (none by default).
  */
-export const deployHere = (app: Weaver.App<any, any>) =>
+export const deployHere = (app: Weaver.App<any, any>, configText?: string) =>
   Effect.gen(function*() {
-    const config = WeaverConfig.empty()
+    const config = configText === undefined
+      ? WeaverConfig.empty()
+      : yield* WeaverConfig.parse(configText, "<deployHere config>")
     const deployment = yield* MultiDeployment.make({
       app,
       config,
-      configText: undefined,
+      configText,
       deploymentId: crypto.randomUUID(),
       fakes: new Map()
     })
