@@ -516,7 +516,7 @@ class RecordingSpan implements Tracer.Span {
     readonly name: string,
     readonly parent: Option.Option<Tracer.AnySpan>,
     readonly context: Context.Context<never>,
-    readonly links: Array<Tracer.SpanLink>,
+    public links: ReadonlyArray<Tracer.SpanLink>,
     startTime: bigint,
     readonly kind: Tracer.SpanKind,
     private readonly sink: Sink,
@@ -540,7 +540,8 @@ class RecordingSpan implements Tracer.Span {
     // The store keeps no events.
   }
   addLinks(links: ReadonlyArray<Tracer.SpanLink>): void {
-    this.links.push(...links)
+    // A new array: a child span starts with the shared empty one.
+    this.links = [...this.links, ...links]
   }
   end(endTime: bigint, exit: Exit.Exit<unknown, unknown>): void {
     if (this.status._tag !== "Started") return
@@ -710,11 +711,11 @@ const makeTracer = (
   let managed = (globalThis as any)[otelGlobalKey]?.context !== undefined
   const childSpan: ChildSpan = (name, parent, startTime, kind, attributes) => {
     managed = (globalThis as any)[otelGlobalKey]?.context !== undefined
-    if (!parent.sampled) return new NonRecordingSpan(name, Option.some(parent), kind, startTime)
+    if (!parent.sampled) return new NonRecordingSpan(name, someParent(parent), kind, startTime)
     if (record !== undefined && !managed) {
-      return new RecordingSpan(name, Option.some(parent), Context.empty(), [], startTime, kind, record, attributes)
+      return new RecordingSpan(name, someParent(parent), Context.empty(), noLinks, startTime, kind, record, attributes)
     }
-    const span = otel.span(name, Option.some(parent), Context.empty(), [], startTime, kind, undefined)
+    const span = otel.span(name, someParent(parent), Context.empty(), [], startTime, kind, undefined)
     if (attributes !== undefined) { for (const key in attributes) span.attribute(key, attributes[key]) }
     return span
   }
@@ -725,7 +726,7 @@ const makeTracer = (
       // With a context manager registered, OpenTelemetry instrumentation may look the span up (and a root span may
       // have an OpenTelemetry parent): the SDK makes it.
       if (record !== undefined && !managed) {
-        return new RecordingSpan(name, parent, context, links.slice(), startTime, kind, record, undefined)
+        return new RecordingSpan(name, parent, context, links, startTime, kind, record, undefined)
       }
       return otel.span(name, parent, context, links, startTime, kind, options)
     },
@@ -740,6 +741,20 @@ const makeTracer = (
   })
   return Object.assign(tracer, { [childSpanKey]: childSpan })
 }
+
+/**
+ * `Option.some(parent)`, the same one for the same parent as the last call: the calls a request makes one after
+ * another start their spans under one parent (an Option is immutable, so sharing it is safe).
+ */
+const someParent = (parent: Tracer.AnySpan): Option.Option<Tracer.AnySpan> => {
+  if (parent !== lastParent) {
+    lastParent = parent
+    lastSomeParent = Option.some(parent)
+  }
+  return lastSomeParent!
+}
+let lastParent: Tracer.AnySpan | undefined
+let lastSomeParent: Option.Option<Tracer.AnySpan> | undefined
 
 /** The span itself or its nearest ancestor without `DisablePropagation`, as @effect/opentelemetry propagates. */
 const propagated = (span: Tracer.AnySpan): Tracer.AnySpan | undefined => {
@@ -1088,10 +1103,17 @@ const withContext = (
       stack === undefined
         ? [entry]
         : Equal.equals(stack[0][0], fiberId)
-        ? [entry, ...stack.slice(1)]
+        ? replaceHead(stack, entry)
         : [entry, ...stack]
     )
   )
+}
+
+/** A copy of a non-empty stack with its head replaced (one array, where a spread of a slice makes two). */
+const replaceHead = <A>(stack: readonly [A, ...Array<A>], head: A): [A, ...Array<A>] => {
+  const copy = stack.slice() as [A, ...Array<A>]
+  copy[0] = head
+  return copy
 }
 
 /**
