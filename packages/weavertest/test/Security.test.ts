@@ -65,11 +65,7 @@ describe("mutual TLS", () => {
         const { deployment, weavelet } = yield* deployHere(app, mtls)
         const teller = yield* Effect.provide(Teller, weavelet.clients("main") as Context.Context<Teller>)
         assert.strictEqual(yield* teller.balance(), 42)
-        const groups = yield* deployment.deployer.groups
-        const address = groups.filter((g) => g.components.includes("security/Vault"))
-          .flatMap((g) => g.replicas).find((r) => r.address !== undefined)?.address
-        assert.isDefined(address, "a ready Vault replica")
-        const port = portOf(address!)
+        const port = yield* vaultPort(deployment.deployer)
         const hello = Wire.encodeHello({ version: Wire.version, deploymentId: deployment.deployer.deploymentId })
 
         // Plain TCP and the right deployment id: the server reads no frame, answers none, and closes.
@@ -101,11 +97,7 @@ describe("mutual TLS", () => {
         // main never resolved Vault, yet Vault serves it: nothing authorizes by the call graph.
         const vault = Context.unsafeGet(weavelet.clients("main") as Context.Context<Vault>, Vault)
         assert.strictEqual(yield* vault.read(), 42)
-        const groups = yield* deployment.deployer.groups
-        const address = groups.filter((g) => g.components.includes("security/Vault"))
-          .flatMap((g) => g.replicas).find((r) => r.address !== undefined)?.address
-        assert.isDefined(address, "a ready Vault replica")
-        const port = portOf(address!)
+        const port = yield* vaultPort(deployment.deployer)
 
         // Any local process that knows the deployment id gets the hello back, i.e. may call.
         const hello = Wire.encodeHello({ version: Wire.version, deploymentId: deployment.deployer.deploymentId })
@@ -119,7 +111,19 @@ describe("mutual TLS", () => {
   )
 })
 
-const portOf = (address: string) => Number(address.slice(address.lastIndexOf(":") + 1))
+/** The port of a ready replica of Vault. */
+const vaultPort = (deployer: { readonly groups: Effect.Effect<ReadonlyArray<DeployedGroup>> }) =>
+  Effect.map(deployer.groups, (groups) => {
+    const address = groups.filter((g) => g.components.includes("security/Vault"))
+      .flatMap((g) => g.replicas).find((r) => r.address !== undefined)?.address
+    assert.isDefined(address, "a ready Vault replica")
+    return Number(address!.slice(address!.lastIndexOf(":") + 1))
+  })
+
+interface DeployedGroup {
+  readonly components: ReadonlyArray<string>
+  readonly replicas: ReadonlyArray<{ readonly address?: string | undefined }>
+}
 
 /**
  * Sends `hello` once `event` fires; resolves with what came back when the server closes (or, with
