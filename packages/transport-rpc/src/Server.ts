@@ -82,7 +82,10 @@ export interface Options {
   readonly idleTimeout?: Duration.DurationInput | undefined
   /** The most connections open at once (default 4096); connections beyond it are dropped as they are accepted. */
   readonly maxConnections?: number | undefined
-  /** The most connections still waiting for their hello (default 256); one more closes the oldest of them. */
+  /**
+   * The most connections still waiting for their hello (default 256), and under TLS as many still in their TLS
+   * handshake; one more closes the oldest of them.
+   */
   readonly maxPendingHandshakes?: number | undefined
   /**
    * At most `lines` warnings about bad connections per `interval` (default
@@ -628,7 +631,32 @@ export const serve = Effect.fnUntraced(function*(options: Options = {}) {
   }
 
   const tls = options.tls
+  /**
+   * Under TLS, the connections still in their TLS handshake, by peer address, oldest first: capped as those
+   * awaiting their hello are (a connection is one of those once its TLS handshake is done), or peers that never
+   * start TLS would hold every slot of maxConnections for the whole handshake deadline.
+   */
+  const inTls = new Map<string, Net.Socket>()
+  const peerOf = (socket: Net.Socket) => `${socket.remoteAddress}:${socket.remotePort}`
+  const connected = (raw: Net.Socket) => {
+    if (inTls.size >= maxPendingHandshakes) {
+      const [peer, oldest] = inTls.entries().next().value!
+      inTls.delete(peer)
+      bad(
+        `closing connection in the TLS handshake: ${inTls.size + 1} connections are in it (the limit), this was ` +
+          `the oldest`,
+        peer
+      )
+      oldest.destroy()
+    }
+    const peer = peerOf(raw)
+    inTls.set(peer, raw)
+    raw.once("close", () => {
+      if (inTls.get(peer) === raw) inTls.delete(peer)
+    })
+  }
   const accept = (socket: Net.Socket) => {
+    if (tls !== undefined) inTls.delete(peerOf(socket))
     if (awaiting.size >= maxPendingHandshakes) {
       // The oldest is the likeliest to be a peer that never sends its hello; a real client's arrives at once.
       awaiting.values().next().value!.close(
@@ -653,7 +681,7 @@ export const serve = Effect.fnUntraced(function*(options: Options = {}) {
         // keep its connection (and a slot of maxConnections) for good.
         socket.destroy()
       }
-    )
+    ).on("connection", connected)
   server.maxConnections = settings.maxConnections
   server.on("drop", (peer) => {
     bad(

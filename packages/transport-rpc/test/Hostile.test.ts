@@ -306,6 +306,36 @@ describe("the wire server against hostile peers", () => {
       }).pipe(Effect.scoped)
   )
 
+  it.live("under mutual TLS, caps connections still in their TLS handshake (closing the oldest)", () =>
+    Effect.gen(function*() {
+      const logs = captureLogs()
+      const authority = yield* Certificates.makeAuthority(deploymentId)
+      const credentials = yield* authority.issue({ group: "test/Echo", components: ["test/Echo"] })
+      const caller = yield* authority.issue({ group: "main", components: ["main"] })
+      const server = yield* serveReplica(yield* makeHooks(), {
+        deploymentId,
+        // Long enough that only the cap closes anything during the test.
+        handshakeTimeout: "20 seconds",
+        maxPendingHandshakes: 3,
+        tls: { credentials, authorize: () => Effect.succeed(["test/Echo"]) }
+      }).pipe(Effect.provide(logs.layer))
+      // Peers that open a TCP connection and never start TLS.
+      const silent = yield* Effect.forEach(Array.from({ length: 5 }), () => connectRaw(server.address))
+      assert.isTrue(yield* eventually(() => silent[0]!.closed() !== undefined && silent[1]!.closed() !== undefined))
+      yield* Effect.sleep("50 millis")
+      assert.deepStrictEqual(silent.map((c) => c.closed() !== undefined), [true, true, false, false, false])
+      assert.include(logs.entries[0]!.msg, "3 connections are in it (the limit)")
+      // A certified client still gets in (evicting another silent one) and keeps its connection: once its TLS
+      // handshake is done it no longer counts among those in one.
+      const echo = yield* clientOf(Echo, { deploymentId, addresses: [server.address], tls: caller })
+      assert.strictEqual(yield* echo.echo("in"), "in")
+      assert.deepStrictEqual(silent.map((c) => c.closed() !== undefined), [true, true, true, false, false])
+      const more = yield* Effect.forEach(Array.from({ length: 3 }), () => connectRaw(server.address))
+      assert.isTrue(yield* eventually(() => silent.every((c) => c.closed() !== undefined)))
+      assert.isTrue(more.every((c) => c.closed() === undefined))
+      assert.strictEqual(yield* echo.echo("still in"), "still in")
+    }).pipe(Effect.scoped))
+
   it.live("a bad server option is an error naming it", () =>
     Effect.gen(function*() {
       const hooks = yield* makeHooks()
