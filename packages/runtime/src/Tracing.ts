@@ -31,7 +31,7 @@ import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Equal from "effect/Equal"
-import * as Exit from "effect/Exit"
+import type * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import type * as FiberId from "effect/FiberId"
 import * as FiberRef from "effect/FiberRef"
@@ -43,6 +43,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as Tracer from "effect/Tracer"
+import { settled } from "./internal/settled.js"
 
 /**
  * A finished span, in a form that crosses process boundaries (JSON, msgpack)
@@ -992,19 +993,7 @@ export const withChildSpan = <A, E, R>(
 ): Effect.Effect<A, E, R> =>
   Effect.withFiberRuntime((fiber) => {
     const end = startChildSpan(fiber, name, options)
-    if (end === undefined) return self
-    return Effect.matchCauseEffect(self, {
-      onFailure: (cause) => {
-        const exit = Exit.failCause(cause)
-        end(exit)
-        return exit
-      },
-      onSuccess: (value) => {
-        const exit = Exit.succeed(value)
-        end(exit)
-        return exit
-      }
-    })
+    return end === undefined ? self : settled(self, end)
   })
 
 /**

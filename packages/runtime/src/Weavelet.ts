@@ -13,7 +13,7 @@ import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Effectable from "effect/Effectable"
-import * as Exit from "effect/Exit"
+import type * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
 import * as FiberRef from "effect/FiberRef"
@@ -32,6 +32,7 @@ import {
 import { clientResolved, componentBox, constructing, currentComponent, currentDeadline } from "./internal/fiberRefs.js"
 import type { ComponentBox } from "./internal/fiberRefs.js"
 import type { ComponentInfo } from "./internal/fiberRefs.js"
+import { settled } from "./internal/settled.js"
 import type * as Listener from "./Listener.js"
 import * as MethodMetrics from "./MethodMetrics.js"
 import * as Tracing from "./Tracing.js"
@@ -226,29 +227,6 @@ interface CurrentFiber extends FiberRefAccess {
 
 const timeoutError = (call: Call, detail: string) =>
   new RemoteCallError({ component: call.component, method: call.method, reason: "Timeout", detail })
-
-/**
- * Runs `end` with `effect`'s outcome once it succeeds or fails, then passes
- * the outcome on: one pair of match handlers, which an interrupted fiber
- * skips (see {@link CallsInFlight} for how interrupted calls are still
- * counted).
- */
-const settled = <A, E, R>(
-  effect: Effect.Effect<A, E, R>,
-  end: (exit: Exit.Exit<A, E>) => void
-): Effect.Effect<A, E, R> =>
-  Effect.matchCauseEffect(effect, {
-    onFailure: (cause) => {
-      const exit = Exit.failCause(cause)
-      end(exit)
-      return exit
-    },
-    onSuccess: (value) => {
-      const exit = Exit.succeed(value)
-      end(exit)
-      return exit
-    }
-  })
 
 /** Records a finished call's metrics: whether it failed, its latency (when the call was timed). */
 type Recorder = (failed: boolean, latencyMicros: number | undefined) => void
@@ -905,12 +883,12 @@ export const make = Effect.fnUntraced(function*(options: Options) {
         attributes: { ...localSpan.attributes, remote: true }
       }
       const traced = (c: Connection, payload: unknown): Effect.Effect<unknown, unknown> => {
-        if (!timed && colocated && !c.remote) {
-          const own = built.get(component.componentName)
+        const own = !timed && colocated && !c.remote ? built.get(component.componentName) : undefined
+        if (own !== undefined) {
           const fiber = currentFiber() as unknown as Fiber.RuntimeFiber<unknown, unknown>
-          const endSpan = own && Tracing.startChildSpan(fiber, spanName, localSpan)
+          const endSpan = Tracing.startChildSpan(fiber, spanName, localSpan)
           // The handler runs in the calling fiber: the span ends in the call's own match handlers.
-          if (endSpan !== undefined) return direct(c, payload, own!, endSpan)
+          if (endSpan !== undefined) return direct(c, payload, own, endSpan)
         }
         return Tracing.withChildSpan(invoke(c, payload), spanName, c.remote ? remoteSpan : localSpan)
       }

@@ -253,6 +253,10 @@ const describe = (error: unknown): string => error instanceof Error ? error.mess
  * @since 0.1.0
  * @category constructors
  */
+/** A peer's address as the server's log lines name it. */
+const peerOf = (socket: { readonly remoteAddress?: string | undefined; readonly remotePort?: number | undefined }) =>
+  `${socket.remoteAddress}:${socket.remotePort}`
+
 export const serve = Effect.fnUntraced(function*(options: Options = {}) {
   const weavelet = yield* Weavelet.Weavelet
   const captured = yield* Effect.runtime<never>()
@@ -328,7 +332,7 @@ export const serve = Effect.fnUntraced(function*(options: Options = {}) {
 
     constructor(readonly socket: Net.Socket) {
       socket.setNoDelay(true)
-      this.remote = `${socket.remoteAddress}:${socket.remotePort}`
+      this.remote = peerOf(socket)
       if (tls !== undefined) {
         const peer = Certificates.identityOf((socket as Tls.TLSSocket).getPeerCertificate())
         if (peer === undefined) {
@@ -637,7 +641,6 @@ export const serve = Effect.fnUntraced(function*(options: Options = {}) {
    * start TLS would hold every slot of maxConnections for the whole handshake deadline.
    */
   const inTls = new Map<string, Net.Socket>()
-  const peerOf = (socket: Net.Socket) => `${socket.remoteAddress}:${socket.remotePort}`
   const connected = (raw: Net.Socket) => {
     if (inTls.size >= maxPendingHandshakes) {
       const [peer, oldest] = inTls.entries().next().value!
@@ -676,7 +679,7 @@ export const serve = Effect.fnUntraced(function*(options: Options = {}) {
     ).on(
       "tlsClientError",
       (error, socket) => {
-        bad(`refused a client in the TLS handshake: ${error.message}`, `${socket.remoteAddress}:${socket.remotePort}`)
+        bad(`refused a client in the TLS handshake: ${error.message}`, peerOf(socket))
         // Node reports a handshake timeout here but leaves the socket open: a peer that never starts TLS would
         // keep its connection (and a slot of maxConnections) for good.
         socket.destroy()
@@ -686,7 +689,7 @@ export const serve = Effect.fnUntraced(function*(options: Options = {}) {
   server.on("drop", (peer) => {
     bad(
       `dropped a connection: ${server.maxConnections} are open (the limit)`,
-      peer === undefined ? undefined : `${peer.remoteAddress}:${peer.remotePort}`
+      peer === undefined ? undefined : peerOf(peer)
     )
   })
   const port = yield* Effect.async<number, ServeError>((resume) => {

@@ -7,6 +7,7 @@ import { Certificates, Logging } from "@effect-weaver/runtime"
 import { Wire } from "@effect-weaver/transport-rpc"
 import { assert, describe, it } from "@effect/vitest"
 import * as Cause from "effect/Cause"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
@@ -85,6 +86,27 @@ const connectTls = (address: string, credentials: Certificates.Credentials) =>
   }).pipe(Effect.tap(({ socket }) =>
     Effect.addFinalizer(() => Effect.sync(() => socket.destroy()))
   ))
+
+/**
+ * A replica serving over mutual TLS with `options`, its captured logs, and the credentials of a certified caller
+ * (group main) of the same authority.
+ */
+const serveTls = (options: {
+  readonly handshakeTimeout: Duration.DurationInput
+  readonly maxPendingHandshakes?: number
+}) =>
+  Effect.gen(function*() {
+    const logs = captureLogs()
+    const authority = yield* Certificates.makeAuthority(deploymentId)
+    const credentials = yield* authority.issue({ group: "test/Echo", components: ["test/Echo"] })
+    const caller = yield* authority.issue({ group: "main", components: ["main"] })
+    const server = yield* serveReplica(yield* makeHooks(), {
+      deploymentId,
+      ...options,
+      tls: { credentials, authorize: () => Effect.succeed(["test/Echo"]) }
+    }).pipe(Effect.provide(logs.layer))
+    return { caller, logs, server }
+  })
 
 const rssOf = (pid: number): number => {
   const status = Fs.readFileSync(`/proc/${pid}/status`, "utf8")
@@ -262,15 +284,7 @@ describe("the wire server against hostile peers", () => {
     "under mutual TLS: the deadline holds before and after the TLS handshake, and a wrong id is refused unrevealed",
     () =>
       Effect.gen(function*() {
-        const logs = captureLogs()
-        const authority = yield* Certificates.makeAuthority(deploymentId)
-        const credentials = yield* authority.issue({ group: "test/Echo", components: ["test/Echo"] })
-        const caller = yield* authority.issue({ group: "main", components: ["main"] })
-        const server = yield* serveReplica(yield* makeHooks(), {
-          deploymentId,
-          handshakeTimeout: "200 millis",
-          tls: { credentials, authorize: () => Effect.succeed(["test/Echo"]) }
-        }).pipe(Effect.provide(logs.layer))
+        const { caller, logs, server } = yield* serveTls({ handshakeTimeout: "200 millis" })
         // A peer that never starts TLS, and one that finishes TLS but sends no hello.
         const start = Date.now()
         const silent = yield* connectRaw(server.address)
@@ -308,17 +322,8 @@ describe("the wire server against hostile peers", () => {
 
   it.live("under mutual TLS, caps connections still in their TLS handshake (closing the oldest)", () =>
     Effect.gen(function*() {
-      const logs = captureLogs()
-      const authority = yield* Certificates.makeAuthority(deploymentId)
-      const credentials = yield* authority.issue({ group: "test/Echo", components: ["test/Echo"] })
-      const caller = yield* authority.issue({ group: "main", components: ["main"] })
-      const server = yield* serveReplica(yield* makeHooks(), {
-        deploymentId,
-        // Long enough that only the cap closes anything during the test.
-        handshakeTimeout: "20 seconds",
-        maxPendingHandshakes: 3,
-        tls: { credentials, authorize: () => Effect.succeed(["test/Echo"]) }
-      }).pipe(Effect.provide(logs.layer))
+      // A handshake deadline long enough that only the cap closes anything during the test.
+      const { caller, logs, server } = yield* serveTls({ handshakeTimeout: "20 seconds", maxPendingHandshakes: 3 })
       // Peers that open a TCP connection and never start TLS.
       const silent = yield* Effect.forEach(Array.from({ length: 5 }), () => connectRaw(server.address))
       assert.isTrue(yield* eventually(() => silent[0]!.closed() !== undefined && silent[1]!.closed() !== undefined))

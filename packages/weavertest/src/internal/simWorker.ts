@@ -5,7 +5,6 @@
  *
  * @internal
  */
-import * as Effect from "effect/Effect"
 import * as WorkerThreads from "node:worker_threads"
 import { run, type Workload } from "../Sim.js"
 import { shapeOf, Share, type WorkerData, type WorkerMessage } from "./simThreads.js"
@@ -39,7 +38,7 @@ export const main = (): void => {
   const port = WorkerThreads.parentPort
   if (data?.weaverSim !== true || port === null) return
   const post = (message: WorkerMessage) => port.postMessage(message)
-  Effect.runPromise(Effect.promise(() => import(data.moduleUrl) as Promise<Record<string, unknown>>)).then(
+  ;(import(data.moduleUrl) as Promise<Record<string, unknown>>).then(
     (module) => {
       const workload = workloadIn(module, data)
       if (typeof workload === "string") return post({ t: "error", reason: workload })
